@@ -7,4 +7,6 @@
 //! them. [`config`] reads the TOML configuration, [`log`] writes the
 //! Exim-style main log, [`tls`] builds the rustls configuration.
 
+pub mod config;
 pub mod smtp;
+pub mod spool;

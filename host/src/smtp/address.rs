@@ -157,7 +157,11 @@ fn check_domain(d: &str) -> Result<(), AddressError> {
         } else {
             inner.parse::<std::net::Ipv4Addr>().is_ok()
         };
-        return if ok { Ok(()) } else { Err(AddressError::Syntax) };
+        return if ok {
+            Ok(())
+        } else {
+            Err(AddressError::Syntax)
+        };
     }
     for label in d.split('.') {
         if label.is_empty() || label.len() > 63 {
@@ -254,7 +258,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_syntax() {
-        for bad in ["a", "@x", "a@", "a..b@x", ".a@x", "a@-x", "a@x..y", "a b@x", "\"a@x"] {
+        for bad in [
+            "a", "@x", "a@", "a..b@x", ".a@x", "a@-x", "a@x..y", "a b@x", "\"a@x",
+        ] {
             assert!(Address::parse(bad, false).is_err(), "{bad}");
         }
         assert_eq!(
@@ -279,7 +285,10 @@ mod tests {
         assert_eq!(p, Path::Mailbox(Address::new("user", "final.test")));
         assert_eq!(split_path("<a@b> SIZE=10").unwrap(), ("a@b", "SIZE=10"));
         assert_eq!(split_path("<\"x>y\"@b>").unwrap(), ("\"x>y\"@b", ""));
-        assert_eq!(split_path("a@b BODY=8BITMIME").unwrap(), ("a@b", "BODY=8BITMIME"));
+        assert_eq!(
+            split_path("a@b BODY=8BITMIME").unwrap(),
+            ("a@b", "BODY=8BITMIME")
+        );
         assert!(split_path("<a@b").is_err());
     }
 }

@@ -275,7 +275,11 @@ pub fn parse_mail_params(s: &str, esmtp: bool) -> Result<MailParams, Reply> {
                     "7BIT" => Body::SevenBit,
                     "8BITMIME" => Body::EightBitMime,
                     _ => {
-                        return Err(Reply::new(555, "5.5.4", format!("Unsupported BODY type: {v}")));
+                        return Err(Reply::new(
+                            555,
+                            "5.5.4",
+                            format!("Unsupported BODY type: {v}"),
+                        ));
                     }
                 })
             }
@@ -297,7 +301,11 @@ pub fn parse_mail_params(s: &str, esmtp: bool) -> Result<MailParams, Reply> {
                 return Err(bad_param(format!("Bad or repeated parameter {k}")));
             }
             _ => {
-                return Err(Reply::new(555, "5.5.4", format!("Unsupported parameter {k}")));
+                return Err(Reply::new(
+                    555,
+                    "5.5.4",
+                    format!("Unsupported parameter {k}"),
+                ));
             }
         }
     }
@@ -348,7 +356,11 @@ pub fn parse_rcpt_params(s: &str, esmtp: bool) -> Result<RcptParams, Reply> {
                 return Err(bad_param(format!("Bad or repeated parameter {k}")));
             }
             _ => {
-                return Err(Reply::new(555, "5.5.4", format!("Unsupported parameter {k}")));
+                return Err(Reply::new(
+                    555,
+                    "5.5.4",
+                    format!("Unsupported parameter {k}"),
+                ));
             }
         }
     }
@@ -361,16 +373,37 @@ mod tests {
 
     #[test]
     fn verbs() {
-        assert_eq!(Command::parse("ehlo client.test"), Command::Ehlo("client.test".into()));
+        assert_eq!(
+            Command::parse("ehlo client.test"),
+            Command::Ehlo("client.test".into())
+        );
         assert_eq!(
             Command::parse("MAIL FROM:<a@b> SIZE=5"),
             Command::Mail("<a@b> SIZE=5".into())
         );
-        assert_eq!(Command::parse("mail from: <a@b>"), Command::Mail(" <a@b>".into()));
-        assert_eq!(Command::parse("BDAT 100 LAST"), Command::Bdat { size: 100, last: true });
-        assert_eq!(Command::parse("BDAT 0"), Command::Bdat { size: 0, last: false });
+        assert_eq!(
+            Command::parse("mail from: <a@b>"),
+            Command::Mail(" <a@b>".into())
+        );
+        assert_eq!(
+            Command::parse("BDAT 100 LAST"),
+            Command::Bdat {
+                size: 100,
+                last: true
+            }
+        );
+        assert_eq!(
+            Command::parse("BDAT 0"),
+            Command::Bdat {
+                size: 0,
+                last: false
+            }
+        );
         assert!(matches!(Command::parse("BDAT -1"), Command::Invalid(_)));
-        assert!(matches!(Command::parse("BDAT 1 LAST x"), Command::Invalid(_)));
+        assert!(matches!(
+            Command::parse("BDAT 1 LAST x"),
+            Command::Invalid(_)
+        ));
         assert!(matches!(Command::parse("EHLO"), Command::Invalid(_)));
         assert_eq!(Command::parse("XYZZY"), Command::Unknown("XYZZY".into()));
     }
@@ -386,8 +419,14 @@ mod tests {
         assert_eq!(xtext_decode(p.envid.as_deref().unwrap()), "a+b");
         assert_eq!(parse_mail_params("FOO=1", true).unwrap_err().code, 555);
         assert_eq!(parse_mail_params("SIZE=x", true).unwrap_err().code, 501);
-        assert_eq!(parse_mail_params("SIZE=1 SIZE=2", true).unwrap_err().code, 501);
-        assert_eq!(parse_mail_params("BODY=BINARYMIME", true).unwrap_err().code, 555);
+        assert_eq!(
+            parse_mail_params("SIZE=1 SIZE=2", true).unwrap_err().code,
+            501
+        );
+        assert_eq!(
+            parse_mail_params("BODY=BINARYMIME", true).unwrap_err().code,
+            555
+        );
         assert_eq!(parse_mail_params("SIZE=1", false).unwrap_err().code, 555);
     }
 

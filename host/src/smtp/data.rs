@@ -256,7 +256,11 @@ mod tests {
         ];
         for v in variants {
             let mut input = v.to_vec();
-            assert!(read_all(&input).is_none(), "{:?}", String::from_utf8_lossy(v));
+            assert!(
+                read_all(&input).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
             input.extend_from_slice(b"\r\n.\r\n");
             for (c, n) in [read_all(&input).unwrap(), read_bytewise(&input).unwrap()] {
                 assert_eq!(n, input.len());

@@ -163,10 +163,16 @@ struct Tx {
 
 #[derive(Debug)]
 enum Pending {
-    Helo { name: String, esmtp: bool },
-    Mail { sender: Option<Address>, params: MailParams },
+    Helo {
+        name: String,
+        esmtp: bool,
+    },
+    Mail {
+        sender: Option<Address>,
+        params: MailParams,
+    },
     Rcpt(Recipient),
-    Message { chunking: bool },
+    Message,
 }
 
 /// The server session state machine.
@@ -296,7 +302,10 @@ impl Session {
             self.reply(Reply::new(
                 421,
                 "4.7.0",
-                format!("{} Too many commands, closing connection", self.cfg.hostname),
+                format!(
+                    "{} Too many commands, closing connection",
+                    self.cfg.hostname
+                ),
             ));
             self.phase = Phase::Closed(CloseReason::LimitReached);
             return false;
@@ -340,8 +349,9 @@ impl Session {
                     let done = *remaining == 0;
                     if self.bdat_failed.is_none() {
                         if let Some(tx) = self.tx.as_mut() {
-                            let (buf, norm, _) =
-                                tx.chunks.get_or_insert_with(|| (Vec::new(), Normalizer::default(), true));
+                            let (buf, norm, _) = tx
+                                .chunks
+                                .get_or_insert_with(|| (Vec::new(), Normalizer::default(), true));
                             norm.push(chunk, buf);
                             if self.cfg.max_message_size != 0
                                 && buf.len() as u64 > self.cfg.max_message_size
@@ -419,7 +429,11 @@ impl Session {
                     }
                     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
                     if raw.iter().any(|&b| b == 0 || b == b'\r') {
-                        return Some(Err(Reply::new(500, "5.5.2", "Invalid characters in command")));
+                        return Some(Err(Reply::new(
+                            500,
+                            "5.5.2",
+                            "Invalid characters in command",
+                        )));
                     }
                     return Some(match std::str::from_utf8(raw) {
                         Ok(s) => Ok(s.to_string()),
@@ -482,11 +496,8 @@ impl Session {
                     }
                     Some(_) => {
                         if self.cfg.max_message_size != 0 && size > self.cfg.max_message_size {
-                            self.bdat_failed = Some(Reply::new(
-                                552,
-                                "5.3.4",
-                                "Message size exceeds fixed limit",
-                            ));
+                            self.bdat_failed =
+                                Some(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
                         }
                         if let Some(tx) = self.tx.as_mut() {
                             tx.chunks
@@ -702,9 +713,12 @@ impl Session {
     }
 
     fn finish_message(&mut self, data: Vec<u8>, chunking: bool) -> Step {
-        let tx = self.tx.as_ref().expect("transaction present at end of data");
+        let tx = self
+            .tx
+            .as_ref()
+            .expect("transaction present at end of data");
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
-        self.pending = Some(Pending::Message { chunking });
+        self.pending = Some(Pending::Message);
         Step::Message(Box::new(Transaction {
             helo,
             esmtp,
@@ -782,7 +796,7 @@ impl Session {
                     tx.rcpts.push(r);
                 }
             }
-            Pending::Message { .. } => {
+            Pending::Message => {
                 // Not a check; keep waiting for message_done.
                 self.pending = Some(p);
             }
@@ -791,7 +805,7 @@ impl Session {
 
     /// Report the outcome of spooling the message: `Ok(id)` gives the 250.
     pub fn message_done(&mut self, result: Result<String, Reply>) {
-        if !matches!(self.pending, Some(Pending::Message { .. })) {
+        if !matches!(self.pending, Some(Pending::Message)) {
             return;
         }
         self.pending = None;

@@ -98,7 +98,16 @@ fn banner_and_ehlo() {
     assert_eq!(h.out, "220 mx.test ESMTP mailgate ready\r\n");
     let out = h.send(b"EHLO client.test\r\n");
     assert!(out.starts_with("250-mx.test Hello client.test [127.0.0.1]\r\n"));
-    for ext in ["SIZE 1000", "8BITMIME", "PIPELINING", "CHUNKING", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES", "STARTTLS"] {
+    for ext in [
+        "SIZE 1000",
+        "8BITMIME",
+        "PIPELINING",
+        "CHUNKING",
+        "SMTPUTF8",
+        "DSN",
+        "ENHANCEDSTATUSCODES",
+        "STARTTLS",
+    ] {
         assert!(out.contains(&format!("250-{ext}\r\n")), "{ext} in {out}");
     }
     assert!(!out.contains("PIPECONNECT"));
@@ -144,7 +153,10 @@ fn early_pipelined_transaction_is_served_with_pipe_connect() {
     assert!(h.messages[0].chunking);
     assert_eq!(h.closed, Some(CloseReason::Quit));
     assert!(h.out.starts_with("220 mx.test"));
-    assert!(h.out.ends_with("250 2.0.0 OK id=ID1\r\n221 2.0.0 mx.test closing connection\r\n"));
+    assert!(
+        h.out
+            .ends_with("250 2.0.0 OK id=ID1\r\n221 2.0.0 mx.test closing connection\r\n")
+    );
 }
 
 #[test]
@@ -161,7 +173,10 @@ fn full_transaction_with_data_and_dsn_params() {
     assert_eq!(m.sender.as_ref().unwrap().to_string(), "s@x.test");
     assert_eq!(m.rcpts.len(), 1);
     assert_eq!(m.params.ret, Some(command::Ret::Hdrs));
-    assert_eq!(m.rcpts[0].params.orcpt.as_deref(), Some("rfc822;u@local.test"));
+    assert_eq!(
+        m.rcpts[0].params.orcpt.as_deref(),
+        Some("rfc822;u@local.test")
+    );
     assert!(m.rcpts[0].params.notify.unwrap().delay);
     assert_eq!(m.data, b"Subject: hi\r\n\r\n.x\r\n");
 }
@@ -223,8 +238,13 @@ fn size_limits() {
 fn bdat_chunks_pipelined() {
     let mut h = Harness::new(cfg());
     h.send(b"EHLO c\r\n");
-    let out = h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<u@local.test>\r\nBDAT 4\r\nab\r\nBDAT 3 LAST\r\nc\nd");
-    assert!(out.ends_with("250 2.0.0 Chunk received\r\n250 2.0.0 OK id=ID1\r\n"), "{out}");
+    let out = h.send(
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<u@local.test>\r\nBDAT 4\r\nab\r\nBDAT 3 LAST\r\nc\nd",
+    );
+    assert!(
+        out.ends_with("250 2.0.0 Chunk received\r\n250 2.0.0 OK id=ID1\r\n"),
+        "{out}"
+    );
     assert_eq!(h.messages[0].data, b"ab\r\nc\r\nd");
     // BDAT without a transaction: the chunk is consumed, then 503.
     assert_eq!(h.codes(b"BDAT 6 LAST\r\nQUIT\r\n"), vec![503]);
@@ -304,7 +324,10 @@ fn utf8_addresses_need_smtputf8() {
     let mut h = Harness::new(cfg());
     h.send(b"EHLO c\r\n");
     assert_eq!(h.codes("MAIL FROM:<jöe@b.test>\r\n".as_bytes()), vec![553]);
-    assert_eq!(h.codes("MAIL FROM:<jöe@b.test> SMTPUTF8\r\n".as_bytes()), vec![250]);
+    assert_eq!(
+        h.codes("MAIL FROM:<jöe@b.test> SMTPUTF8\r\n".as_bytes()),
+        vec![250]
+    );
     assert_eq!(h.codes("RCPT TO:<ü@local.test>\r\n".as_bytes()), vec![250]);
 }
 

@@ -1,0 +1,447 @@
+//! The TOML configuration: types, defaults (the embedded `default.toml`),
+//! parsing with errors that name the file, line, column and reason.
+
+mod types;
+
+pub use types::{ByteSize, HostList, Network, Seconds};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration (also the documented reference).
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: Server,
+    /// `[[listener]]`
+    #[serde(rename = "listener")]
+    pub listeners: Vec<toml::Spanned<Listener>>,
+    /// `[tls]`
+    #[serde(default)]
+    pub tls: Tls,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: Limits,
+    /// `[spool]`
+    #[serde(default)]
+    pub spool: Spool,
+    /// `[local]`
+    #[serde(default)]
+    pub local: Local,
+    /// `[aliases]`
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// `[log]`
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Our host name.
+    pub hostname: String,
+    /// Data directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Local domains.
+    pub local_domains: Vec<String>,
+    /// Networks allowed to relay.
+    #[serde(default)]
+    pub relay_networks: HostList,
+    /// Hosts offered PIPECONNECT.
+    #[serde(default)]
+    pub pipe_connect_hosts: HostList,
+    /// Issue session tickets.
+    #[serde(default = "yes")]
+    pub tls_resumption: bool,
+    /// Grace period on SIGTERM.
+    #[serde(default = "thirty_secs")]
+    pub shutdown_timeout: Seconds,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn yes() -> bool {
+    true
+}
+fn thirty_secs() -> Seconds {
+    Seconds(30)
+}
+
+/// How a listener speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerMode {
+    /// Plain SMTP with STARTTLS offered.
+    Starttls,
+    /// TLS from the first byte (RFC 8314).
+    ImplicitTls,
+    /// Plain SMTP, no TLS.
+    Plain,
+}
+
+/// `[[listener]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Socket address.
+    pub address: SocketAddr,
+    /// TLS mode.
+    pub mode: ListenerMode,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key.
+    pub private_key: Option<PathBuf>,
+    /// Ticket lifetime.
+    pub ticket_lifetime: Seconds,
+    /// Ticket key rotation period.
+    pub ticket_key_rotation: Seconds,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            certificate: None,
+            private_key: None,
+            ticket_lifetime: Seconds(2 * 3600),
+            ticket_key_rotation: Seconds(6 * 3600),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message.
+    pub max_message_size: ByteSize,
+    /// Recipients per message.
+    pub max_recipients: usize,
+    /// Longest command line.
+    pub max_line_length: usize,
+    /// Protocol errors per connection.
+    pub max_errors: u32,
+    /// Junk commands per connection.
+    pub max_junk_commands: u32,
+    /// Messages per connection.
+    pub max_messages_per_connection: u32,
+    /// Connections in total.
+    pub max_connections: usize,
+    /// Connections per client IP.
+    pub max_connections_per_ip: usize,
+    /// Wait for a command.
+    pub command_timeout: Seconds,
+    /// Wait for content.
+    pub data_timeout: Seconds,
+    /// Whole connection.
+    pub connection_timeout: Seconds,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: ByteSize(50 << 20),
+            max_recipients: 1000,
+            max_line_length: 2048,
+            max_errors: 10,
+            max_junk_commands: 100,
+            max_messages_per_connection: 1000,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
+            command_timeout: Seconds(300),
+            data_timeout: Seconds(300),
+            connection_timeout: Seconds(3600),
+        }
+    }
+}
+
+/// `[spool]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// Segment size.
+    pub segment_size: ByteSize,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool {
+            segment_size: ByteSize(64 << 20),
+        }
+    }
+}
+
+/// `[local]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Local {
+    /// Maildir path template.
+    pub maildir: String,
+    /// Known local parts (empty: any).
+    pub users: Vec<String>,
+    /// Extra alias file.
+    pub alias_file: Option<PathBuf>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            maildir: "{data_dir}/maildir/{domain}/{local_part}".into(),
+            users: vec![],
+            alias_file: None,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Main log path template.
+    pub mainlog: String,
+    /// Tracing level.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            mainlog: "{data_dir}/log/mainlog".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration error with its location.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `<default>`).
+    pub file: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{}:{}:{}: {}", self.file, l, c, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn default_config() -> Config {
+        Config::parse(DEFAULT_TOML, "<default>").expect("embedded default config is valid")
+    }
+
+    /// Read and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: name.clone(),
+            position: None,
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &name)
+    }
+
+    /// Parse and validate TOML text; `name` is used in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let err = |span: Option<std::ops::Range<usize>>, reason: String| ConfigError {
+            file: name.to_string(),
+            position: span.map(|s| line_col(text, s.start)),
+            reason,
+        };
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            err(e.span(), msg)
+        })?;
+        let key_span = |key: &str| -> Option<std::ops::Range<usize>> {
+            text.find(&format!("\n{key}"))
+                .map(|i| i + 1..i + 1 + key.len())
+                .or_else(|| text.starts_with(key).then(|| 0..key.len()))
+        };
+        if cfg.listeners.is_empty() {
+            return Err(err(None, "at least one [[listener]] is required".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for l in &cfg.listeners {
+            if !seen.insert(l.get_ref().address) {
+                return Err(err(
+                    Some(l.span()),
+                    format!("listener address {} is given twice", l.get_ref().address),
+                ));
+            }
+        }
+        if cfg.server.hostname.trim().is_empty() {
+            return Err(err(
+                key_span("hostname"),
+                "server.hostname must not be empty".into(),
+            ));
+        }
+        if cfg.server.local_domains.iter().any(|d| d.trim().is_empty()) {
+            return Err(err(
+                key_span("local_domains"),
+                "empty name in server.local_domains".into(),
+            ));
+        }
+        if cfg.tls.certificate.is_some() != cfg.tls.private_key.is_some() {
+            return Err(err(
+                key_span("certificate").or_else(|| key_span("private_key")),
+                "tls.certificate and tls.private_key must be given together".into(),
+            ));
+        }
+        if !cfg.local.maildir.contains("{local_part}") {
+            return Err(err(
+                key_span("maildir"),
+                "local.maildir must contain {local_part}".into(),
+            ));
+        }
+        if cfg.limits.max_line_length < 512 {
+            return Err(err(
+                key_span("max_line_length"),
+                "limits.max_line_length must be at least 512 (RFC 5321 §4.5.3.1.4)".into(),
+            ));
+        }
+        if cfg.limits.max_recipients < 1 || cfg.limits.max_connections < 1 {
+            return Err(err(None, "limits must be at least 1".into()));
+        }
+        for (name_, targets) in &cfg.aliases {
+            if targets.is_empty() {
+                return Err(err(
+                    key_span(name_),
+                    format!("alias {name_} has no targets"),
+                ));
+            }
+        }
+        if let Err(e) = cfg
+            .log
+            .level
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+        {
+            return Err(err(key_span("level"), format!("log.level: {e}")));
+        }
+        Ok(cfg)
+    }
+
+    /// Replace `{data_dir}` in a path template.
+    pub fn expand_path(&self, template: &str) -> PathBuf {
+        PathBuf::from(template.replace("{data_dir}", &self.server.data_dir.to_string_lossy()))
+    }
+
+    /// The spool directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.server.data_dir.join("spool")
+    }
+
+    /// The cache database file (TLS ticket keys, later EHLO and DNS caches).
+    pub fn cache_db(&self) -> PathBuf {
+        self.server.data_dir.join("cache.redb")
+    }
+
+    /// The control socket the CLI uses to reach a running server.
+    pub fn control_socket(&self) -> PathBuf {
+        self.server.data_dir.join("control.sock")
+    }
+
+    /// True when `domain` is one of ours.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.server
+            .local_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_parses() {
+        let c = Config::default_config();
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.limits.max_message_size.0, 50 << 20);
+        assert!(
+            c.server
+                .pipe_connect_hosts
+                .contains("203.0.113.9".parse().unwrap())
+        );
+        assert!(
+            c.server
+                .relay_networks
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            !c.server
+                .relay_networks
+                .contains("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(c.aliases["postmaster"], vec!["root".to_string()]);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    const MIN: &str = "[server]\nhostname = \"h\"\nlocal_domains = [\"l\"]\n[[listener]]\naddress = \"127.0.0.1:25\"\nmode = \"plain\"\n";
+
+    #[test]
+    fn minimal_config_and_errors_with_positions() {
+        Config::parse(MIN, "t.toml").unwrap();
+        let e = error_of(&MIN.replace("plain", "bogus"));
+        assert!(e.starts_with("t.toml:6:8: unknown variant `bogus`"), "{e}");
+        let e = error_of(&format!("{MIN}[limits]\nmax_recipeints = 5\n"));
+        assert!(
+            e.starts_with("t.toml:8:1: unknown field `max_recipeints`"),
+            "{e}"
+        );
+        let e = error_of(&MIN.replace("127.0.0.1:25", "127.0.0.1"));
+        assert!(e.starts_with("t.toml:5:11:"), "{e}");
+        let e = error_of(&format!("{MIN}[limits]\ncommand_timeout = \"5 parsecs\"\n"));
+        assert!(
+            e.starts_with("t.toml:8:19:") && e.contains("duration"),
+            "{e}"
+        );
+        let e = error_of(&MIN.replace("[server]", "[server]\nrelay_networks = [\"10.0.0.0/33\"]"));
+        assert!(e.starts_with("t.toml:2:") && e.contains("prefix"), "{e}");
+        let e = error_of(&format!(
+            "{MIN}[[listener]]\naddress = \"127.0.0.1:25\"\nmode = \"plain\"\n"
+        ));
+        assert!(
+            e.contains("given twice") && e.starts_with("t.toml:7:"),
+            "{e}"
+        );
+        let e = error_of(&format!("{MIN}[tls]\ncertificate = \"c.pem\"\n"));
+        assert!(e.starts_with("t.toml:8:1: tls.certificate"), "{e}");
+    }
+}

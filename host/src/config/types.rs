@@ -1,0 +1,206 @@
+//! Value types of the configuration with their own syntax and errors.
+
+use serde::{Deserialize, Deserializer, de};
+use std::net::IpAddr;
+
+/// A duration in whole seconds, written "30s", "5m", "2h", "7d" or a number
+/// of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl Seconds {
+    /// As a std duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Seconds(n)),
+            Raw::S(s) => parse_duration(&s).map(Seconds).ok_or_else(|| {
+                de::Error::custom(format!(
+                    "invalid duration {s:?}: expected a number with s, m, h or d (\"30s\", \"5m\")"
+                ))
+            }),
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let mul = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// A size in octets, written as a number or with K, M or G (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => {
+                let t = s.trim();
+                let (num, mul) = match t.chars().last() {
+                    Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+                    Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+                    Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+                    _ => (t, 1),
+                };
+                num.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| n.checked_mul(mul))
+                    .map(ByteSize)
+                    .ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "invalid size {s:?}: expected a number, optionally with K, M or G"
+                        ))
+                    })
+            }
+        }
+    }
+}
+
+/// An IP network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parse "addr/prefix" or a bare address.
+    pub fn parse(s: &str) -> Result<Network, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid IP address {a:?} in {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("invalid prefix length in {s:?} (0..={max})"))?,
+        };
+        Ok(Network { addr, prefix })
+    }
+
+    /// True when `ip` is inside (IPv4-mapped IPv6 addresses match IPv4 networks).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A list of networks, or `*` for all hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostList {
+    all: bool,
+    nets: Vec<Network>,
+}
+
+impl HostList {
+    /// True when `ip` matches.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.all || self.nets.iter().any(|n| n.contains(ip))
+    }
+}
+
+impl<'de> Deserialize<'de> for HostList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        let mut list = HostList::default();
+        for it in items {
+            if it.trim() == "*" {
+                list.all = true;
+            } else {
+                list.nets
+                    .push(Network::parse(&it).map_err(de::Error::custom)?);
+            }
+        }
+        Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let n = Network::parse("10.1.0.0/16").unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let n6 = Network::parse("2001:db8::/32").unwrap();
+        assert!(n6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!n6.contains("10.1.0.1".parse().unwrap()));
+        assert!(
+            Network::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Network::parse("10.0.0.0/33").is_err());
+        assert!(Network::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(30));
+        assert_eq!(parse_duration("7d"), Some(604800));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("m"), None);
+    }
+}
