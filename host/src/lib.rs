@@ -7,6 +7,10 @@
 //! them. [`config`] reads the TOML configuration, [`log`] writes the
 //! Exim-style main log, [`tls`] builds the rustls configuration.
 
+pub mod cache;
 pub mod config;
+pub mod log;
+pub mod queue;
 pub mod smtp;
 pub mod spool;
+pub mod tls;

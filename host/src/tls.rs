@@ -1,0 +1,354 @@
+//! rustls server configuration: certificate (configured, or a self-signed one
+//! generated on first start and kept in the data directory) and session
+//! tickets whose keys are rotated and kept in the cache database, so that
+//! resumption (TLS 1.2 tickets and TLS 1.3 PSK) survives a restart.
+
+use crate::cache::{Cache, TICKET_KEYS};
+use crate::config::Config;
+use crate::spool::TlsDetails;
+use redb::ReadableTable;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ProducesTickets, ServerConfig, ServerConnection};
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// Errors while setting up TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// PEM content was unusable.
+    #[error("{0}: {1}")]
+    Pem(String, String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The cache database failed.
+    #[error("cache database: {0}")]
+    Cache(String),
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct Key {
+    id: u32,
+    created: u64,
+    key: LessSafeKey,
+}
+
+struct Keys {
+    current: Key,
+    previous: Option<Key>,
+}
+
+/// Session ticket encryption with keys persisted in redb.
+pub struct PersistentTicketer {
+    keys: RwLock<Keys>,
+    cache: Cache,
+    lifetime: u32,
+    rotation: u64,
+    rng: SystemRandom,
+}
+
+impl fmt::Debug for PersistentTicketer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersistentTicketer")
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+fn make_key(id: u32, created: u64, bytes: &[u8]) -> Option<Key> {
+    let k = UnboundKey::new(&aead::CHACHA20_POLY1305, bytes).ok()?;
+    Some(Key {
+        id,
+        created,
+        key: LessSafeKey::new(k),
+    })
+}
+
+impl PersistentTicketer {
+    /// Load the newest two keys, or make a first one.
+    pub fn new(cache: Cache, lifetime: u32, rotation: u64) -> Result<Self, TlsError> {
+        let cerr = |e: &dyn fmt::Display| TlsError::Cache(e.to_string());
+        let mut stored: Vec<(u32, u64, Vec<u8>)> = Vec::new();
+        {
+            let tx = cache.db().begin_write().map_err(|e| cerr(&e))?;
+            {
+                let table = tx.open_table(TICKET_KEYS).map_err(|e| cerr(&e))?;
+                for item in table.iter().map_err(|e| cerr(&e))? {
+                    let (k, v) = item.map_err(|e| cerr(&e))?;
+                    let v = v.value();
+                    if v.len() == 40 {
+                        let created = u64::from_le_bytes(v[..8].try_into().unwrap());
+                        stored.push((k.value(), created, v[8..].to_vec()));
+                    }
+                }
+            }
+            tx.commit().map_err(|e| cerr(&e))?;
+        }
+        stored.sort_by_key(|s| s.1);
+        let rng = SystemRandom::new();
+        let t = PersistentTicketer {
+            keys: RwLock::new(Keys {
+                current: Key {
+                    id: 0,
+                    created: 0,
+                    key: LessSafeKey::new(
+                        UnboundKey::new(&aead::CHACHA20_POLY1305, &[0; 32]).unwrap(),
+                    ),
+                },
+                previous: None,
+            }),
+            cache,
+            lifetime,
+            rotation,
+            rng,
+        };
+        let mut it = stored.into_iter().rev();
+        match it.next() {
+            Some((id, created, bytes)) => {
+                let mut keys = t.keys.write().unwrap();
+                keys.current = make_key(id, created, &bytes).expect("32-byte key");
+                keys.previous = it.next().and_then(|(i, c, b)| make_key(i, c, &b));
+            }
+            None => t.rotate()?,
+        }
+        Ok(t)
+    }
+
+    /// Make a new current key and persist it; drop keys older than the
+    /// previous one.
+    fn rotate(&self) -> Result<(), TlsError> {
+        let cerr = |e: &dyn fmt::Display| TlsError::Cache(e.to_string());
+        let mut bytes = [0u8; 32];
+        self.rng
+            .fill(&mut bytes)
+            .map_err(|_| TlsError::Cache("no randomness".into()))?;
+        let mut idb = [0u8; 4];
+        self.rng
+            .fill(&mut idb)
+            .map_err(|_| TlsError::Cache("no randomness".into()))?;
+        let id = u32::from_le_bytes(idb);
+        let created = now();
+        let mut keys = self.keys.write().unwrap();
+        let keep_prev = keys.current.id;
+        let tx = self.cache.db().begin_write().map_err(|e| cerr(&e))?;
+        {
+            let mut table = tx.open_table(TICKET_KEYS).map_err(|e| cerr(&e))?;
+            let mut v = created.to_le_bytes().to_vec();
+            v.extend_from_slice(&bytes);
+            table.insert(id, v.as_slice()).map_err(|e| cerr(&e))?;
+            let old: Vec<u32> = table
+                .iter()
+                .map_err(|e| cerr(&e))?
+                .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+                .filter(|&k| k != id && k != keep_prev)
+                .collect();
+            for k in old {
+                table.remove(k).map_err(|e| cerr(&e))?;
+            }
+        }
+        tx.commit().map_err(|e| cerr(&e))?;
+        let new = make_key(id, created, &bytes).expect("32-byte key");
+        let old = std::mem::replace(&mut keys.current, new);
+        keys.previous = (old.created != 0).then_some(old);
+        Ok(())
+    }
+}
+
+impl ProducesTickets for PersistentTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.lifetime
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let stale =
+            now().saturating_sub(self.keys.read().unwrap().current.created) >= self.rotation;
+        if stale {
+            if let Err(e) = self.rotate() {
+                tracing::warn!(error = %e, "ticket key rotation failed; keeping the old key");
+            }
+        }
+        let keys = self.keys.read().unwrap();
+        let mut nonce = [0u8; 12];
+        self.rng.fill(&mut nonce).ok()?;
+        let idb = keys.current.id.to_be_bytes();
+        let mut out = Vec::with_capacity(4 + 12 + plain.len() + 16);
+        out.extend_from_slice(&idb);
+        out.extend_from_slice(&nonce);
+        let mut body = plain.to_vec();
+        keys.current
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(idb),
+                &mut body,
+            )
+            .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        if cipher.len() < 4 + 12 + 16 {
+            return None;
+        }
+        let id = u32::from_be_bytes(cipher[..4].try_into().ok()?);
+        let keys = self.keys.read().unwrap();
+        let key = if keys.current.id == id {
+            &keys.current
+        } else {
+            keys.previous.as_ref().filter(|k| k.id == id)?
+        };
+        if now().saturating_sub(key.created) > self.rotation + u64::from(self.lifetime) {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&cipher[4..16]).ok()?;
+        let mut body = cipher[16..].to_vec();
+        let plain = key
+            .key
+            .open_in_place(nonce, Aad::from(&cipher[..4]), &mut body)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+fn load_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cname = cert.display().to_string();
+    let kname = key.display().to_string();
+    let cbytes = std::fs::read(cert).map_err(|e| TlsError::Io(cname.clone(), e))?;
+    let kbytes = std::fs::read(key).map_err(|e| TlsError::Io(kname.clone(), e))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cbytes[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem(cname.clone(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem(cname, "no CERTIFICATE block found".into()));
+    }
+    let key = rustls_pemfile::private_key(&mut &kbytes[..])
+        .map_err(|e| TlsError::Pem(kname.clone(), e.to_string()))?
+        .ok_or_else(|| TlsError::Pem(kname, "no PRIVATE KEY block found".into()))?;
+    Ok((certs, key))
+}
+
+/// Load the configured certificate, or the self-signed one in
+/// `<data_dir>/tls/`, generating it on first use.
+fn certificate(
+    cfg: &Config,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    if let (Some(c), Some(k)) = (&cfg.tls.certificate, &cfg.tls.private_key) {
+        return load_pem(c, k);
+    }
+    let dir = cfg.server.data_dir.join("tls");
+    let c = dir.join("selfsigned-cert.pem");
+    let k = dir.join("selfsigned-key.pem");
+    if c.exists() && k.exists() {
+        return load_pem(&c, &k);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| TlsError::Io(dir.display().to_string(), e))?;
+    let ck = rcgen::generate_simple_self_signed(vec![cfg.server.hostname.clone()])
+        .map_err(|e| TlsError::Pem("self-signed certificate".into(), e.to_string()))?;
+    std::fs::write(&c, ck.cert.pem()).map_err(|e| TlsError::Io(c.display().to_string(), e))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&k)
+            .map_err(|e| TlsError::Io(k.display().to_string(), e))?;
+        f.write_all(ck.signing_key.serialize_pem().as_bytes())
+            .map_err(|e| TlsError::Io(k.display().to_string(), e))?;
+    }
+    tracing::info!(certificate = %c.display(), "generated a self-signed certificate");
+    load_pem(&c, &k)
+}
+
+/// Build the server configuration.
+pub fn server_config(cfg: &Config, cache: &Cache) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (certs, key) = certificate(cfg)?;
+    let mut sc = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    if cfg.server.tls_resumption {
+        sc.ticketer = Arc::new(PersistentTicketer::new(
+            cache.clone(),
+            cfg.tls.ticket_lifetime.0.min(u64::from(u32::MAX)) as u32,
+            cfg.tls.ticket_key_rotation.0.max(60),
+        )?);
+        sc.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    } else {
+        sc.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        sc.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(sc))
+}
+
+/// Describe an established server connection for logs and headers.
+pub fn details(conn: &ServerConnection) -> TlsDetails {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2",
+        _ => "TLS",
+    };
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_default();
+    let cipher = suite
+        .strip_prefix("TLS13_")
+        .map_or(suite.clone(), |s| format!("TLS_{s}"));
+    let bits = if cipher.contains("128") { 128 } else { 256 };
+    TlsDetails {
+        version: version.into(),
+        cipher,
+        bits,
+        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        sni: conn.server_name().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_survive_a_restart_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c.redb")).unwrap();
+        let t1 = PersistentTicketer::new(cache.clone(), 7200, 3600).unwrap();
+        let ticket = t1.encrypt(b"session state").unwrap();
+        assert_eq!(t1.decrypt(&ticket).unwrap(), b"session state");
+        drop(t1);
+        let t2 = PersistentTicketer::new(cache.clone(), 7200, 3600).unwrap();
+        assert_eq!(t2.decrypt(&ticket).unwrap(), b"session state");
+        // After one rotation the old key still decrypts; after two it does not.
+        t2.rotate().unwrap();
+        assert_eq!(t2.decrypt(&ticket).unwrap(), b"session state");
+        t2.rotate().unwrap();
+        assert!(t2.decrypt(&ticket).is_none());
+        let mut bad = t2.encrypt(b"x").unwrap();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(t2.decrypt(&bad).is_none());
+    }
+}
