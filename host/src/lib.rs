@@ -9,8 +9,12 @@
 
 pub mod cache;
 pub mod config;
+pub mod control;
+pub mod listener;
 pub mod log;
 pub mod queue;
+pub mod server;
+pub mod session;
 pub mod smtp;
 pub mod spool;
 pub mod tls;

@@ -38,11 +38,7 @@ impl MainLog {
 
 /// Exim's host field: `H=(helo) [ip]:port`.
 pub fn host_field(helo: Option<&str>, ip: &str, port: u16) -> String {
-    let ipf = if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("[{ip}]:{port}")
-    };
+    let ipf = format!("[{ip}]:{port}");
     match helo {
         Some(h) if !h.is_empty() => format!("H=({}) {ipf}", printable(h)),
         _ => format!("H={ipf}"),

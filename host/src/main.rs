@@ -1,1 +1,234 @@
-fn main() {}
+//! The `mailgate` command.
+
+use clap::{Parser, Subcommand};
+use mailgate::config::{Config, DEFAULT_TOML};
+use mailgate::spool::{RcptState, Spool};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mailgate",
+    version,
+    about = "A mail gateway with WebAssembly plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (the embedded default configuration without --config).
+    Serve {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Inspect and change the queue.
+    Queue {
+        /// Configuration file (to find the data directory).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: QueueCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file and report the first error with its
+    /// file, line and column.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration (every key, documented).
+    Default,
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// List queued messages with each recipient's state.
+    List,
+    /// Show one message: envelope and content.
+    Show {
+        /// Message id.
+        id: String,
+    },
+    /// Remove a message from the queue without delivering it.
+    Remove {
+        /// Message id.
+        id: String,
+    },
+}
+
+fn load(config: Option<&Path>) -> Result<Config, String> {
+    match config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default_config()),
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = match cli.cmd {
+        Cmd::Serve { config } => load(config.as_deref()).and_then(|cfg| {
+            init_tracing(&cfg.log.level);
+            rt.block_on(mailgate::server::serve(cfg))
+        }),
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => Config::load(&file)
+            .map(|_| {
+                println!("{}: OK", file.display());
+            })
+            .map_err(|e| e.to_string()),
+        Cmd::Config {
+            cmd: ConfigCmd::Default,
+        } => {
+            print!("{DEFAULT_TOML}");
+            Ok(())
+        }
+        Cmd::Queue { config, cmd } => {
+            load(config.as_deref()).and_then(|cfg| rt.block_on(queue_cmd(&cfg, cmd)))
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
+    let request = match &cmd {
+        QueueCmd::List => "LIST".to_string(),
+        QueueCmd::Show { id } => format!("SHOW {id}"),
+        QueueCmd::Remove { id } => format!("REMOVE {id}"),
+    };
+    let answer = match mailgate::control::request(&cfg.control_socket(), &request).await {
+        Some(a) => a,
+        None => {
+            // No server running: work on the spool directly.
+            let dir = cfg.spool_dir();
+            if !dir.exists() {
+                return if matches!(cmd, QueueCmd::List) {
+                    Ok(())
+                } else {
+                    Err("the queue is empty".into())
+                };
+            }
+            let spool = if matches!(cmd, QueueCmd::Remove { .. }) {
+                Spool::open(
+                    &dir,
+                    mailgate::spool::SpoolOptions {
+                        segment_size: cfg.spool.segment_size.0,
+                    },
+                )
+            } else {
+                Spool::open_readonly(&dir)
+            }
+            .map_err(|e| format!("spool {}: {e}", dir.display()))?;
+            let log = mailgate::log::MainLog::open(&cfg.expand_path(&cfg.log.mainlog)).ok();
+            let a = mailgate::control::answer(&spool, log.as_ref(), &request);
+            spool.close();
+            a
+        }
+    };
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        return Err(e.to_string());
+    }
+    match cmd {
+        QueueCmd::List => {
+            let msgs: Vec<mailgate::spool::Envelope> =
+                serde_json::from_value(answer["messages"].clone()).map_err(|e| e.to_string())?;
+            let now = chrono::Utc::now().timestamp();
+            for m in msgs {
+                let age = now - m.received_at;
+                let age = if age < 3600 {
+                    format!("{}m", age / 60)
+                } else if age < 172_800 {
+                    format!("{}h", age / 3600)
+                } else {
+                    format!("{}d", age / 86400)
+                };
+                let sender = if m.sender.is_empty() {
+                    "<>".to_string()
+                } else {
+                    format!("<{}>", m.sender)
+                };
+                println!("{age:>4} {:>6} {} {sender}", human(m.size), m.id);
+                for r in &m.recipients {
+                    let state = match r.state {
+                        RcptState::Pending => "pending",
+                        RcptState::Expanded => "expanded",
+                        RcptState::Queued => "queued",
+                        RcptState::Delivered => "delivered",
+                        RcptState::Failed => "failed",
+                    };
+                    let next = r
+                        .next_attempt
+                        .map(|t| format!(" next attempt in {}s", (t - now).max(0)))
+                        .unwrap_or_default();
+                    println!(
+                        "          {state:<9} {}{}{next}",
+                        r.address,
+                        r.detail
+                            .as_ref()
+                            .map(|d| format!("  ({d})"))
+                            .unwrap_or_default()
+                    );
+                }
+                println!();
+            }
+        }
+        QueueCmd::Show { .. } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer["envelope"]).unwrap_or_default()
+            );
+            println!();
+            print!("{}", answer["content"].as_str().unwrap_or(""));
+        }
+        QueueCmd::Remove { id } => println!("{id} removed"),
+    }
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    if n < 1024 {
+        format!("{n}")
+    } else if n < 1 << 20 {
+        format!("{:.1}K", n as f64 / 1024.0)
+    } else {
+        format!("{:.1}M", n as f64 / 1048576.0)
+    }
+}

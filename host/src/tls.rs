@@ -177,10 +177,8 @@ impl ProducesTickets for PersistentTicketer {
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
         let stale =
             now().saturating_sub(self.keys.read().unwrap().current.created) >= self.rotation;
-        if stale {
-            if let Err(e) = self.rotate() {
-                tracing::warn!(error = %e, "ticket key rotation failed; keeping the old key");
-            }
+        if stale && let Err(e) = self.rotate() {
+            tracing::warn!(error = %e, "ticket key rotation failed; keeping the old key");
         }
         let keys = self.keys.read().unwrap();
         let mut nonce = [0u8; 12];

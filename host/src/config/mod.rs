@@ -288,7 +288,7 @@ impl Config {
         let key_span = |key: &str| -> Option<std::ops::Range<usize>> {
             text.find(&format!("\n{key}"))
                 .map(|i| i + 1..i + 1 + key.len())
-                .or_else(|| text.starts_with(key).then(|| 0..key.len()))
+                .or_else(|| text.starts_with(key).then_some(0..key.len()))
         };
         if cfg.listeners.is_empty() {
             return Err(err(None, "at least one [[listener]] is required".into()));

@@ -151,7 +151,7 @@ impl Router {
     /// True when the domain is local.
     pub fn is_local(&self, domain: &str) -> bool {
         let d = domain.to_lowercase();
-        self.local_domains.iter().any(|l| *l == d)
+        self.local_domains.contains(&d)
     }
 
     fn alias(&self, local: &str, domain: &str) -> Option<&Vec<String>> {
@@ -203,20 +203,20 @@ impl Router {
         if depth > MAX_DEPTH {
             return Err(format!("alias expansion of {address} is too deep"));
         }
-        if !seen.contains(&key) {
-            if let Some(targets) = self.alias(&l, &d) {
-                seen.push(key.clone());
-                for t in targets {
-                    let full = if t.contains('@') {
-                        t.clone()
-                    } else {
-                        format!("{t}@{d}")
-                    };
-                    self.route_into(&full, depth + 1, seen, out)?;
-                }
-                seen.pop();
-                return Ok(());
+        if !seen.contains(&key)
+            && let Some(targets) = self.alias(&l, &d)
+        {
+            seen.push(key.clone());
+            for t in targets {
+                let full = if t.contains('@') {
+                    t.clone()
+                } else {
+                    format!("{t}@{d}")
+                };
+                self.route_into(&full, depth + 1, seen, out)?;
             }
+            seen.pop();
+            return Ok(());
         }
         if !self.users.is_empty() && !self.users.contains(&l) && !seen.contains(&key) {
             return Err(format!("Unrouteable address {address}: unknown user"));

@@ -231,12 +231,13 @@ pub fn xtext_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'+' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or("x"), 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'+'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or("x"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -347,21 +347,18 @@ impl Session {
                     let chunk = &self.input[self.pos..self.pos + take];
                     *remaining -= take as u64;
                     let done = *remaining == 0;
-                    if self.bdat_failed.is_none() {
-                        if let Some(tx) = self.tx.as_mut() {
-                            let (buf, norm, _) = tx
-                                .chunks
-                                .get_or_insert_with(|| (Vec::new(), Normalizer::default(), true));
-                            norm.push(chunk, buf);
-                            if self.cfg.max_message_size != 0
-                                && buf.len() as u64 > self.cfg.max_message_size
-                            {
-                                self.bdat_failed = Some(Reply::new(
-                                    552,
-                                    "5.3.4",
-                                    "Message size exceeds fixed limit",
-                                ));
-                            }
+                    if self.bdat_failed.is_none()
+                        && let Some(tx) = self.tx.as_mut()
+                    {
+                        let (buf, norm, _) = tx
+                            .chunks
+                            .get_or_insert_with(|| (Vec::new(), Normalizer::default(), true));
+                        norm.push(chunk, buf);
+                        if self.cfg.max_message_size != 0
+                            && buf.len() as u64 > self.cfg.max_message_size
+                        {
+                            self.bdat_failed =
+                                Some(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
                         }
                     }
                     self.pos += take;
@@ -631,11 +628,12 @@ impl Session {
                 return None;
             }
         };
-        if let Some(size) = params.size {
-            if self.cfg.max_message_size != 0 && size > self.cfg.max_message_size {
-                self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
-                return None;
-            }
+        if let Some(size) = params.size
+            && self.cfg.max_message_size != 0
+            && size > self.cfg.max_message_size
+        {
+            self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
+            return None;
         }
         let sender = match address::parse_path(path, params.smtputf8) {
             Ok(Path::Null) => None,

@@ -182,10 +182,10 @@ fn apply(index: &mut Index, seg: u64, rec: Record<'_>) {
     match rec {
         Record::Message(env, off, data) => {
             let id = env.id.clone();
-            if let Some(old) = index.msgs.remove(&id) {
-                if let Some(s) = index.segs.get_mut(&old.seg) {
-                    s.live -= 1;
-                }
+            if let Some(old) = index.msgs.remove(&id)
+                && let Some(s) = index.segs.get_mut(&old.seg)
+            {
+                s.live -= 1;
             }
             if let Some(s) = index.segs.get_mut(&seg) {
                 s.live += 1;
@@ -206,10 +206,10 @@ fn apply(index: &mut Index, seg: u64, rec: Record<'_>) {
             }
         }
         Record::Done(id) => {
-            if let Some(old) = index.msgs.remove(&id) {
-                if let Some(s) = index.segs.get_mut(&old.seg) {
-                    s.live -= 1;
-                }
+            if let Some(old) = index.msgs.remove(&id)
+                && let Some(s) = index.segs.get_mut(&old.seg)
+            {
+                s.live -= 1;
             }
         }
     }
@@ -386,10 +386,7 @@ fn delete_dead_segments(inner: &Inner) -> io::Result<()> {
     let mut removed = false;
     {
         let mut idx = inner.index.lock().unwrap();
-        loop {
-            let Some((&n, seg)) = idx.segs.iter().next() else {
-                break;
-            };
+        while let Some((&n, seg)) = idx.segs.iter().next() {
             if n == idx.current || seg.live > 0 {
                 break;
             }
@@ -491,10 +488,10 @@ fn write_batch(inner: &Inner, batch: &mut [Req], opts: &SpoolOptions) -> io::Res
 }
 
 fn apply_entry(idx: &mut Index, seg: u64, env: Envelope, data_off: u64, data_len: u64) {
-    if let Some(old) = idx.msgs.remove(&env.id) {
-        if let Some(s) = idx.segs.get_mut(&old.seg) {
-            s.live -= 1;
-        }
+    if let Some(old) = idx.msgs.remove(&env.id)
+        && let Some(s) = idx.segs.get_mut(&old.seg)
+    {
+        s.live -= 1;
     }
     if let Some(s) = idx.segs.get_mut(&seg) {
         s.live += 1;
@@ -510,13 +507,16 @@ fn apply_entry(idx: &mut Index, seg: u64, env: Envelope, data_off: u64, data_len
     );
 }
 
+/// A live message to copy forward: envelope, its segment file, offset, length.
+type LiveCopy = (Envelope, Arc<File>, u64, u64);
+
 /// Start a new segment; copy the live messages of the oldest segment
 /// forward into it so that the oldest can go.
 fn rotate(inner: &Inner, old: u64) -> io::Result<(Arc<File>, u64, u64)> {
     let next = old + 1;
     let seg = create_segment(&inner.dir, next)?;
     let file = Arc::clone(&seg.file);
-    let (oldest, live): (u64, Vec<(Envelope, Arc<File>, u64, u64)>) = {
+    let (oldest, live): (u64, Vec<LiveCopy>) = {
         let mut idx = inner.index.lock().unwrap();
         idx.segs.insert(next, seg);
         idx.current = next;

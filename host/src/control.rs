@@ -1,0 +1,102 @@
+//! The control socket: how `mailgate queue ...` reaches a running server.
+//! One request line, one JSON answer, then the connection closes.
+//!
+//! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`.
+
+use crate::log::MainLog;
+use crate::spool::Spool;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Answer one request against a spool (used by the server and, when no
+/// server runs, by the CLI directly).
+pub fn answer(spool: &Spool, log: Option<&MainLog>, request: &str) -> serde_json::Value {
+    use serde_json::json;
+    let mut words = request.split_whitespace();
+    match (
+        words.next().map(str::to_ascii_uppercase).as_deref(),
+        words.next(),
+    ) {
+        (Some("LIST"), None) => json!({ "messages": spool.list() }),
+        (Some("SHOW"), Some(id)) => match (spool.get(id), spool.read_data(id)) {
+            (Some(env), Ok(data)) => json!({
+                "envelope": env,
+                "content": String::from_utf8_lossy(&data),
+            }),
+            _ => json!({ "error": format!("no message {id} in the queue") }),
+        },
+        (Some("REMOVE"), Some(id)) => {
+            if spool.get(id).is_none() {
+                return json!({ "error": format!("no message {id} in the queue") });
+            }
+            match spool.complete(id) {
+                Ok(_) => {
+                    if let Some(l) = log {
+                        l.write(&format!("{id} removed by the administrator"));
+                        l.write(&format!("{id} Completed"));
+                    }
+                    json!({ "removed": id })
+                }
+                Err(e) => json!({ "error": e.to_string() }),
+            }
+        }
+        _ => json!({ "error": format!("bad request {request:?}") }),
+    }
+}
+
+/// Serve the control socket.
+pub async fn serve(path: &Path, spool: Spool, log: Arc<MainLog>) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let spool = spool.clone();
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let _ = one(stream, &spool, &log).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn one(stream: UnixStream, spool: &Spool, log: &MainLog) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r).take_line(&mut line).await?;
+    let mut answer = serde_json::to_vec(&answer(spool, Some(log), line.trim()))?;
+    answer.push(b'\n');
+    w.write_all(&answer).await?;
+    w.shutdown().await
+}
+
+trait TakeLine {
+    async fn take_line(&mut self, buf: &mut String) -> std::io::Result<usize>;
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> TakeLine for BufReader<R> {
+    async fn take_line(&mut self, buf: &mut String) -> std::io::Result<usize> {
+        let mut limited = tokio::io::AsyncReadExt::take(self, 4096);
+        limited.read_line(buf).await
+    }
+}
+
+/// Send one request to a running server; `None` when none listens.
+pub async fn request(path: &Path, req: &str) -> Option<serde_json::Value> {
+    let mut s = UnixStream::connect(path).await.ok()?;
+    s.write_all(format!("{req}\n").as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf)
+        .await
+        .ok()?;
+    serde_json::from_slice(&buf).ok()
+}

@@ -1,0 +1,99 @@
+//! The daemon: opens the spool and caches, starts the queue, the listeners
+//! and the control socket, and handles SIGTERM (stop accepting, let sessions
+//! in flight finish up to `shutdown_timeout`).
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::listener::{self, ConnCounts};
+use crate::log::MainLog;
+use crate::queue::{self, route::Router};
+use crate::session::Shared;
+use crate::spool::{Spool, SpoolOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// Run the server until SIGTERM or SIGINT.
+pub async fn serve(cfg: Config) -> Result<(), String> {
+    let cfg = Arc::new(cfg);
+    let data = &cfg.server.data_dir;
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let log = Arc::new(
+        MainLog::open(&cfg.expand_path(&cfg.log.mainlog))
+            .map_err(|e| format!("main log {}: {e}", cfg.log.mainlog))?,
+    );
+    let spool_dir = cfg.spool_dir();
+    let spool = Spool::open(
+        &spool_dir,
+        SpoolOptions {
+            segment_size: cfg.spool.segment_size.0.max(64 * 1024),
+        },
+    )
+    .map_err(|e| format!("spool {}: {e}", spool_dir.display()))?;
+    let cache = Cache::open(&cfg.cache_db())
+        .map_err(|e| format!("cache {}: {e}", cfg.cache_db().display()))?;
+    let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
+    let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
+    let pending = spool.list().len();
+    let queue = queue::start(
+        spool.clone(),
+        Arc::clone(&router),
+        Arc::clone(&log),
+        cfg.server.hostname.clone(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        cfg: Arc::clone(&cfg),
+        spool: spool.clone(),
+        log: Arc::clone(&log),
+        router,
+        queue,
+        tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
+        shutdown: stop_rx,
+    });
+    let counts = Arc::new(ConnCounts::default());
+    let mut addrs = Vec::new();
+    for l in &cfg.listeners {
+        let l = l.get_ref();
+        let sock = listener::bind(l.address)
+            .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
+        addrs.push(format!("{} ({:?})", l.address, l.mode));
+        tokio::spawn(listener::accept_loop(
+            sock,
+            l.mode,
+            Arc::clone(&shared),
+            Arc::clone(&counts),
+        ));
+    }
+    crate::control::serve(&cfg.control_socket(), spool.clone(), Arc::clone(&log))
+        .await
+        .map_err(|e| format!("control socket {}: {e}", cfg.control_socket().display()))?;
+    log.write(&format!(
+        "mailgate daemon started: pid={}, {} message(s) in the spool, listening on {}",
+        std::process::id(),
+        pending,
+        addrs.join(", ")
+    ));
+    tracing::info!(listeners = %addrs.join(", "), "mailgate ready");
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    log.write("mailgate daemon stopping: no new connections; waiting for sessions in flight");
+    let _ = stop_tx.send(true);
+    let until = Instant::now() + cfg.server.shutdown_timeout.duration();
+    while counts.total() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = counts.total();
+    spool.close();
+    let _ = std::fs::remove_file(cfg.control_socket());
+    log.write(&format!(
+        "mailgate daemon stopped ({left} session(s) cut off)"
+    ));
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! One SMTP connection: drives the I/O-free [`crate::smtp::server::Session`]
+//! over a TCP or TLS stream, applies policy, spools accepted messages and
+//! writes the main log.
+
+pub mod policy;
+pub mod receive;
+pub mod stream;
+
+use crate::config::{Config, ListenerMode};
+use crate::log::{MainLog, host_field, printable};
+use crate::queue::QueueHandle;
+use crate::queue::route::Router;
+use crate::smtp::reply::Reply;
+use crate::smtp::server::{Check, CloseReason, Session, SessionConfig, Step, Verdict};
+use crate::spool::{Spool, TlsDetails, new_message_id};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stream::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// What every session shares.
+pub struct Shared {
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// The spool.
+    pub spool: Spool,
+    /// The main log.
+    pub log: Arc<MainLog>,
+    /// Routing tables.
+    pub router: Arc<Router>,
+    /// Where spooled messages go next.
+    pub queue: QueueHandle,
+    /// TLS, when available.
+    pub tls: Option<TlsAcceptor>,
+    /// Becomes true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Addresses and listener of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client.
+    pub peer: SocketAddr,
+    /// Our end.
+    pub local: SocketAddr,
+    /// The listener's TLS mode.
+    pub mode: ListenerMode,
+}
+
+/// The client's IP with IPv4-mapped IPv6 addresses shown as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    stream: Stream,
+    ip: IpAddr,
+    port: u16,
+    helo: Option<String>,
+    sender: Option<String>,
+    tls: Option<TlsDetails>,
+    early_offered: bool,
+    early_used: bool,
+    deadline: Instant,
+    buf: Vec<u8>,
+}
+
+enum ReadOutcome {
+    Data(usize),
+    Eof,
+    Timeout,
+    Shutdown,
+    Error(std::io::Error),
+}
+
+impl Conn {
+    fn host(&self) -> String {
+        host_field(self.helo.as_deref(), &self.ip.to_string(), self.port)
+    }
+
+    async fn write_out(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let t = self.shared.cfg.limits.command_timeout.duration();
+        match tokio::time::timeout(t, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            )),
+        }
+    }
+
+    async fn read_some(&mut self, timeout: Duration, watch_shutdown: bool) -> ReadOutcome {
+        let now = Instant::now();
+        let limit = timeout.min(self.deadline.saturating_duration_since(now));
+        let mut shutdown = self.shared.shutdown.clone();
+        let read = tokio::time::timeout(limit, self.stream.read(&mut self.buf));
+        tokio::select! {
+            r = read => match r {
+                Err(_) => ReadOutcome::Timeout,
+                Ok(Ok(0)) => ReadOutcome::Eof,
+                Ok(Ok(n)) => ReadOutcome::Data(n),
+                Ok(Err(e)) => ReadOutcome::Error(e),
+            },
+            _ = shutdown.wait_for(|v| *v), if watch_shutdown => ReadOutcome::Shutdown,
+        }
+    }
+
+    /// Anything the client sent without waiting (a short grace for hosts
+    /// allowed to pipeline early, none for others).
+    async fn early_input(&mut self, grace: Duration) -> Option<usize> {
+        match tokio::time::timeout(grace, self.stream.read(&mut self.buf)).await {
+            Ok(Ok(n)) if n > 0 => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Serve one connection to the end.
+pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
+    let _ = tcp.set_nodelay(true);
+    let cfg = Arc::clone(&shared.cfg);
+    let ip = canonical_ip(info.peer.ip());
+    let pipe_connect = cfg.server.pipe_connect_hosts.contains(ip);
+    let mut conn = Conn {
+        shared: Arc::clone(&shared),
+        stream: Stream::Plain(tcp),
+        ip,
+        port: info.peer.port(),
+        helo: None,
+        sender: None,
+        tls: None,
+        early_offered: pipe_connect,
+        early_used: false,
+        deadline: Instant::now() + cfg.limits.connection_timeout.duration(),
+        buf: vec![0; 16 * 1024],
+    };
+    if info.mode == ListenerMode::ImplicitTls {
+        let Some(acceptor) = shared.tls.clone() else {
+            return;
+        };
+        let Stream::Plain(tcp) = std::mem::replace(&mut conn.stream, Stream::Closed) else {
+            unreachable!()
+        };
+        match tokio::time::timeout(cfg.limits.command_timeout.duration(), acceptor.accept(tcp))
+            .await
+        {
+            Ok(Ok(tls)) => {
+                conn.tls = Some(crate::tls::details(tls.get_ref().1));
+                conn.stream = Stream::Tls(Box::new(tls));
+            }
+            Ok(Err(e)) => {
+                shared.log.write(&format!(
+                    "TLS error on connection from {} (accept): {e}",
+                    conn.host()
+                ));
+                return;
+            }
+            Err(_) => {
+                shared.log.write(&format!(
+                    "TLS error on connection from {} (accept): timed out",
+                    conn.host()
+                ));
+                return;
+            }
+        }
+    }
+    let scfg = SessionConfig {
+        hostname: cfg.server.hostname.clone(),
+        postmaster_domain: cfg
+            .server
+            .local_domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cfg.server.hostname.clone()),
+        client_display: format!("[{ip}]"),
+        max_message_size: cfg.limits.max_message_size.0,
+        max_recipients: cfg.limits.max_recipients,
+        max_line_length: cfg.limits.max_line_length,
+        max_errors: cfg.limits.max_errors,
+        max_junk_commands: cfg.limits.max_junk_commands,
+        max_messages: cfg.limits.max_messages_per_connection,
+        starttls: info.mode == ListenerMode::Starttls && shared.tls.is_some(),
+        pipe_connect,
+        tls_active: conn.tls.is_some(),
+    };
+    let mut session = Session::new(scfg);
+    let grace = if pipe_connect {
+        Duration::from_millis(2)
+    } else {
+        Duration::ZERO
+    };
+    let early = conn.early_input(grace).await;
+    if let Some(n) = early {
+        let first = conn.buf[..n].to_vec();
+        session.feed(&first);
+        if pipe_connect {
+            conn.early_used = true;
+        } else {
+            let line = String::from_utf8_lossy(&first);
+            let line = line.lines().next().unwrap_or("");
+            shared.log.write(&format!(
+                "SMTP protocol synchronization error (input sent without waiting for greeting): rejected connection from {} input=\"{}\"",
+                conn.host(),
+                printable(line)
+            ));
+        }
+    }
+    session.start(early.is_some());
+    run(&mut conn, &mut session).await;
+    let _ = conn.stream.shutdown().await;
+}
+
+async fn run(conn: &mut Conn, session: &mut Session) {
+    let shared = Arc::clone(&conn.shared);
+    let cfg = Arc::clone(&shared.cfg);
+    loop {
+        match session.poll() {
+            Step::NeedInput => {
+                let out = session.take_output();
+                if let Err(e) = conn.write_out(&out).await {
+                    tracing::debug!(error = %e, "write failed");
+                    return;
+                }
+                if *shared.shutdown.borrow() && session.is_idle() && !session.has_buffered_input() {
+                    session.abort(
+                        Reply::new(
+                            421,
+                            "4.3.2",
+                            format!("{} Service shutting down", cfg.server.hostname),
+                        ),
+                        CloseReason::Rejected,
+                    );
+                    continue;
+                }
+                let in_content = session.in_content();
+                let timeout = if in_content {
+                    cfg.limits.data_timeout.duration()
+                } else {
+                    cfg.limits.command_timeout.duration()
+                };
+                match conn.read_some(timeout, session.is_idle()).await {
+                    ReadOutcome::Data(n) => {
+                        let bytes = conn.buf[..n].to_vec();
+                        session.feed(&bytes);
+                    }
+                    ReadOutcome::Eof => {
+                        let what = if in_content {
+                            format!(
+                                "SMTP connection lost while reading message data (message abandoned) from {} F=<{}>",
+                                conn.host(),
+                                conn.sender.clone().unwrap_or_default()
+                            )
+                        } else {
+                            format!(
+                                "unexpected disconnection while reading SMTP command from {}",
+                                conn.host()
+                            )
+                        };
+                        shared.log.write(&what);
+                        return;
+                    }
+                    ReadOutcome::Error(e) => {
+                        shared
+                            .log
+                            .write(&format!("SMTP connection from {} lost: {e}", conn.host()));
+                        return;
+                    }
+                    ReadOutcome::Timeout => {
+                        let overall = Instant::now() >= conn.deadline;
+                        let (what, text) = if overall {
+                            (
+                                "SMTP connection time limit",
+                                "Connection time limit exceeded",
+                            )
+                        } else if in_content {
+                            (
+                                "SMTP data timeout (message abandoned)",
+                                "Timeout waiting for data",
+                            )
+                        } else {
+                            ("SMTP command timeout", "Timeout waiting for command")
+                        };
+                        shared
+                            .log
+                            .write(&format!("{what} on connection from {}", conn.host()));
+                        session.abort(
+                            Reply::new(
+                                421,
+                                "4.4.2",
+                                format!("{} {text}, closing connection", cfg.server.hostname),
+                            ),
+                            CloseReason::Rejected,
+                        );
+                    }
+                    ReadOutcome::Shutdown => {}
+                }
+            }
+            Step::Check(check) => {
+                let v = decide(conn, &check);
+                session.decide(v);
+            }
+            Step::Message(tx) => {
+                let res = receive::accept(conn_view(conn), &shared, *tx).await;
+                session.message_done(res);
+            }
+            Step::StartTls { discarded } => {
+                let out = session.take_output();
+                if conn.write_out(&out).await.is_err() {
+                    return;
+                }
+                if discarded > 0 {
+                    shared.log.write(&format!(
+                        "{} discarded {discarded} octets of plaintext pipelined after STARTTLS",
+                        conn.host()
+                    ));
+                }
+                let Some(acceptor) = shared.tls.clone() else {
+                    return;
+                };
+                let Stream::Plain(tcp) = std::mem::replace(&mut conn.stream, Stream::Closed) else {
+                    return;
+                };
+                match tokio::time::timeout(
+                    cfg.limits.command_timeout.duration(),
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(tls)) => {
+                        conn.tls = Some(crate::tls::details(tls.get_ref().1));
+                        conn.stream = Stream::Tls(Box::new(tls));
+                        conn.helo = None;
+                        session.tls_started();
+                    }
+                    Ok(Err(e)) => {
+                        shared.log.write(&format!(
+                            "TLS error on connection from {} (STARTTLS): {e}",
+                            conn.host()
+                        ));
+                        return;
+                    }
+                    Err(_) => {
+                        shared.log.write(&format!(
+                            "TLS error on connection from {} (STARTTLS): timed out",
+                            conn.host()
+                        ));
+                        return;
+                    }
+                }
+            }
+            Step::Close(reason) => {
+                let out = session.take_output();
+                let _ = conn.write_out(&out).await;
+                match reason {
+                    CloseReason::TooManyErrors => shared.log.write(&format!(
+                        "SMTP call from {} dropped: too many syntax or protocol errors",
+                        conn.host()
+                    )),
+                    CloseReason::LimitReached => shared.log.write(&format!(
+                        "SMTP call from {} dropped: too many commands or messages",
+                        conn.host()
+                    )),
+                    _ => {}
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn decide(conn: &mut Conn, check: &Check) -> Verdict {
+    let shared = Arc::clone(&conn.shared);
+    match check {
+        Check::Helo { name, .. } => {
+            conn.helo = Some(name.clone());
+            Verdict::Accept
+        }
+        Check::Mail { sender, .. } => {
+            conn.sender = Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default());
+            Verdict::Accept
+        }
+        Check::Rcpt { rcpt, sender, .. } => {
+            let v = policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt);
+            if let Verdict::Reject(r) = &v {
+                let from = sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
+                shared.log.write(&format!(
+                    "{} F=<{}> rejected RCPT <{}>: {}",
+                    conn.host(),
+                    printable(&from),
+                    printable(&rcpt.to_string()),
+                    r.lines[0]
+                ));
+            }
+            v
+        }
+    }
+}
+
+/// What the receive step needs to know about the connection.
+pub struct ConnView {
+    /// Client IP.
+    pub ip: IpAddr,
+    /// Client port.
+    pub port: u16,
+    /// TLS details.
+    pub tls: Option<TlsDetails>,
+    /// PIPECONNECT offered.
+    pub early_offered: bool,
+    /// PIPECONNECT used.
+    pub early_used: bool,
+}
+
+fn conn_view(c: &Conn) -> ConnView {
+    ConnView {
+        ip: c.ip,
+        port: c.port,
+        tls: c.tls.clone(),
+        early_offered: c.early_offered,
+        early_used: c.early_used,
+    }
+}
+
+/// Keep `new_message_id` reachable from here for the receive step.
+pub(crate) fn next_id() -> String {
+    new_message_id()
+}

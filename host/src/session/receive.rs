@@ -1,0 +1,207 @@
+//! Accepting a message: the Received: header, the envelope, the durable
+//! spool write, the `<=` log line and the hand-over to the queue.
+
+use super::{ConnView, Shared};
+use crate::log::{host_field, printable};
+use crate::smtp::command::Body;
+use crate::smtp::reply::Reply;
+use crate::smtp::server::Transaction;
+use crate::spool::{Envelope, RecipientEntry};
+
+/// Protocol names: `(log P=, Received with)`.
+pub fn protocol(esmtp: bool, tls: bool, utf8: bool) -> (String, String) {
+    let base = if esmtp { "esmtp" } else { "smtp" };
+    let s = if tls { "s" } else { "" };
+    let u = if utf8 { "utf8" } else { "" };
+    let log = format!("{u}{base}{s}");
+    let with = match (utf8, esmtp) {
+        (true, _) => format!("UTF8SMTP{}", s.to_uppercase()),
+        (false, true) => format!("ESMTP{}", s.to_uppercase()),
+        (false, false) => format!("SMTP{}", s.to_uppercase()),
+    };
+    (log, with)
+}
+
+/// Build the Received: header (RFC 5321 §4.4), folded, CRLF-terminated.
+pub fn received_header(
+    hostname: &str,
+    view: &ConnView,
+    tx: &Transaction,
+    id: &str,
+    with: &str,
+    now: chrono::DateTime<chrono::Local>,
+) -> String {
+    let mut h = format!("Received: from {} ([{}])\r\n", sanitize(&tx.helo), view.ip);
+    h.push_str(&format!("\tby {hostname} (mailgate) with {with}"));
+    if let Some(t) = &view.tls {
+        h.push_str(&format!(" ({}:{}:{})", t.version, t.cipher, t.bits));
+    }
+    h.push_str(&format!("\r\n\tid {id}"));
+    let sender = tx
+        .sender
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    h.push_str(&format!("\r\n\t(envelope-from <{}>)", sanitize(&sender)));
+    if tx.rcpts.len() == 1 {
+        h.push_str(&format!(
+            "\r\n\tfor <{}>",
+            sanitize(&tx.rcpts[0].address.to_string())
+        ));
+    }
+    h.push_str(&format!(";\r\n\t{}\r\n", now.to_rfc2822()));
+    h
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || c == '(' || c == ')' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The Message-ID of the header, for the log's `id=`.
+pub fn message_id_header(data: &[u8]) -> Option<String> {
+    let end = memchr::memmem::find(data, b"\r\n\r\n").unwrap_or(data.len());
+    let head = std::str::from_utf8(&data[..end]).ok()?;
+    let mut lines = head.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        if line.len() > 11 && line[..11].eq_ignore_ascii_case("message-id:") {
+            let mut v = line[11..].trim().to_string();
+            while let Some(next) = lines.peek() {
+                if next.starts_with([' ', '\t']) {
+                    v.push_str(next.trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            let v = v
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
+            return (!v.is_empty()).then_some(v);
+        }
+    }
+    None
+}
+
+/// Spool the message; `Ok(id)` once it is on disk.
+pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<String, Reply> {
+    let cfg = &shared.cfg;
+    let id = super::next_id();
+    let utf8 = tx.params.smtputf8;
+    let (proto, with) = protocol(tx.esmtp, view.tls.is_some(), utf8);
+    let now = chrono::Local::now();
+    let received = received_header(&cfg.server.hostname, &view, &tx, &id, &with, now);
+    let mut data = Vec::with_capacity(received.len() + tx.data.len());
+    data.extend_from_slice(received.as_bytes());
+    data.extend_from_slice(&tx.data);
+    let sender = tx
+        .sender
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let env = Envelope {
+        id: id.clone(),
+        received_at: now.timestamp(),
+        sender: sender.clone(),
+        helo: tx.helo.clone(),
+        client_ip: view.ip.to_string(),
+        client_port: view.port,
+        protocol: proto.clone(),
+        tls: view.tls.clone(),
+        body_8bitmime: tx.params.body == Some(Body::EightBitMime),
+        smtputf8: utf8,
+        ret: tx.params.ret,
+        envid: tx.params.envid.clone(),
+        size: data.len() as u64,
+        recipients: tx
+            .rcpts
+            .iter()
+            .map(|r| {
+                RecipientEntry::new(
+                    r.address.to_string(),
+                    r.params.notify,
+                    r.params.orcpt.clone(),
+                )
+            })
+            .collect(),
+    };
+    let size = data.len();
+    if let Err(e) = shared.spool.commit_message(env, &data).await {
+        shared.log.write(&format!(
+            "{} F=<{}> temporarily rejected after DATA: spool write failed: {e}",
+            host_field(Some(&tx.helo), &view.ip.to_string(), view.port),
+            printable(&sender)
+        ));
+        return Err(Reply::new(
+            451,
+            "4.3.0",
+            "Local error in processing; try again later",
+        ));
+    }
+    let mut line = format!(
+        "{id} <= {} {} P={proto}",
+        if sender.is_empty() {
+            "<>".to_string()
+        } else {
+            printable(&sender)
+        },
+        host_field(Some(&tx.helo), &view.ip.to_string(), view.port)
+    );
+    if view.early_used {
+        line.push_str(" L*");
+    } else if view.early_offered {
+        line.push_str(" L.");
+    }
+    if let Some(t) = &view.tls {
+        line.push_str(&format!(" X={} CV=no", t.log_field()));
+    }
+    if tx.chunking {
+        line.push_str(" K");
+    }
+    line.push_str(&format!(" S={size}"));
+    if let Some(mid) = message_id_header(&tx.data) {
+        line.push_str(&format!(" id={}", printable(&mid)));
+    }
+    shared.log.write(&line);
+    shared.queue.submit(id.clone());
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols() {
+        assert_eq!(
+            protocol(true, true, false),
+            ("esmtps".into(), "ESMTPS".into())
+        );
+        assert_eq!(
+            protocol(false, false, false),
+            ("smtp".into(), "SMTP".into())
+        );
+        assert_eq!(
+            protocol(true, true, true),
+            ("utf8esmtps".into(), "UTF8SMTPS".into())
+        );
+    }
+
+    #[test]
+    fn message_id() {
+        assert_eq!(
+            message_id_header(b"Subject: x\r\nMessage-ID:\r\n <abc@d>\r\n\r\nMessage-ID: <no>\r\n"),
+            Some("abc@d".into())
+        );
+        assert_eq!(message_id_header(b"Subject: x\r\n\r\n"), None);
+    }
+}
