@@ -71,7 +71,7 @@ pub fn message_id_header(data: &[u8]) -> Option<String> {
     let head = std::str::from_utf8(&data[..end]).ok()?;
     let mut lines = head.split("\r\n").peekable();
     while let Some(line) = lines.next() {
-        if line.len() > 11 && line[..11].eq_ignore_ascii_case("message-id:") {
+        if line.len() >= 11 && line[..11].eq_ignore_ascii_case("message-id:") {
             let mut v = line[11..].trim().to_string();
             while let Some(next) = lines.peek() {
                 if next.starts_with([' ', '\t']) {
