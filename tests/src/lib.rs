@@ -1,1 +1,442 @@
-//! placeholder
+//! Helpers for the integration tests: start the real `mailgate` binary on
+//! loopback with a private configuration, talk to it with raw sockets (plain
+//! or TLS), run real peers (swaks, Exim) against it, and read its logs.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The `mailgate` binary built by this workspace.
+pub fn mailgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/mailgate
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("mailgate");
+    assert!(
+        bin.exists(),
+        "{} not found: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A program a test needs; fails with a clear message when it is missing.
+pub fn require(program: &str) -> PathBuf {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "{program} is not installed; .ci/run installs the test peers (apt-get install swaks exim4-daemon-heavy)"
+    )
+}
+
+/// A running mailgate with its own data directory.
+pub struct Server {
+    /// Temporary directory holding config and data.
+    pub dir: tempfile::TempDir,
+    /// The STARTTLS listener port.
+    pub port: u16,
+    /// The implicit-TLS listener port.
+    pub tls_port: u16,
+    child: Option<Child>,
+    /// The configuration text.
+    pub config: String,
+}
+
+impl Server {
+    /// Start with the given extra config sections appended to a base that
+    /// has both listeners, local domain `local.test` and loopback relaying.
+    /// `server_extra` goes into the `[server]` table.
+    pub fn start(server_extra: &str, extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let tls_port = free_port();
+        let config = format!(
+            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n{extra}\n",
+            data = dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("mailgate.toml"), &config).unwrap();
+        let mut s = Server {
+            dir,
+            port,
+            tls_port,
+            child: None,
+            config,
+        };
+        s.spawn();
+        s
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mailgate.toml")
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stderr.log"))
+            .unwrap();
+        let child = Command::new(mailgate_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start mailgate");
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            // The control socket appears once every listener is bound.
+            if std::os::unix::net::UnixStream::connect(self.data().join("control.sock")).is_ok() {
+                break;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mailgate exited at start ({st}): {}", self.stderr());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "mailgate did not start: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the server printed on stderr.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The main log.
+    pub fn mainlog(&self) -> String {
+        std::fs::read_to_string(self.data().join("log/mainlog")).unwrap_or_default()
+    }
+
+    /// Wait until the main log has at least `n` lines containing `pat`.
+    pub fn wait_log(&self, pat: &str, n: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.mainlog();
+            if log.lines().filter(|l| l.contains(pat)).count() >= n {
+                return log;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {n} x {pat:?} in the main log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Files delivered to a local mailbox.
+    pub fn maildir(&self, domain: &str, local: &str) -> Vec<String> {
+        let dir = self
+            .data()
+            .join("maildir")
+            .join(domain)
+            .join(local)
+            .join("new");
+        let mut v: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect(),
+            Err(_) => vec![],
+        };
+        v.sort();
+        v
+    }
+
+    /// Run `mailgate <args> --config <ours>`.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(mailgate_bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// SIGKILL the server.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send SIGTERM and wait for the exit (at most `timeout`).
+    pub fn sigterm(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if c.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Start again on the same data and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A raw SMTP client over plain TCP or TLS.
+pub struct Client {
+    stream: Conn,
+    buf: Vec<u8>,
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Gone,
+}
+
+impl Read for Conn {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(b),
+            Conn::Tls(s) => s.read(b),
+            Conn::Gone => Ok(0),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(b),
+            Conn::Tls(s) => s.write(b),
+            Conn::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+            Conn::Gone => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_wrap(tcp: TcpStream) -> Conn {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("mx.local.test").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+}
+
+impl Client {
+    /// Connect in cleartext without reading the banner.
+    pub fn connect_raw(port: u16) -> Client {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client {
+            stream: Conn::Plain(tcp),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connect in cleartext and read the banner.
+    pub fn connect(port: u16) -> Client {
+        let mut c = Client::connect_raw(port);
+        let r = c.reply();
+        assert!(r.starts_with("220 "), "banner: {r}");
+        c
+    }
+
+    /// Connect with implicit TLS and read the banner.
+    pub fn connect_tls(port: u16) -> Client {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            stream: tls_wrap(tcp),
+            buf: Vec::new(),
+        };
+        let r = c.reply();
+        assert!(r.starts_with("220 "), "banner: {r}");
+        c
+    }
+
+    /// EHLO, STARTTLS, handshake and EHLO again.
+    pub fn starttls(port: u16) -> Client {
+        let mut c = Client::connect(port);
+        c.cmd("EHLO client.test");
+        let r = c.cmd("STARTTLS");
+        assert!(r.starts_with("220 "), "STARTTLS: {r}");
+        assert!(c.buf.is_empty());
+        c.upgrade();
+        let r = c.cmd("EHLO client.test");
+        assert!(r.starts_with("250"), "EHLO after TLS: {r}");
+        c
+    }
+
+    /// Switch a cleartext connection to TLS (after a 220 to STARTTLS).
+    pub fn upgrade(&mut self) {
+        match std::mem::replace(&mut self.stream, Conn::Gone) {
+            Conn::Plain(tcp) => self.stream = tls_wrap(tcp),
+            _ => panic!("not a cleartext connection"),
+        }
+    }
+
+    /// Send bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Read one complete (possibly multi-line) reply.
+    pub fn reply(&mut self) -> String {
+        loop {
+            if let Some(end) = complete_reply(&self.buf) {
+                let r: Vec<u8> = self.buf.drain(..end).collect();
+                return String::from_utf8_lossy(&r).into_owned();
+            }
+            let mut tmp = [0u8; 4096];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => {
+                    return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+                }
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) => panic!(
+                    "read failed: {e}; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+        }
+    }
+
+    /// Send a command line and read its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// True when the server closed the connection (EOF).
+    pub fn closed(&mut self) -> bool {
+        let mut tmp = [0u8; 64];
+        matches!(self.stream.read(&mut tmp), Ok(0) | Err(_))
+    }
+}
+
+/// Length of the first complete reply in `buf`.
+fn complete_reply(buf: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    while let Some(off) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
+        let line = &buf[pos..pos + off];
+        pos += off + 2;
+        if line.len() < 4 || line[3] == b' ' {
+            return Some(pos);
+        }
+    }
+    None
+}
+
+/// Run swaks against the server; returns (success, transcript).
+pub fn swaks(args: &[&str]) -> (bool, String) {
+    let out = Command::new(require("swaks"))
+        .args(args)
+        .output()
+        .expect("run swaks");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -55,10 +55,10 @@ pub struct Server {
     /// Local domains.
     pub local_domains: Vec<String>,
     /// Networks allowed to relay.
-    #[serde(default)]
+    #[serde(default = "HostList::loopback")]
     pub relay_networks: HostList,
     /// Hosts offered PIPECONNECT.
-    #[serde(default)]
+    #[serde(default = "HostList::everyone")]
     pub pipe_connect_hosts: HostList,
     /// Issue session tickets.
     #[serde(default = "yes")]
@@ -385,6 +385,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn omitted_keys_take_the_documented_defaults() {
+        let min = Config::parse(MIN, "t").unwrap();
+        let def = Config::default_config();
+        assert_eq!(min.server.relay_networks, def.server.relay_networks);
+        assert_eq!(min.server.pipe_connect_hosts, def.server.pipe_connect_hosts);
+        assert_eq!(min.server.tls_resumption, def.server.tls_resumption);
+        assert_eq!(min.server.shutdown_timeout, def.server.shutdown_timeout);
+        assert_eq!(format!("{:?}", min.limits), format!("{:?}", def.limits));
+        assert_eq!(format!("{:?}", min.tls), format!("{:?}", def.tls));
+        assert_eq!(format!("{:?}", min.spool), format!("{:?}", def.spool));
+        assert_eq!(format!("{:?}", min.local), format!("{:?}", def.local));
+        assert_eq!(format!("{:?}", min.log), format!("{:?}", def.log));
+    }
 
     #[test]
     fn default_parses() {

@@ -152,6 +152,25 @@ pub struct HostList {
 }
 
 impl HostList {
+    /// 127.0.0.0/8 and ::1.
+    pub fn loopback() -> HostList {
+        HostList {
+            all: false,
+            nets: vec![
+                Network::parse("127.0.0.0/8").unwrap(),
+                Network::parse("::1/128").unwrap(),
+            ],
+        }
+    }
+
+    /// Every host.
+    pub fn everyone() -> HostList {
+        HostList {
+            all: true,
+            nets: vec![],
+        }
+    }
+
     /// True when `ip` matches.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.all || self.nets.iter().any(|n| n.contains(ip))

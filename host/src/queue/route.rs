@@ -163,7 +163,11 @@ impl Router {
     /// True when a local address exists (a user or an alias).
     pub fn local_exists(&self, local: &str, domain: &str) -> bool {
         let (l, d) = (local.to_lowercase(), domain.to_lowercase());
-        self.users.is_empty() || self.users.contains(&l) || self.alias(&l, &d).is_some()
+        // RFC 5321 §4.5.1: postmaster always exists.
+        self.users.is_empty()
+            || self.users.contains(&l)
+            || l == "postmaster"
+            || self.alias(&l, &d).is_some()
     }
 
     fn maildir_for(&self, local: &str, domain: &str) -> PathBuf {
@@ -218,7 +222,11 @@ impl Router {
             seen.pop();
             return Ok(());
         }
-        if !self.users.is_empty() && !self.users.contains(&l) && !seen.contains(&key) {
+        if !self.users.is_empty()
+            && !self.users.contains(&l)
+            && !seen.contains(&key)
+            && l != "postmaster"
+        {
             return Err(format!("Unrouteable address {address}: unknown user"));
         }
         out.push(Route::Local {
