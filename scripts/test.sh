@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run every test of the workspace: unit tests and the integration tests that
+# start the real gateway and drive it with real peers (swaks, Exim 4.96).
+# On a fresh Debian machine (as root) the peers are installed first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+[ -x /usr/sbin/exim4 ] || missing+=(exim4-daemon-heavy)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing test peers: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" openssl libnet-ssleay-perl libio-socket-ssl-perl >/dev/null
+    else
+        echo "missing test peers: ${missing[*]} (install them with apt-get, as root)" >&2
+        exit 1
+    fi
+fi
+
+# The toolchain file names the wasm32-wasip2 target; make sure it is there.
+if command -v rustup >/dev/null 2>&1; then
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+fi
+
+cargo test --workspace --locked "$@"
