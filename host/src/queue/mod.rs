@@ -14,6 +14,54 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
+/// Route freshly accepted recipients before the message is spooled, so the
+/// first spool record already holds their final states: remote recipients
+/// become `queued`, aliases `expanded` (with their targets added), local
+/// mailboxes stay `pending` for the queue runner. Routing is pure
+/// computation, and doing it here saves a second fsync per message.
+/// Returns true when some recipient still needs local delivery.
+pub fn preroute(router: &Router, rcpts: &mut Vec<RecipientEntry>) -> bool {
+    let n = rcpts.len();
+    for i in 0..n {
+        let addr = rcpts[i].address.clone();
+        let Ok(routes) = router.route(&addr) else {
+            // Left pending: the queue runner fails it with a logged reason.
+            continue;
+        };
+        let direct = routes.len() == 1
+            && match &routes[0] {
+                Route::Remote(a) => *a == addr,
+                Route::Local { address, .. } => address.eq_ignore_ascii_case(&addr),
+            };
+        if direct {
+            if let Route::Remote(_) = routes[0] {
+                rcpts[i].state = RcptState::Queued;
+                rcpts[i].detail = Some("waiting for outbound delivery".into());
+            }
+            continue;
+        }
+        rcpts[i].state = RcptState::Expanded;
+        rcpts[i].detail = Some(format!("expanded to {} addresses", routes.len()));
+        for route in routes {
+            let mut child = RecipientEntry::new(
+                match &route {
+                    Route::Remote(a) => a.clone(),
+                    Route::Local { address, .. } => address.clone(),
+                },
+                rcpts[i].notify,
+                rcpts[i].orcpt.clone(),
+            );
+            child.parent = Some(i);
+            if let Route::Remote(_) = route {
+                child.state = RcptState::Queued;
+                child.detail = Some("waiting for outbound delivery".into());
+            }
+            rcpts.push(child);
+        }
+    }
+    rcpts.iter().any(|r| r.state == RcptState::Pending)
+}
+
 /// How often deferred local deliveries are retried.
 const RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -129,7 +177,11 @@ impl Runner {
                             Route::Local { address, .. } => address.eq_ignore_ascii_case(&addr),
                         };
                     if direct {
-                        changed |= self.apply(&mut env, i, &routes[0], None, &mut data);
+                        let via = env.recipients[i]
+                            .parent
+                            .and_then(|p| env.recipients.get(p))
+                            .map(|p| p.address.clone());
+                        changed |= self.apply(&mut env, i, &routes[0], via.as_deref(), &mut data);
                     } else {
                         env.recipients[i].state = RcptState::Expanded;
                         env.recipients[i].detail =

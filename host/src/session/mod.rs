@@ -255,10 +255,7 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                     cfg.limits.command_timeout.duration()
                 };
                 match conn.read_some(timeout, session.is_idle()).await {
-                    ReadOutcome::Data(n) => {
-                        let bytes = conn.buf[..n].to_vec();
-                        session.feed(&bytes);
-                    }
+                    ReadOutcome::Data(n) => session.feed(&conn.buf[..n]),
                     ReadOutcome::Eof => {
                         let what = if in_content {
                             format!(

@@ -108,6 +108,18 @@ pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<
         .as_ref()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let mut recipients: Vec<RecipientEntry> = tx
+        .rcpts
+        .iter()
+        .map(|r| {
+            RecipientEntry::new(
+                r.address.to_string(),
+                r.params.notify,
+                r.params.orcpt.clone(),
+            )
+        })
+        .collect();
+    let local_work = crate::queue::preroute(&shared.router, &mut recipients);
     let env = Envelope {
         id: id.clone(),
         received_at: now.timestamp(),
@@ -172,7 +184,9 @@ pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<
         line.push_str(&format!(" id={}", printable(&mid)));
     }
     shared.log.write(&line);
-    shared.queue.submit(id.clone());
+    if local_work {
+        shared.queue.submit(id.clone());
+    }
     Ok(id)
 }
 
