@@ -306,17 +306,33 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-fn tls_wrap(tcp: TcpStream) -> Conn {
+/// A TLS client configuration that accepts any certificate; `tls12_only`
+/// limits it to TLS 1.2. Its session cache lives as long as the config, so
+/// reusing one config across connections lets them resume.
+pub fn tls_config(tls12_only: bool) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
     let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
         .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+fn tls_wrap_with(tcp: TcpStream, cfg: Arc<rustls::ClientConfig>) -> Conn {
     let name = rustls::pki_types::ServerName::try_from("mx.local.test").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
     Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+}
+
+fn tls_wrap(tcp: TcpStream) -> Conn {
+    tls_wrap_with(tcp, tls_config(false))
 }
 
 impl Client {
@@ -340,10 +356,15 @@ impl Client {
 
     /// Connect with implicit TLS and read the banner.
     pub fn connect_tls(port: u16) -> Client {
+        Client::connect_tls_with(port, tls_config(false))
+    }
+
+    /// Connect with implicit TLS using a given client configuration.
+    pub fn connect_tls_with(port: u16, cfg: Arc<rustls::ClientConfig>) -> Client {
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut c = Client {
-            stream: tls_wrap(tcp),
+            stream: tls_wrap_with(tcp, cfg),
             buf: Vec::new(),
         };
         let r = c.reply();
@@ -369,6 +390,27 @@ impl Client {
         match std::mem::replace(&mut self.stream, Conn::Gone) {
             Conn::Plain(tcp) => self.stream = tls_wrap(tcp),
             _ => panic!("not a cleartext connection"),
+        }
+    }
+
+    /// Connect in cleartext to any address and read the banner.
+    pub fn connect_addr(addr: std::net::SocketAddr) -> Client {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            stream: Conn::Plain(tcp),
+            buf: Vec::new(),
+        };
+        let r = c.reply();
+        assert!(r.starts_with("220 "), "banner: {r}");
+        c
+    }
+
+    /// The server's end-entity certificate (DER), on a TLS connection.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.stream {
+            Conn::Tls(s) => s.conn.peer_certificates().map(|c| c[0].to_vec()),
+            _ => None,
         }
     }
 
