@@ -12,7 +12,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 /// Answer one request against a spool (used by the server and, when no
 /// server runs, by the CLI directly).
-pub fn answer(spool: &Spool, log: Option<&MainLog>, request: &str) -> serde_json::Value {
+pub async fn answer(spool: &Spool, log: Option<&MainLog>, request: &str) -> serde_json::Value {
     use serde_json::json;
     let mut words = request.split_whitespace();
     match (
@@ -31,8 +31,14 @@ pub fn answer(spool: &Spool, log: Option<&MainLog>, request: &str) -> serde_json
             if spool.get(id).is_none() {
                 return json!({ "error": format!("no message {id} in the queue") });
             }
-            match spool.complete(id) {
-                Ok(_) => {
+            let done = match spool.complete(id) {
+                Ok(wait) => wait
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("spool writer stopped"))),
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => {
                     if let Some(l) = log {
                         l.write(&format!("{id} removed by the administrator"));
                         l.write(&format!("{id} Completed"));
@@ -73,7 +79,7 @@ async fn one(stream: UnixStream, spool: &Spool, log: &MainLog) -> std::io::Resul
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).take_line(&mut line).await?;
-    let mut answer = serde_json::to_vec(&answer(spool, Some(log), line.trim()))?;
+    let mut answer = serde_json::to_vec(&answer(spool, Some(log), line.trim()).await)?;
     answer.push(b'\n');
     w.write_all(&answer).await?;
     w.shutdown().await

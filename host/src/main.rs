@@ -158,7 +158,7 @@ async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
             }
             .map_err(|e| format!("spool {}: {e}", dir.display()))?;
             let log = mailgate::log::MainLog::open(&cfg.expand_path(&cfg.log.mainlog)).ok();
-            let a = mailgate::control::answer(&spool, log.as_ref(), &request);
+            let a = mailgate::control::answer(&spool, log.as_ref(), &request).await;
             spool.close();
             a
         }

@@ -90,6 +90,19 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let left = counts.total();
+    let deliveries = shared
+        .queue
+        .drain(
+            until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(5)),
+        )
+        .await;
+    if deliveries > 0 {
+        log.write(&format!(
+            "{deliveries} delivery(ies) still running at shutdown; they will be retried"
+        ));
+    }
     spool.close();
     let _ = std::fs::remove_file(cfg.control_socket());
     log.write(&format!(

@@ -414,6 +414,14 @@ impl Client {
         }
     }
 
+    /// Send bytes; false when the connection is gone.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream
+            .write_all(bytes)
+            .and_then(|_| self.stream.flush())
+            .is_ok()
+    }
+
     /// Send bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();

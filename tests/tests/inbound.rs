@@ -347,3 +347,23 @@ fn sigterm_lets_a_transaction_in_flight_finish() {
     s.wait_log(" => alice@local.test", 1);
     assert_eq!(s.maildir("local.test", "alice").len(), 1);
 }
+
+#[test]
+fn a_client_dribbling_bytes_still_hits_the_command_timeout() {
+    let s = Server::start("", "[limits]\ncommand_timeout = \"2s\"\n");
+    let mut c = Client::connect(s.port);
+    let start = std::time::Instant::now();
+    // One byte every 300 ms: each read is quick, the command never ends.
+    for b in b"EHLO slowloris.test" {
+        if !c.try_send(&[*b]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let r = c.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(start.elapsed() < Duration::from_secs(6));
+}

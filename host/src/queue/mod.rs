@@ -69,12 +69,30 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct QueueHandle {
     tx: mpsc::UnboundedSender<String>,
+    runner: Arc<Runner>,
 }
 
 impl QueueHandle {
     /// Route and deliver a newly spooled message.
     pub fn submit(&self, id: String) {
         let _ = self.tx.send(id);
+    }
+
+    /// Stop starting deliveries and wait (up to `timeout`) for those in
+    /// flight, so that their spool records are written before the spool
+    /// closes. Returns the number still running at the deadline.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.runner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let n = self.runner.busy.lock().unwrap().len();
+            if n == 0 || tokio::time::Instant::now() >= until {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -85,6 +103,7 @@ struct Runner {
     hostname: String,
     busy: Mutex<HashSet<String>>,
     slots: Semaphore,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Start the queue runner; it first picks up what the spool holds.
@@ -102,7 +121,12 @@ pub fn start(
         hostname,
         busy: Mutex::new(HashSet::new()),
         slots: Semaphore::new(8),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
+    let handle = QueueHandle {
+        tx,
+        runner: Arc::clone(&runner),
+    };
     tokio::spawn(async move {
         runner.clone().scan();
         let mut tick = tokio::time::interval(RETRY_INTERVAL);
@@ -117,7 +141,7 @@ pub fn start(
             }
         }
     });
-    QueueHandle { tx }
+    handle
 }
 
 impl Runner {
@@ -131,6 +155,9 @@ impl Runner {
     }
 
     fn dispatch(self: Arc<Self>, id: String) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if !self.busy.lock().unwrap().insert(id.clone()) {
             return;
         }

@@ -229,10 +229,16 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
 async fn run(conn: &mut Conn, session: &mut Session) {
     let shared = Arc::clone(&conn.shared);
     let cfg = Arc::clone(&shared.cfg);
+    // The command timeout covers a whole command, not each read, so a
+    // client that dribbles a byte at a time cannot hold a session open.
+    let mut command_deadline = Instant::now() + cfg.limits.command_timeout.duration();
     loop {
         match session.poll() {
             Step::NeedInput => {
                 let out = session.take_output();
+                if !out.is_empty() {
+                    command_deadline = Instant::now() + cfg.limits.command_timeout.duration();
+                }
                 if let Err(e) = conn.write_out(&out).await {
                     tracing::debug!(error = %e, "write failed");
                     return;
@@ -250,9 +256,10 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 }
                 let in_content = session.in_content();
                 let timeout = if in_content {
+                    command_deadline = Instant::now() + cfg.limits.command_timeout.duration();
                     cfg.limits.data_timeout.duration()
                 } else {
-                    cfg.limits.command_timeout.duration()
+                    command_deadline.saturating_duration_since(Instant::now())
                 };
                 match conn.read_some(timeout, session.is_idle()).await {
                     ReadOutcome::Data(n) => session.feed(&conn.buf[..n]),

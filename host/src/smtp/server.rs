@@ -811,6 +811,8 @@ impl Session {
         match result {
             Ok(id) => {
                 self.messages += 1;
+                // As Postfix does: junk commands are counted per message.
+                self.junk = 0;
                 self.reply(Reply::new(250, "2.0.0", format!("OK id={id}")));
             }
             Err(r) => {

@@ -336,3 +336,18 @@ fn bare_lf_commands_are_accepted() {
     let mut h = Harness::new(cfg());
     assert_eq!(h.codes(b"HELO c\nNOOP\n"), vec![250, 250]);
 }
+
+#[test]
+fn junk_count_restarts_after_each_message() {
+    let mut c = cfg();
+    c.max_junk_commands = 2;
+    c.max_messages = 10;
+    let mut h = Harness::new(c);
+    h.send(b"EHLO c\r\n");
+    for _ in 0..5 {
+        let codes = h.codes(
+            b"RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@local.test>\r\nDATA\r\nx\r\n.\r\nRSET\r\n",
+        );
+        assert_eq!(codes, vec![250, 250, 250, 354, 250, 250]);
+    }
+}
