@@ -1,9 +1,11 @@
 //! The control socket: how `mailgate queue ...` reaches a running server.
 //! One request line, one JSON answer, then the connection closes.
 //!
-//! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`.
+//! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
+//! (every message: `queue retry --all` and `queue flush`).
 
 use crate::log::MainLog;
+use crate::queue::QueueHandle;
 use crate::spool::Spool;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +14,12 @@ use tokio::net::{UnixListener, UnixStream};
 
 /// Answer one request against a spool (used by the server and, when no
 /// server runs, by the CLI directly).
-pub async fn answer(spool: &Spool, log: Option<&MainLog>, request: &str) -> serde_json::Value {
+pub async fn answer(
+    spool: &Spool,
+    log: Option<&MainLog>,
+    queue: Option<&QueueHandle>,
+    request: &str,
+) -> serde_json::Value {
     use serde_json::json;
     let mut words = request.split_whitespace();
     match (
@@ -48,12 +55,28 @@ pub async fn answer(spool: &Spool, log: Option<&MainLog>, request: &str) -> serd
                 Err(e) => json!({ "error": e.to_string() }),
             }
         }
+        (Some("RETRY"), id) => match queue {
+            Some(q) => {
+                if let Some(id) = id
+                    && spool.get(id).is_none()
+                {
+                    return json!({ "error": format!("no message {id} in the queue") });
+                }
+                json!({ "retried": q.retry(id).await })
+            }
+            None => json!({ "error": "no server is running; deliveries happen when it starts" }),
+        },
         _ => json!({ "error": format!("bad request {request:?}") }),
     }
 }
 
 /// Serve the control socket.
-pub async fn serve(path: &Path, spool: Spool, log: Arc<MainLog>) -> std::io::Result<()> {
+pub async fn serve(
+    path: &Path,
+    spool: Spool,
+    log: Arc<MainLog>,
+    queue: Option<QueueHandle>,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     {
@@ -67,19 +90,25 @@ pub async fn serve(path: &Path, spool: Spool, log: Arc<MainLog>) -> std::io::Res
             };
             let spool = spool.clone();
             let log = Arc::clone(&log);
+            let queue = queue.clone();
             tokio::spawn(async move {
-                let _ = one(stream, &spool, &log).await;
+                let _ = one(stream, &spool, &log, queue.as_ref()).await;
             });
         }
     });
     Ok(())
 }
 
-async fn one(stream: UnixStream, spool: &Spool, log: &MainLog) -> std::io::Result<()> {
+async fn one(
+    stream: UnixStream,
+    spool: &Spool,
+    log: &MainLog,
+    queue: Option<&QueueHandle>,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).take_line(&mut line).await?;
-    let mut answer = serde_json::to_vec(&answer(spool, Some(log), line.trim()).await)?;
+    let mut answer = serde_json::to_vec(&answer(spool, Some(log), queue, line.trim()).await)?;
     answer.push(b'\n');
     w.write_all(&answer).await?;
     w.shutdown().await

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod delivery;
 pub mod listener;
 pub mod log;
 pub mod queue;

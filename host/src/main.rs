@@ -66,6 +66,16 @@ enum QueueCmd {
         /// Message id.
         id: String,
     },
+    /// Try the queued recipients of a message (or of all) now.
+    Retry {
+        /// Message id.
+        id: Option<String>,
+        /// Every message in the queue.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Try every queued recipient now (same as `retry --all`).
+    Flush,
 }
 
 fn load(config: Option<&Path>) -> Result<Config, String> {
@@ -133,6 +143,12 @@ async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
         QueueCmd::List => "LIST".to_string(),
         QueueCmd::Show { id } => format!("SHOW {id}"),
         QueueCmd::Remove { id } => format!("REMOVE {id}"),
+        QueueCmd::Retry { id: Some(id), .. } => format!("RETRY {id}"),
+        QueueCmd::Retry {
+            id: None,
+            all: false,
+        } => return Err("queue retry needs an ID or --all".into()),
+        QueueCmd::Retry { .. } | QueueCmd::Flush => "RETRY".to_string(),
     };
     let answer = match mailgate::control::request(&cfg.control_socket(), &request).await {
         Some(a) => a,
@@ -158,7 +174,7 @@ async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
             }
             .map_err(|e| format!("spool {}: {e}", dir.display()))?;
             let log = mailgate::log::MainLog::open(&cfg.expand_path(&cfg.log.mainlog)).ok();
-            let a = mailgate::control::answer(&spool, log.as_ref(), &request).await;
+            let a = mailgate::control::answer(&spool, log.as_ref(), None, &request).await;
             spool.close();
             a
         }
@@ -219,6 +235,12 @@ async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
             print!("{}", answer["content"].as_str().unwrap_or(""));
         }
         QueueCmd::Remove { id } => println!("{id} removed"),
+        QueueCmd::Retry { .. } | QueueCmd::Flush => {
+            println!(
+                "{} message(s) scheduled for delivery now",
+                answer["retried"].as_u64().unwrap_or(0)
+            )
+        }
     }
     Ok(())
 }

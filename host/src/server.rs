@@ -36,7 +36,34 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     let pending = spool.list().len();
+    let settings = crate::delivery::client::ClientSettings {
+        helo: cfg
+            .outbound
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| cfg.server.hostname.clone()),
+        pipe_connect: cfg.outbound.pipe_connect,
+        connect_timeout: cfg.outbound.connect_timeout.duration(),
+        command_timeout: cfg.outbound.command_timeout.duration(),
+        data_timeout: cfg.outbound.data_timeout.duration(),
+        tls: crate::delivery::tls::ClientTls::new(cfg.outbound.tls_resumption),
+        ehlo_cache: crate::delivery::ehlo_cache::EhloCache::new(
+            cache.clone(),
+            cfg.outbound.ehlo_cache_expiry.0,
+        ),
+    };
+    let outbound = match queue::remote::Outbound::new(Arc::clone(&cfg), settings) {
+        Ok(o) => Some(Arc::new(o)),
+        Err(e) => {
+            log.write(&format!(
+                "outbound delivery disabled: {e}; remote mail stays queued"
+            ));
+            None
+        }
+    };
     let queue = queue::start(
+        Arc::clone(&cfg),
+        outbound.clone(),
         spool.clone(),
         Arc::clone(&router),
         Arc::clone(&log),
@@ -66,9 +93,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             Arc::clone(&counts),
         ));
     }
-    crate::control::serve(&cfg.control_socket(), spool.clone(), Arc::clone(&log))
-        .await
-        .map_err(|e| format!("control socket {}: {e}", cfg.control_socket().display()))?;
+    crate::control::serve(
+        &cfg.control_socket(),
+        spool.clone(),
+        Arc::clone(&log),
+        Some(shared.queue.clone()),
+    )
+    .await
+    .map_err(|e| format!("control socket {}: {e}", cfg.control_socket().display()))?;
     log.write(&format!(
         "mailgate daemon started: pid={}, {} message(s) in the spool, listening on {}",
         std::process::id(),
@@ -102,6 +134,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         log.write(&format!(
             "{deliveries} delivery(ies) still running at shutdown; they will be retried"
         ));
+    }
+    if let Some(o) = &outbound {
+        o.close_all();
     }
     spool.close();
     let _ = std::fs::remove_file(cfg.control_socket());

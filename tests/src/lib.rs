@@ -67,11 +67,23 @@ impl Server {
     /// has both listeners, local domain `local.test` and loopback relaying.
     /// `server_extra` goes into the `[server]` table.
     pub fn start(server_extra: &str, extra: &str) -> Server {
+        Server::start_with(server_extra, "", extra)
+    }
+
+    /// Like [`Server::start`], with keys for the `[outbound]` table. Unless
+    /// they name nameservers, DNS goes to a dead loopback port, so no test
+    /// ever asks a resolver off this machine.
+    pub fn start_with(server_extra: &str, outbound_extra: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let dns = if outbound_extra.contains("nameservers") {
+            String::new()
+        } else {
+            format!("nameservers = [\"127.0.0.1:{}\"]\n", free_port())
+        };
         let port = free_port();
         let tls_port = free_port();
         let config = format!(
-            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n{extra}\n",
+            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
             data = dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("mailgate.toml"), &config).unwrap();

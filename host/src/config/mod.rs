@@ -29,6 +29,9 @@ pub struct Config {
     /// `[limits]`
     #[serde(default)]
     pub limits: Limits,
+    /// `[outbound]`
+    #[serde(default)]
+    pub outbound: Outbound,
     /// `[spool]`
     #[serde(default)]
     pub spool: Spool,
@@ -167,6 +170,103 @@ impl Default for Limits {
             command_timeout: Seconds(300),
             data_timeout: Seconds(300),
             connection_timeout: Seconds(3600),
+        }
+    }
+}
+
+/// How the client uses TLS towards a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboundTls {
+    /// STARTTLS when offered, any certificate.
+    Opportunistic,
+    /// STARTTLS must succeed, or the delivery is deferred.
+    Required,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+    /// Never.
+    None,
+}
+
+/// `[outbound.domains."name"]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundDomain {
+    /// Next hop for this domain.
+    pub smarthost: Option<String>,
+    /// TLS policy for this domain.
+    pub tls: Option<OutboundTls>,
+}
+
+/// `[outbound]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outbound {
+    /// Next hop for every remote domain.
+    pub smarthost: Option<String>,
+    /// EHLO name.
+    pub helo_name: Option<String>,
+    /// DNS servers.
+    pub nameservers: Vec<SocketAddr>,
+    /// Port of MX hosts.
+    pub port: u16,
+    /// Default TLS policy.
+    pub tls: OutboundTls,
+    /// Early pipelining as a client.
+    pub pipe_connect: bool,
+    /// EHLO cache expiry.
+    pub ehlo_cache_expiry: Seconds,
+    /// Client TLS resumption.
+    pub tls_resumption: bool,
+    /// Connections in total.
+    pub max_connections: usize,
+    /// Connections per destination host.
+    pub max_connections_per_host: usize,
+    /// Messages per connection.
+    pub max_messages_per_connection: usize,
+    /// Idle connection keep time.
+    pub connection_idle: Seconds,
+    /// Connect timeout.
+    pub connect_timeout: Seconds,
+    /// Reply timeout.
+    pub command_timeout: Seconds,
+    /// Content timeout.
+    pub data_timeout: Seconds,
+    /// First retry interval.
+    pub retry_min: Seconds,
+    /// Largest retry interval.
+    pub retry_max: Seconds,
+    /// Give up after.
+    pub max_age: Seconds,
+    /// Delay warning after (0: off).
+    pub delay_warning: Seconds,
+    /// Per-domain overrides.
+    pub domains: BTreeMap<String, OutboundDomain>,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            smarthost: None,
+            helo_name: None,
+            nameservers: vec![],
+            port: 25,
+            tls: OutboundTls::Opportunistic,
+            pipe_connect: true,
+            ehlo_cache_expiry: Seconds(7 * 86400),
+            tls_resumption: true,
+            max_connections: 20,
+            max_connections_per_host: 5,
+            max_messages_per_connection: 100,
+            connection_idle: Seconds(5),
+            connect_timeout: Seconds(30),
+            command_timeout: Seconds(300),
+            data_timeout: Seconds(600),
+            retry_min: Seconds(60),
+            retry_max: Seconds(3600),
+            max_age: Seconds(5 * 86400),
+            delay_warning: Seconds(4 * 3600),
+            domains: BTreeMap::new(),
         }
     }
 }
@@ -335,6 +435,17 @@ impl Config {
         if cfg.limits.max_recipients < 1 || cfg.limits.max_connections < 1 {
             return Err(err(None, "limits must be at least 1".into()));
         }
+        let hosts = cfg.outbound.smarthost.iter().chain(
+            cfg.outbound
+                .domains
+                .values()
+                .filter_map(|d| d.smarthost.as_ref()),
+        );
+        for h in hosts {
+            if let Err(e) = crate::delivery::hop::parse_smarthost(h) {
+                return Err(err(key_span("smarthost"), format!("smarthost {h:?}: {e}")));
+            }
+        }
         for (name_, targets) in &cfg.aliases {
             if targets.is_empty() {
                 return Err(err(
@@ -397,6 +508,7 @@ mod tests {
         assert_eq!(format!("{:?}", min.limits), format!("{:?}", def.limits));
         assert_eq!(format!("{:?}", min.tls), format!("{:?}", def.tls));
         assert_eq!(format!("{:?}", min.spool), format!("{:?}", def.spool));
+        assert_eq!(format!("{:?}", min.outbound), format!("{:?}", def.outbound));
         assert_eq!(format!("{:?}", min.local), format!("{:?}", def.local));
         assert_eq!(format!("{:?}", min.log), format!("{:?}", def.log));
     }

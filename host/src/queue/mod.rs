@@ -4,10 +4,13 @@
 //! the spool when every recipient is delivered or has failed for good.
 
 pub mod maildir;
+pub mod remote;
 pub mod route;
 
+use crate::config::Config;
 use crate::log::MainLog;
 use crate::spool::{Envelope, RcptState, RecipientEntry, Spool};
+use remote::{Outbound, Result1};
 use route::{Route, Router};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -19,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc};
 /// become `queued`, aliases `expanded` (with their targets added), local
 /// mailboxes stay `pending` for the queue runner. Routing is pure
 /// computation, and doing it here saves a second fsync per message.
-/// Returns true when some recipient still needs local delivery.
+/// Returns true when some recipient still needs delivery.
 pub fn preroute(router: &Router, rcpts: &mut Vec<RecipientEntry>) -> bool {
     let n = rcpts.len();
     for i in 0..n {
@@ -59,11 +62,10 @@ pub fn preroute(router: &Router, rcpts: &mut Vec<RecipientEntry>) -> bool {
             rcpts.push(child);
         }
     }
-    rcpts.iter().any(|r| r.state == RcptState::Pending)
+    rcpts
+        .iter()
+        .any(|r| matches!(r.state, RcptState::Pending | RcptState::Queued))
 }
-
-/// How often deferred local deliveries are retried.
-const RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Handle used by sessions to hand over newly spooled messages.
 #[derive(Clone)]
@@ -76,6 +78,32 @@ impl QueueHandle {
     /// Route and deliver a newly spooled message.
     pub fn submit(&self, id: String) {
         let _ = self.tx.send(id);
+    }
+
+    /// Make queued recipients due now (one message, or all) and start
+    /// delivering them. Returns how many messages were affected.
+    pub async fn retry(&self, id: Option<&str>) -> usize {
+        let envs: Vec<Envelope> = match id {
+            Some(id) => self.runner.spool.get(id).into_iter().collect(),
+            None => self.runner.spool.list(),
+        };
+        let mut n = 0;
+        for mut env in envs {
+            let mut changed = false;
+            for r in env.recipients.iter_mut() {
+                if r.state == RcptState::Queued && r.next_attempt.is_some() {
+                    r.next_attempt = None;
+                    changed = true;
+                }
+            }
+            let id = env.id.clone();
+            if changed && let Ok(w) = self.runner.spool.update(env) {
+                let _ = w.await;
+            }
+            n += 1;
+            self.runner.clone().dispatch(id);
+        }
+        n
     }
 
     /// Stop starting deliveries and wait (up to `timeout`) for those in
@@ -97,6 +125,8 @@ impl QueueHandle {
 }
 
 struct Runner {
+    cfg: Arc<Config>,
+    outbound: Option<Arc<Outbound>>,
     spool: Spool,
     router: Arc<Router>,
     log: Arc<MainLog>,
@@ -104,17 +134,24 @@ struct Runner {
     busy: Mutex<HashSet<String>>,
     slots: Semaphore,
     stopping: std::sync::atomic::AtomicBool,
+    handle: Mutex<Option<QueueHandle>>,
 }
 
 /// Start the queue runner; it first picks up what the spool holds.
+/// Without `outbound`, remote recipients stay queued.
 pub fn start(
+    cfg: Arc<Config>,
+    outbound: Option<Arc<Outbound>>,
     spool: Spool,
     router: Arc<Router>,
     log: Arc<MainLog>,
     hostname: String,
 ) -> QueueHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let interval = Duration::from_secs((cfg.outbound.retry_min.0 / 2).clamp(1, 60));
     let runner = Arc::new(Runner {
+        cfg,
+        outbound,
         spool,
         router,
         log,
@@ -122,14 +159,16 @@ pub fn start(
         busy: Mutex::new(HashSet::new()),
         slots: Semaphore::new(8),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        handle: Mutex::new(None),
     });
     let handle = QueueHandle {
         tx,
         runner: Arc::clone(&runner),
     };
+    *runner.handle.lock().unwrap() = Some(handle.clone());
     tokio::spawn(async move {
         runner.clone().scan();
-        let mut tick = tokio::time::interval(RETRY_INTERVAL);
+        let mut tick = tokio::time::interval(interval);
         tick.tick().await;
         loop {
             tokio::select! {
@@ -137,7 +176,12 @@ pub fn start(
                     Some(id) => runner.clone().dispatch(id),
                     None => break,
                 },
-                _ = tick.tick() => runner.clone().scan(),
+                _ = tick.tick() => {
+                    if let Some(o) = &runner.outbound {
+                        o.reap();
+                    }
+                    runner.clone().scan();
+                }
             }
         }
     });
@@ -145,10 +189,21 @@ pub fn start(
 }
 
 impl Runner {
-    /// Dispatch every message that has recipients still to route.
+    /// Dispatch every message with recipients to route or due for a retry.
     fn scan(self: Arc<Self>) {
+        let now = chrono::Utc::now().timestamp();
+        let warn = self.cfg.outbound.delay_warning.0 as i64;
         for env in self.spool.list() {
-            if env.recipients.iter().any(|r| r.state == RcptState::Pending) {
+            let due = env.recipients.iter().any(|r| match r.state {
+                RcptState::Pending => true,
+                RcptState::Queued => {
+                    self.outbound.is_some()
+                        && (r.next_attempt.is_none_or(|t| t <= now)
+                            || (warn > 0 && !r.warned && now - env.received_at >= warn))
+                }
+                _ => false,
+            });
+            if due {
                 self.clone().dispatch(env.id);
             }
         }
@@ -170,6 +225,9 @@ impl Runner {
                 for w in waits {
                     let _ = w.await;
                 }
+            }
+            if self.outbound.is_some() {
+                self.remote(&id).await;
             }
             self.busy.lock().unwrap().remove(&id);
         });
@@ -244,6 +302,178 @@ impl Runner {
             waits.extend(self.spool.update(env).ok());
         }
         Some(waits)
+    }
+
+    /// Deliver the due remote recipients of one message.
+    async fn remote(&self, id: &str) {
+        let Some(outbound) = self.outbound.clone() else {
+            return;
+        };
+        let Some(mut env) = self.spool.get(id) else {
+            return;
+        };
+        let now = chrono::Utc::now().timestamp();
+        let groups = remote::due_by_domain(&env, now);
+        let mut fail_reports = Vec::new();
+        let mut delay_reports = Vec::new();
+        let mut changed = false;
+        if !groups.is_empty() {
+            let data = match self.spool.read_data(id) {
+                Ok(d) => Arc::new(d),
+                Err(e) => {
+                    self.log.write(&format!("{id} spool read error: {e}"));
+                    return;
+                }
+            };
+            let mut set = tokio::task::JoinSet::new();
+            for (domain, idxs) in groups {
+                let o = Arc::clone(&outbound);
+                let env2 = env.clone();
+                let data = Arc::clone(&data);
+                let log = Arc::clone(&self.log);
+                set.spawn(async move { o.deliver_domain(&env2, data, &domain, &idxs, &log).await });
+            }
+            let mut results = Vec::new();
+            while let Some(r) = set.join_next().await {
+                if let Ok(v) = r {
+                    results.push(v);
+                }
+            }
+            let max_age = self.cfg.outbound.max_age.0 as i64;
+            for group in results {
+                let mut first = true;
+                for (i, res) in group {
+                    changed = true;
+                    let via = env.recipients[i]
+                        .parent
+                        .and_then(|p| env.recipients.get(p))
+                        .map(|p| format!(" <{}>", p.address))
+                        .unwrap_or_default();
+                    let addr = env.recipients[i].address.clone();
+                    let r = &mut env.recipients[i];
+                    r.attempts += 1;
+                    match res {
+                        Result1::Delivered(tail) => {
+                            let arrow = if first { "=>" } else { "->" };
+                            first = false;
+                            self.log.write(&format!("{id} {arrow} {addr}{via} {tail}"));
+                            r.state = RcptState::Delivered;
+                            r.next_attempt = None;
+                            r.detail = Some(tail);
+                        }
+                        Result1::Failed(rep) => {
+                            self.log.write(&format!(
+                                "{id} ** {addr}{via} R=remote T=remote_smtp {}: {}",
+                                rep.host_field, rep.text
+                            ));
+                            r.state = RcptState::Failed;
+                            r.next_attempt = None;
+                            r.detail = Some(rep.text.clone());
+                            if crate::delivery::dsn::wanted(r.notify, "failed") {
+                                fail_reports.push(remote::rcpt_report(r, "failed", &rep));
+                            }
+                        }
+                        Result1::Deferred(rep) => {
+                            if now - env.received_at >= max_age {
+                                let text =
+                                    format!("retry timeout exceeded; last error: {}", rep.text);
+                                self.log.write(&format!(
+                                    "{id} ** {addr}{via} R=remote T=remote_smtp {}: {text}",
+                                    rep.host_field
+                                ));
+                                r.state = RcptState::Failed;
+                                r.next_attempt = None;
+                                r.detail = Some(text.clone());
+                                if crate::delivery::dsn::wanted(r.notify, "failed") {
+                                    let mut rep = rep.clone();
+                                    rep.text = text;
+                                    if rep.status.starts_with('4') {
+                                        rep.status = "5.4.7".into();
+                                    }
+                                    fail_reports.push(remote::rcpt_report(r, "failed", &rep));
+                                }
+                            } else {
+                                let next = remote::next_retry(&self.cfg, r.attempts, now);
+                                self.log.write(&format!(
+                                    "{id} == {addr}{via} R=remote T=remote_smtp defer {}: {}",
+                                    rep.host_field, rep.text
+                                ));
+                                r.next_attempt = Some(next);
+                                r.detail = Some(rep.text.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Delay warnings, once per recipient.
+        let warn = self.cfg.outbound.delay_warning.0 as i64;
+        if warn > 0 && now - env.received_at >= warn {
+            for r in env.recipients.iter_mut() {
+                if r.state == RcptState::Queued && !r.warned {
+                    r.warned = true;
+                    changed = true;
+                    if crate::delivery::dsn::wanted(r.notify, "delayed") {
+                        let rep = remote::Report {
+                            host_field: String::new(),
+                            text: r
+                                .detail
+                                .clone()
+                                .unwrap_or_else(|| "not yet delivered".into()),
+                            reply: None,
+                            status: "4.4.7".into(),
+                            remote: None,
+                        };
+                        delay_reports.push(remote::rcpt_report(r, "delayed", &rep));
+                    }
+                }
+            }
+        }
+        for reports in [fail_reports, delay_reports] {
+            if reports.is_empty() {
+                continue;
+            }
+            let content = self.spool.read_data(id).unwrap_or_default();
+            if let Some((mut denv, body)) = remote::dsn_message(&self.cfg, &env, &content, &reports)
+            {
+                let work = preroute(&self.router, &mut denv.recipients);
+                let did = denv.id.clone();
+                let size = body.len();
+                match self.spool.commit_message(denv, &body).await {
+                    Ok(()) => {
+                        self.log
+                            .write(&format!("{did} <= <> R={id} U=mailgate P=local S={size}"));
+                        if work {
+                            let (tx_id, runner) = (did, self.clone_handle());
+                            runner.submit(tx_id);
+                        }
+                    }
+                    Err(e) => self.log.write(&format!("{id} cannot spool a DSN: {e}")),
+                }
+            } else if env.sender.is_empty() {
+                tracing::debug!(%id, "no DSN for the null sender");
+            }
+        }
+        if !changed {
+            return;
+        }
+        let wait = if env.is_complete() {
+            self.log.write(&format!("{id} Completed"));
+            self.spool.complete(id)
+        } else {
+            self.spool.update(env)
+        };
+        if let Ok(w) = wait {
+            let _ = w.await;
+        }
+    }
+
+    fn clone_handle(&self) -> QueueHandle {
+        self.handle
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("queue handle set at start")
     }
 
     /// Handle one routed recipient; returns true when its state changed.

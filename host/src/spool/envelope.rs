@@ -74,6 +74,9 @@ pub struct RecipientEntry {
     /// Unix time of the next attempt, for queued recipients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt: Option<i64>,
+    /// A delay warning was sent for this recipient.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warned: bool,
 }
 
 impl RecipientEntry {
@@ -88,6 +91,7 @@ impl RecipientEntry {
             detail: None,
             attempts: 0,
             next_attempt: None,
+            warned: false,
         }
     }
 }

@@ -1,0 +1,886 @@
+//! The SMTP client: one connection to one server address, several messages
+//! over it. EHLO with HELO fallback, STARTTLS, PIPELINING, CHUNKING, SIZE,
+//! 8BITMIME, SMTPUTF8 and DSN, and Exim's early pipelining (PIPECONNECT):
+//! with a fresh cache entry, EHLO (and STARTTLS) go out before the banner.
+
+use super::ehlo_cache::EhloCache;
+use super::reply::{ReplyParser, ServerReply};
+use super::tls::ClientTls;
+use crate::config::OutboundTls;
+use crate::smtp::command::{Notify, Ret};
+use crate::spool::TlsDetails;
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// What a server offers in its EHLO reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// PIPELINING
+    pub pipelining: bool,
+    /// CHUNKING
+    pub chunking: bool,
+    /// SIZE (with the limit, 0 for none given)
+    pub size: Option<u64>,
+    /// 8BITMIME
+    pub eightbit: bool,
+    /// SMTPUTF8
+    pub smtputf8: bool,
+    /// DSN
+    pub dsn: bool,
+    /// STARTTLS
+    pub starttls: bool,
+    /// PIPECONNECT (or the older X_PIPE_CONNECT / PIPE_CONNECT)
+    pub pipe_connect: bool,
+    /// ENHANCEDSTATUSCODES
+    pub enhanced: bool,
+}
+
+impl Caps {
+    /// From an EHLO reply (the first line is the greeting).
+    pub fn parse(r: &ServerReply) -> Caps {
+        let mut c = Caps::default();
+        for line in r.lines.iter().skip(1) {
+            let mut w = line.split_ascii_whitespace();
+            let kw = w.next().unwrap_or("").to_ascii_uppercase();
+            match kw.as_str() {
+                "PIPELINING" => c.pipelining = true,
+                "CHUNKING" => c.chunking = true,
+                "SIZE" => c.size = Some(w.next().and_then(|v| v.parse().ok()).unwrap_or(0)),
+                "8BITMIME" => c.eightbit = true,
+                "SMTPUTF8" => c.smtputf8 = true,
+                "DSN" => c.dsn = true,
+                "STARTTLS" => c.starttls = true,
+                "PIPECONNECT" | "X_PIPE_CONNECT" | "PIPE_CONNECT" => c.pipe_connect = true,
+                "ENHANCEDSTATUSCODES" => c.enhanced = true,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// As a bitmap for the cache (SIZE only as present/absent).
+    pub fn bits(&self) -> u16 {
+        [
+            self.pipelining,
+            self.chunking,
+            self.size.is_some(),
+            self.eightbit,
+            self.smtputf8,
+            self.dsn,
+            self.starttls,
+            self.pipe_connect,
+            self.enhanced,
+        ]
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &b)| acc | (u16::from(b) << i))
+    }
+
+    /// From a cache bitmap.
+    pub fn from_bits(b: u16) -> Caps {
+        let f = |i: u16| b & (1 << i) != 0;
+        Caps {
+            pipelining: f(0),
+            chunking: f(1),
+            size: f(2).then_some(0),
+            eightbit: f(3),
+            smtputf8: f(4),
+            dsn: f(5),
+            starttls: f(6),
+            pipe_connect: f(7),
+            enhanced: f(8),
+        }
+    }
+}
+
+/// Where in the conversation something went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// TCP connect or TLS-on-connect handshake.
+    Connect,
+    /// The banner.
+    Greeting,
+    /// EHLO/HELO.
+    Ehlo,
+    /// STARTTLS or its handshake.
+    StartTls,
+    /// MAIL FROM.
+    Mail(String),
+    /// RCPT TO.
+    Rcpt(String),
+    /// DATA.
+    Data,
+    /// After the content (final dot or last BDAT).
+    Content,
+    /// Before the transaction: our own policy (size, SMTPUTF8).
+    Local,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::Connect => f.write_str("while connecting"),
+            Stage::Greeting => f.write_str("in the greeting"),
+            Stage::Ehlo => f.write_str("after EHLO"),
+            Stage::StartTls => f.write_str("after STARTTLS"),
+            Stage::Mail(a) => write!(f, "after MAIL FROM:<{a}>"),
+            Stage::Rcpt(a) => write!(f, "after RCPT TO:<{a}>"),
+            Stage::Data => f.write_str("after DATA"),
+            Stage::Content => f.write_str("after end of data"),
+            Stage::Local => f.write_str("before sending"),
+        }
+    }
+}
+
+/// A failure that applies to every recipient of the attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Where.
+    pub stage: Stage,
+    /// The server's reply, when there was one.
+    pub reply: Option<ServerReply>,
+    /// Human text for logs and DSNs.
+    pub text: String,
+    /// True for a 5xx or a condition that will never change.
+    pub permanent: bool,
+}
+
+impl Failure {
+    fn io(stage: Stage, e: impl fmt::Display) -> Failure {
+        Failure {
+            text: format!("{e} {stage}"),
+            stage,
+            reply: None,
+            permanent: false,
+        }
+    }
+
+    fn reply(stage: Stage, r: ServerReply) -> Failure {
+        Failure {
+            text: format!(
+                "SMTP error from remote mail server {stage}: {}",
+                r.one_line()
+            ),
+            permanent: r.is_permanent(),
+            stage,
+            reply: Some(r),
+        }
+    }
+
+    /// A failure decided locally.
+    pub fn local(text: String, permanent: bool) -> Failure {
+        Failure {
+            stage: Stage::Local,
+            reply: None,
+            text,
+            permanent,
+        }
+    }
+}
+
+/// One recipient of a job.
+#[derive(Debug, Clone)]
+pub struct JobRcpt {
+    /// Address.
+    pub address: String,
+    /// DSN NOTIFY to pass on.
+    pub notify: Option<Notify>,
+    /// DSN ORCPT to pass on.
+    pub orcpt: Option<String>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Envelope sender ("" for <>).
+    pub sender: String,
+    /// Recipients.
+    pub rcpts: Vec<JobRcpt>,
+    /// Content (CRLF, not dot-stuffed).
+    pub data: Arc<Vec<u8>>,
+    /// BODY=8BITMIME.
+    pub eightbit: bool,
+    /// Needs SMTPUTF8.
+    pub smtputf8: bool,
+    /// DSN RET.
+    pub ret: Option<Ret>,
+    /// DSN ENVID.
+    pub envid: Option<String>,
+}
+
+/// Outcome for one recipient of a transaction that got through MAIL.
+#[derive(Debug, Clone)]
+pub enum RcptOutcome {
+    /// Accepted: the final reply.
+    Delivered(ServerReply),
+    /// Refused at RCPT or after the data; with the failure.
+    Refused(Failure),
+}
+
+/// Settings shared by all connections.
+pub struct ClientSettings {
+    /// EHLO name.
+    pub helo: String,
+    /// Use early pipelining where the cache allows.
+    pub pipe_connect: bool,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Reply timeout.
+    pub command_timeout: Duration,
+    /// Content timeout.
+    pub data_timeout: Duration,
+    /// TLS configurations.
+    pub tls: ClientTls,
+    /// EHLO cache.
+    pub ehlo_cache: EhloCache,
+}
+
+enum CStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl AsyncRead for CStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            CStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            CStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            CStream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for CStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            CStream::Plain(s) => Pin::new(s).poll_write(cx, b),
+            CStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+            CStream::Gone => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            CStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            CStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            CStream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            CStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            CStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            CStream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// An open connection, ready for MAIL.
+pub struct Connection {
+    stream: CStream,
+    parser: ReplyParser,
+    buf: Vec<u8>,
+    /// Server name (MX target or smarthost).
+    pub host: String,
+    /// Server address.
+    pub addr: SocketAddr,
+    /// First line of the banner.
+    pub greeting: String,
+    /// First line of the (last) EHLO reply.
+    pub ehlo_response: String,
+    /// Capabilities (after TLS, if TLS is on).
+    pub caps: Caps,
+    /// TLS details.
+    pub tls: Option<TlsDetails>,
+    /// Early pipelining was used on this connection.
+    pub early_pipe: bool,
+    /// Messages sent so far.
+    pub sent: usize,
+    command_timeout: Duration,
+    data_timeout: Duration,
+}
+
+impl Connection {
+    async fn write(&mut self, bytes: &[u8], stage: &Stage) -> Result<(), Failure> {
+        let t = self.data_timeout.max(self.command_timeout);
+        match tokio::time::timeout(t, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::io(stage.clone(), e)),
+            Err(_) => Err(Failure::io(stage.clone(), "timeout writing")),
+        }
+    }
+
+    async fn read_reply(
+        &mut self,
+        stage: &Stage,
+        timeout: Duration,
+    ) -> Result<ServerReply, Failure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.parser.next_reply() {
+                Some(Ok(r)) => return Ok(r),
+                Some(Err(e)) => return Err(Failure::io(stage.clone(), e)),
+                None => {}
+            }
+            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)).await {
+                Ok(Ok(0)) => {
+                    return Err(Failure::io(
+                        stage.clone(),
+                        "connection closed by the server",
+                    ));
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(Failure::io(stage.clone(), e)),
+                Err(_) => return Err(Failure::io(stage.clone(), "timeout waiting for a reply")),
+            };
+            self.parser.feed(&self.buf[..n]);
+        }
+    }
+
+    async fn command(&mut self, line: &str, stage: Stage) -> Result<ServerReply, Failure> {
+        self.write(format!("{line}\r\n").as_bytes(), &stage).await?;
+        self.read_reply(&stage, self.command_timeout).await
+    }
+
+    async fn tcp(addr: SocketAddr, s: &ClientSettings) -> Result<TcpStream, Failure> {
+        match tokio::time::timeout(s.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(t)) => {
+                let _ = t.set_nodelay(true);
+                Ok(t)
+            }
+            Ok(Err(e)) => Err(Failure::io(Stage::Connect, e)),
+            Err(_) => Err(Failure::io(Stage::Connect, "connect timed out")),
+        }
+    }
+
+    async fn handshake(&mut self, s: &ClientSettings, stage: Stage) -> Result<(), Failure> {
+        let CStream::Plain(tcp) = std::mem::replace(&mut self.stream, CStream::Gone) else {
+            return Err(Failure::io(stage, "TLS already active"));
+        };
+        let cfg = s.tls.config_for(self.addr, &self.host);
+        let connector = tokio_rustls::TlsConnector::from(cfg);
+        let name = super::tls::server_name(&self.host, self.addr);
+        match tokio::time::timeout(self.command_timeout, connector.connect(name, tcp)).await {
+            Ok(Ok(tls)) => {
+                self.tls = Some(super::tls::details(tls.get_ref().1));
+                self.stream = CStream::Tls(Box::new(tls));
+                self.parser = ReplyParser::default();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Failure::io(stage, format!("TLS handshake failed: {e}"))),
+            Err(_) => Err(Failure::io(stage, "TLS handshake timed out")),
+        }
+    }
+
+    async fn ehlo(&mut self, helo: &str) -> Result<ServerReply, Failure> {
+        let r = self.command(&format!("EHLO {helo}"), Stage::Ehlo).await?;
+        if r.is_ok() {
+            return Ok(r);
+        }
+        if r.code == 421 {
+            return Err(Failure::reply(Stage::Ehlo, r));
+        }
+        // RFC 5321 §3.2: fall back to HELO.
+        let h = self.command(&format!("HELO {helo}"), Stage::Ehlo).await?;
+        if h.is_ok() {
+            Ok(h)
+        } else {
+            Err(Failure::reply(Stage::Ehlo, h))
+        }
+    }
+
+    /// Connect to `addr` (named `host`), greet, and set up TLS by `policy`.
+    pub async fn open(
+        host: &str,
+        addr: SocketAddr,
+        policy: OutboundTls,
+        s: &ClientSettings,
+    ) -> Result<Connection, Failure> {
+        let mut allow_early = s.pipe_connect && policy != OutboundTls::Implicit;
+        let mut allow_tls = true;
+        loop {
+            match Self::open_once(host, addr, policy, s, allow_early, allow_tls).await {
+                Ok(c) => return Ok(c),
+                Err(Retry::WithoutEarlyPipe(f)) => {
+                    tracing::debug!(%addr, error = %f.text, "early pipelining failed on the STARTTLS path; reconnecting without it");
+                    allow_early = false;
+                }
+                Err(Retry::InClear(f)) => {
+                    tracing::debug!(%addr, error = %f.text, "TLS failed; retrying in clear");
+                    allow_tls = false;
+                    allow_early = false;
+                }
+                Err(Retry::No(f)) => return Err(f),
+            }
+        }
+    }
+
+    async fn open_once(
+        host: &str,
+        addr: SocketAddr,
+        policy: OutboundTls,
+        s: &ClientSettings,
+        allow_early: bool,
+        allow_tls: bool,
+    ) -> Result<Connection, Retry> {
+        let tcp = Self::tcp(addr, s).await.map_err(Retry::No)?;
+        let mut c = Connection {
+            stream: CStream::Plain(tcp),
+            parser: ReplyParser::default(),
+            buf: vec![0; 8192],
+            host: host.to_string(),
+            addr,
+            greeting: String::new(),
+            ehlo_response: String::new(),
+            caps: Caps::default(),
+            tls: None,
+            early_pipe: false,
+            sent: 0,
+            command_timeout: s.command_timeout,
+            data_timeout: s.data_timeout,
+        };
+        if policy == OutboundTls::Implicit {
+            c.handshake(s, Stage::Connect).await.map_err(Retry::No)?;
+        }
+        let want_tls =
+            allow_tls && matches!(policy, OutboundTls::Opportunistic | OutboundTls::Required);
+        let cached = if allow_early {
+            s.ehlo_cache.get(addr)
+        } else {
+            None
+        };
+        let early = cached
+            .map(|e| Caps::from_bits(e.clear))
+            .filter(|c| c.pipe_connect && c.pipelining);
+        let caps;
+        let mut sent_starttls = false;
+        if let Some(cached_caps) = early {
+            // Early pipelining: EHLO (and STARTTLS) before the banner.
+            let mut out = format!("EHLO {}\r\n", s.helo);
+            if want_tls && cached_caps.starttls {
+                out.push_str("STARTTLS\r\n");
+                sent_starttls = true;
+            }
+            c.write(out.as_bytes(), &Stage::Greeting)
+                .await
+                .map_err(Retry::No)?;
+            c.early_pipe = true;
+            let banner = c.read_reply(&Stage::Greeting, s.command_timeout).await;
+            let banner = match banner {
+                Ok(b) if b.code == 220 => b,
+                Ok(b) => {
+                    s.ehlo_cache.remove(addr);
+                    return Err(Retry::No(Failure::reply(Stage::Greeting, b)));
+                }
+                Err(f) => {
+                    s.ehlo_cache.remove(addr);
+                    return Err(if sent_starttls {
+                        Retry::WithoutEarlyPipe(f)
+                    } else {
+                        Retry::No(f)
+                    });
+                }
+            };
+            c.greeting = banner.first_line();
+            let ehlo = match c.read_reply(&Stage::Ehlo, s.command_timeout).await {
+                Ok(r) if r.is_ok() => r,
+                Ok(r) => {
+                    s.ehlo_cache.remove(addr);
+                    let f = Failure::reply(Stage::Ehlo, r);
+                    return Err(if sent_starttls {
+                        Retry::WithoutEarlyPipe(f)
+                    } else {
+                        Retry::No(f)
+                    });
+                }
+                Err(f) => {
+                    s.ehlo_cache.remove(addr);
+                    return Err(if sent_starttls {
+                        Retry::WithoutEarlyPipe(f)
+                    } else {
+                        Retry::No(f)
+                    });
+                }
+            };
+            c.ehlo_response = ehlo.first_line();
+            caps = Caps::parse(&ehlo);
+            if caps.bits() != cached_caps.bits() {
+                if caps.pipe_connect && caps.pipelining {
+                    // Exim: rewrite the entry and carry on.
+                    s.ehlo_cache.put(addr, caps, None);
+                } else {
+                    // Exim: delete it; no more early pipelining here.
+                    s.ehlo_cache.remove(addr);
+                }
+            }
+            if sent_starttls {
+                match c.read_reply(&Stage::StartTls, s.command_timeout).await {
+                    Ok(r) if r.code == 220 => {}
+                    Ok(r) => {
+                        s.ehlo_cache.remove(addr);
+                        return Err(Retry::WithoutEarlyPipe(Failure::reply(Stage::StartTls, r)));
+                    }
+                    Err(f) => {
+                        s.ehlo_cache.remove(addr);
+                        return Err(Retry::WithoutEarlyPipe(f));
+                    }
+                }
+            }
+        } else {
+            let banner = c
+                .read_reply(&Stage::Greeting, s.command_timeout)
+                .await
+                .map_err(Retry::No)?;
+            if banner.code != 220 {
+                return Err(Retry::No(Failure::reply(Stage::Greeting, banner)));
+            }
+            c.greeting = banner.first_line();
+            let ehlo = c.ehlo(&s.helo).await.map_err(Retry::No)?;
+            c.ehlo_response = ehlo.first_line();
+            caps = Caps::parse(&ehlo);
+            if s.pipe_connect
+                && caps.pipe_connect
+                && caps.pipelining
+                && policy != OutboundTls::Implicit
+            {
+                s.ehlo_cache.put(addr, caps, None);
+            }
+        }
+        c.caps = caps;
+        if c.tls.is_none() && want_tls {
+            if !sent_starttls {
+                if !caps.starttls {
+                    if policy == OutboundTls::Required {
+                        return Err(Retry::No(Failure::local(
+                            "TLS is required but the server did not offer STARTTLS".into(),
+                            false,
+                        )));
+                    }
+                    return Ok(c);
+                }
+                let r = c
+                    .command("STARTTLS", Stage::StartTls)
+                    .await
+                    .map_err(Retry::No)?;
+                if r.code != 220 {
+                    let f = Failure::reply(Stage::StartTls, r);
+                    return Err(if policy == OutboundTls::Required {
+                        Retry::No(f)
+                    } else {
+                        Retry::InClear(f)
+                    });
+                }
+            }
+            if let Err(f) = c.handshake(s, Stage::StartTls).await {
+                return Err(if policy == OutboundTls::Required {
+                    Retry::No(f)
+                } else {
+                    Retry::InClear(f)
+                });
+            }
+            let ehlo = c.ehlo(&s.helo).await.map_err(Retry::No)?;
+            c.ehlo_response = ehlo.first_line();
+            c.caps = Caps::parse(&ehlo);
+        }
+        Ok(c)
+    }
+
+    /// Send one message. `Err` is a failure for every recipient; otherwise
+    /// one outcome per recipient, in order.
+    pub async fn send(&mut self, job: &Job) -> Result<Vec<RcptOutcome>, Failure> {
+        let caps = self.caps;
+        if job.smtputf8 && !caps.smtputf8 {
+            return Err(Failure::local(
+                "the message needs SMTPUTF8 and the server does not offer it".into(),
+                true,
+            ));
+        }
+        if let Some(max) = caps.size.filter(|&m| m > 0)
+            && job.data.len() as u64 > max
+        {
+            return Err(Failure::local(
+                format!(
+                    "message of {} octets is larger than the server's SIZE limit {max}",
+                    job.data.len()
+                ),
+                true,
+            ));
+        }
+        let mut mail = format!("MAIL FROM:<{}>", job.sender);
+        if caps.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", job.data.len()));
+        }
+        if job.eightbit && caps.eightbit {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if job.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        if caps.dsn {
+            if let Some(r) = job.ret {
+                mail.push_str(match r {
+                    Ret::Full => " RET=FULL",
+                    Ret::Hdrs => " RET=HDRS",
+                });
+            }
+            if let Some(e) = &job.envid {
+                mail.push_str(&format!(" ENVID={e}"));
+            }
+        }
+        let rcpt_lines: Vec<String> = job
+            .rcpts
+            .iter()
+            .map(|r| {
+                let mut l = format!("RCPT TO:<{}>", r.address);
+                if caps.dsn {
+                    if let Some(n) = r.notify {
+                        l.push_str(&format!(" NOTIFY={}", n.to_param()));
+                    }
+                    if let Some(o) = &r.orcpt {
+                        l.push_str(&format!(" ORCPT={o}"));
+                    }
+                }
+                l
+            })
+            .collect();
+        let mail_stage = Stage::Mail(job.sender.clone());
+        let result = if caps.pipelining {
+            self.send_pipelined(job, &mail, &rcpt_lines, &mail_stage)
+                .await
+        } else {
+            self.send_lockstep(job, &mail, &rcpt_lines, &mail_stage)
+                .await
+        };
+        self.sent += 1;
+        if !matches!(&result, Ok(v) if v.iter().any(|o| matches!(o, RcptOutcome::Delivered(_)))) {
+            // Leave the connection clean for the next message.
+            if let Ok(r) = self.command("RSET", Stage::Mail(job.sender.clone())).await
+                && !r.is_ok()
+            {
+                return result;
+            }
+        }
+        result
+    }
+
+    fn content(&self, job: &Job) -> (Vec<u8>, bool) {
+        if self.caps.chunking {
+            let mut v = format!("BDAT {} LAST\r\n", job.data.len()).into_bytes();
+            v.extend_from_slice(&job.data);
+            (v, true)
+        } else {
+            (dot_stuff(&job.data), false)
+        }
+    }
+
+    async fn send_pipelined(
+        &mut self,
+        job: &Job,
+        mail: &str,
+        rcpts: &[String],
+        mail_stage: &Stage,
+    ) -> Result<Vec<RcptOutcome>, Failure> {
+        let (content, bdat) = self.content(job);
+        let mut out = format!("{mail}\r\n");
+        for r in rcpts {
+            out.push_str(r);
+            out.push_str("\r\n");
+        }
+        let mut out = out.into_bytes();
+        if bdat {
+            out.extend_from_slice(&content);
+        } else {
+            out.extend_from_slice(b"DATA\r\n");
+        }
+        self.write(&out, mail_stage).await?;
+        let mail_r = self.read_reply(mail_stage, self.command_timeout).await?;
+        let mut outcomes = Vec::new();
+        for (i, r) in job.rcpts.iter().enumerate() {
+            let st = Stage::Rcpt(r.address.clone());
+            let rr = self.read_reply(&st, self.command_timeout).await?;
+            outcomes.push((i, rr));
+        }
+        let data_r = self.read_reply(&Stage::Data, self.data_timeout).await?;
+        if !mail_r.is_ok() {
+            return Err(Failure::reply(mail_stage.clone(), mail_r));
+        }
+        let accepted = outcomes.iter().any(|(_, r)| r.is_ok());
+        let final_r = if bdat {
+            data_r
+        } else if data_r.code == 354 && accepted {
+            self.write(&content, &Stage::Content).await?;
+            self.read_reply(&Stage::Content, self.data_timeout).await?
+        } else if data_r.code == 354 {
+            // The server wants data although no recipient was accepted:
+            // end it at once (an empty message) and ignore the answer.
+            self.write(b".\r\n", &Stage::Content).await?;
+            let _ = self.read_reply(&Stage::Content, self.data_timeout).await?;
+            data_r
+        } else {
+            data_r
+        };
+        Ok(self.outcomes(job, outcomes, final_r, bdat))
+    }
+
+    async fn send_lockstep(
+        &mut self,
+        job: &Job,
+        mail: &str,
+        rcpts: &[String],
+        mail_stage: &Stage,
+    ) -> Result<Vec<RcptOutcome>, Failure> {
+        let r = self.command(mail, mail_stage.clone()).await?;
+        if !r.is_ok() {
+            return Err(Failure::reply(mail_stage.clone(), r));
+        }
+        let mut outcomes = Vec::new();
+        for (i, (line, rc)) in rcpts.iter().zip(&job.rcpts).enumerate() {
+            let rr = self.command(line, Stage::Rcpt(rc.address.clone())).await?;
+            outcomes.push((i, rr));
+        }
+        if !outcomes.iter().any(|(_, r)| r.is_ok()) {
+            return Ok(self.outcomes(
+                job,
+                outcomes,
+                ServerReply {
+                    code: 554,
+                    lines: vec![],
+                },
+                false,
+            ));
+        }
+        let (content, bdat) = self.content(job);
+        let final_r = if bdat {
+            self.write(&content, &Stage::Content).await?;
+            self.read_reply(&Stage::Content, self.data_timeout).await?
+        } else {
+            let d = self.command("DATA", Stage::Data).await?;
+            if d.code != 354 {
+                return Err(Failure::reply(Stage::Data, d));
+            }
+            self.write(&content, &Stage::Content).await?;
+            self.read_reply(&Stage::Content, self.data_timeout).await?
+        };
+        Ok(self.outcomes(job, outcomes, final_r, bdat))
+    }
+
+    fn outcomes(
+        &self,
+        job: &Job,
+        rcpt: Vec<(usize, ServerReply)>,
+        final_r: ServerReply,
+        bdat: bool,
+    ) -> Vec<RcptOutcome> {
+        let final_stage = if bdat || final_r.code != 354 {
+            Stage::Content
+        } else {
+            Stage::Data
+        };
+        rcpt.into_iter()
+            .map(|(i, r)| {
+                if !r.is_ok() {
+                    RcptOutcome::Refused(Failure::reply(
+                        Stage::Rcpt(job.rcpts[i].address.clone()),
+                        r,
+                    ))
+                } else if final_r.is_ok() {
+                    RcptOutcome::Delivered(final_r.clone())
+                } else {
+                    RcptOutcome::Refused(Failure::reply(final_stage.clone(), final_r.clone()))
+                }
+            })
+            .collect()
+    }
+
+    /// Say QUIT (without waiting long for the answer) and close.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = self.stream.write_all(b"QUIT\r\n").await;
+            let _ = self.stream.flush().await;
+            let _ = self.stream.read(&mut self.buf).await;
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+    }
+}
+
+enum Retry {
+    No(Failure),
+    WithoutEarlyPipe(Failure),
+    InClear(Failure),
+}
+
+/// Dot-stuff content for DATA and append the terminator.
+pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 5);
+    let mut at_line_start = true;
+    for &b in data {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !data.is_empty() && !data.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_and_bits() {
+        let r = ServerReply {
+            code: 250,
+            lines: [
+                "mx hi",
+                "PIPELINING",
+                "SIZE 1000",
+                "X_PIPE_CONNECT",
+                "STARTTLS",
+                "CHUNKING",
+                "DSN",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        };
+        let c = Caps::parse(&r);
+        assert!(c.pipelining && c.pipe_connect && c.starttls && c.chunking && c.dsn);
+        assert_eq!(c.size, Some(1000));
+        assert!(!c.smtputf8);
+        let back = Caps::from_bits(c.bits());
+        assert_eq!(back.bits(), c.bits());
+    }
+
+    #[test]
+    fn stuffing() {
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n..\r\n"), b"a\r\n..b\r\n...\r\n.\r\n");
+        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+}

@@ -1,0 +1,400 @@
+//! Remote delivery of queued recipients: per destination domain, find the
+//! hosts, reuse or open a connection, send, and record each recipient's
+//! outcome: delivered, deferred (retry with backoff until `max_age`) or
+//! failed (a DSN to the sender).
+
+use crate::config::Config;
+use crate::delivery::client::{ClientSettings, Connection, Failure, Job, JobRcpt, RcptOutcome};
+use crate::delivery::dsn::{self, RcptReport};
+use crate::delivery::hop::{Dns, RouteError};
+use crate::log::MainLog;
+use crate::spool::{Envelope, RcptState, RecipientEntry};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Shared outbound state.
+pub struct Outbound {
+    cfg: Arc<Config>,
+    settings: ClientSettings,
+    dns: Dns,
+    pool: Mutex<HashMap<SocketAddr, Vec<(Connection, Instant)>>>,
+    total: Arc<Semaphore>,
+    per_host: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+}
+
+/// What happened to one recipient in one attempt.
+#[derive(Debug, Clone)]
+pub enum Result1 {
+    /// Delivered; the log line tail (`H=... C="..."`).
+    Delivered(String),
+    /// Try again later.
+    Deferred(Report),
+    /// Never.
+    Failed(Report),
+}
+
+/// Details for logs and DSNs.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// `H=name [ip]:port` or empty.
+    pub host_field: String,
+    /// The text.
+    pub text: String,
+    /// Server reply (one line), if any.
+    pub reply: Option<String>,
+    /// Enhanced status for the DSN.
+    pub status: String,
+    /// Remote host, address, greeting, EHLO reply.
+    pub remote: Option<(String, String, String, String)>,
+}
+
+fn report(f: &Failure, conn: Option<&Connection>, host: Option<(&str, SocketAddr)>) -> Report {
+    let (host_field, remote) = match (conn, host) {
+        (Some(c), _) => (
+            format!("H={} [{}]:{}", c.host, c.addr.ip(), c.addr.port()),
+            Some((
+                c.host.clone(),
+                format!("[{}]:{}", c.addr.ip(), c.addr.port()),
+                c.greeting.clone(),
+                c.ehlo_response.clone(),
+            )),
+        ),
+        (None, Some((h, a))) => (format!("H={h} [{}]:{}", a.ip(), a.port()), None),
+        _ => (String::new(), None),
+    };
+    let status = f
+        .reply
+        .as_ref()
+        .and_then(|r| r.enhanced().map(str::to_string))
+        .unwrap_or_else(|| {
+            if f.permanent {
+                "5.0.0".into()
+            } else {
+                "4.0.0".into()
+            }
+        });
+    Report {
+        host_field,
+        text: f.text.clone(),
+        reply: f.reply.as_ref().map(|r| r.one_line()),
+        status,
+        remote,
+    }
+}
+
+impl Outbound {
+    /// Set up from the configuration.
+    pub fn new(cfg: Arc<Config>, settings: ClientSettings) -> Result<Outbound, String> {
+        let dns = Dns::new(&cfg.outbound.nameservers)?;
+        Ok(Outbound {
+            total: Arc::new(Semaphore::new(cfg.outbound.max_connections.max(1))),
+            cfg,
+            settings,
+            dns,
+            pool: Mutex::new(HashMap::new()),
+            per_host: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn host_sem(&self, addr: SocketAddr) -> Arc<Semaphore> {
+        let mut m = self.per_host.lock().unwrap();
+        Arc::clone(m.entry(addr).or_insert_with(|| {
+            Arc::new(Semaphore::new(
+                self.cfg.outbound.max_connections_per_host.max(1),
+            ))
+        }))
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<Connection> {
+        let idle = self.cfg.outbound.connection_idle.duration();
+        let mut pool = self.pool.lock().unwrap();
+        let v = pool.get_mut(&addr)?;
+        while let Some((c, t)) = v.pop() {
+            if t.elapsed() < idle {
+                return Some(c);
+            }
+            tokio::spawn(c.quit());
+        }
+        None
+    }
+
+    fn put_idle(&self, c: Connection) {
+        if c.sent >= self.cfg.outbound.max_messages_per_connection {
+            tokio::spawn(c.quit());
+            return;
+        }
+        self.pool
+            .lock()
+            .unwrap()
+            .entry(c.addr)
+            .or_default()
+            .push((c, Instant::now()));
+    }
+
+    /// Close idle connections that waited too long (called periodically).
+    pub fn reap(&self) {
+        let idle = self.cfg.outbound.connection_idle.duration();
+        let mut pool = self.pool.lock().unwrap();
+        for v in pool.values_mut() {
+            let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(v)
+                .into_iter()
+                .partition(|(_, t)| t.elapsed() < idle);
+            *v = keep;
+            for (c, _) in old {
+                tokio::spawn(c.quit());
+            }
+        }
+        pool.retain(|_, v| !v.is_empty());
+    }
+
+    /// Close every pooled connection.
+    pub fn close_all(&self) {
+        let mut pool = self.pool.lock().unwrap();
+        for (_, v) in pool.drain() {
+            for (c, _) in v {
+                tokio::spawn(c.quit());
+            }
+        }
+    }
+
+    /// Deliver `rcpts` (indexes into `env.recipients`, all at `domain`).
+    pub async fn deliver_domain(
+        &self,
+        env: &Envelope,
+        data: Arc<Vec<u8>>,
+        domain: &str,
+        rcpts: &[usize],
+        log: &MainLog,
+    ) -> Vec<(usize, Result1)> {
+        let all = |r: Result1| rcpts.iter().map(|&i| (i, r.clone())).collect::<Vec<_>>();
+        let route = match self.dns.route(&self.cfg, domain).await {
+            Ok(r) => r,
+            Err(RouteError::Temporary(t)) => {
+                return all(Result1::Deferred(Report {
+                    host_field: String::new(),
+                    text: t,
+                    reply: None,
+                    status: "4.4.3".into(),
+                    remote: None,
+                }));
+            }
+            Err(RouteError::Permanent(t)) => {
+                return all(Result1::Failed(Report {
+                    host_field: String::new(),
+                    text: t,
+                    reply: None,
+                    status: "5.1.2".into(),
+                    remote: None,
+                }));
+            }
+        };
+        let job = Job {
+            sender: env.sender.clone(),
+            rcpts: rcpts
+                .iter()
+                .map(|&i| {
+                    let r = &env.recipients[i];
+                    JobRcpt {
+                        address: r.address.clone(),
+                        notify: r.notify,
+                        orcpt: r.orcpt.clone(),
+                    }
+                })
+                .collect(),
+            data,
+            eightbit: env.body_8bitmime,
+            smtputf8: env.smtputf8,
+            ret: env.ret,
+            envid: env.envid.clone(),
+        };
+        let mut last: Option<Result1> = None;
+        let started = Instant::now();
+        for host in &route.hosts {
+            for &addr in &host.addrs {
+                let _total: OwnedSemaphorePermit = Arc::clone(&self.total)
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore");
+                let _one = self
+                    .host_sem(addr)
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore");
+                let mut conn = match self.take_idle(addr) {
+                    Some(c) => c,
+                    None => {
+                        match Connection::open(&host.name, addr, route.tls, &self.settings).await {
+                            Ok(c) => c,
+                            Err(f) => {
+                                log.write(&format!(
+                                    "{} H={} [{}]:{}: {}",
+                                    env.id,
+                                    host.name,
+                                    addr.ip(),
+                                    addr.port(),
+                                    f.text
+                                ));
+                                let rep = report(&f, None, Some((&host.name, addr)));
+                                // A 5xx greeting or EHLO is about this host; try the next.
+                                last = Some(Result1::Deferred(rep));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                match conn.send(&job).await {
+                    Ok(outcomes) => {
+                        let tail = |c: &Connection, reply: &str| {
+                            let mut s = format!(
+                                "R={} T=remote_smtp H={} [{}]:{}",
+                                route.router,
+                                c.host,
+                                c.addr.ip(),
+                                c.addr.port()
+                            );
+                            if let Some(t) = &c.tls {
+                                s.push_str(&format!(" X={} CV=no", t.log_field()));
+                            }
+                            if c.caps.pipelining {
+                                s.push_str(if c.early_pipe { " L*" } else { " L" });
+                            }
+                            if c.caps.chunking {
+                                s.push_str(" K");
+                            }
+                            s.push_str(&format!(
+                                " C=\"{}\" DT={}s",
+                                reply.replace('"', "\\\""),
+                                started.elapsed().as_secs()
+                            ));
+                            s
+                        };
+                        let res = rcpts
+                            .iter()
+                            .zip(outcomes)
+                            .map(|(&i, o)| {
+                                let r = match o {
+                                    RcptOutcome::Delivered(reply) => {
+                                        Result1::Delivered(tail(&conn, &reply.one_line()))
+                                    }
+                                    RcptOutcome::Refused(f) if f.permanent => {
+                                        Result1::Failed(report(&f, Some(&conn), None))
+                                    }
+                                    RcptOutcome::Refused(f) => {
+                                        Result1::Deferred(report(&f, Some(&conn), None))
+                                    }
+                                };
+                                (i, r)
+                            })
+                            .collect();
+                        self.put_idle(conn);
+                        return res;
+                    }
+                    Err(f) => {
+                        let rep = report(&f, Some(&conn), None);
+                        let permanent = f.permanent;
+                        if f.reply.is_some()
+                            || matches!(f.stage, crate::delivery::client::Stage::Local)
+                        {
+                            self.put_idle(conn);
+                        } else {
+                            tokio::spawn(conn.quit());
+                        }
+                        // A reply to MAIL (or our own policy) is about the
+                        // message, not the host: do not try other hosts.
+                        return all(if permanent {
+                            Result1::Failed(rep)
+                        } else {
+                            Result1::Deferred(rep)
+                        });
+                    }
+                }
+            }
+        }
+        all(last.unwrap_or_else(|| {
+            Result1::Deferred(Report {
+                host_field: String::new(),
+                text: "no host could be reached".into(),
+                reply: None,
+                status: "4.4.1".into(),
+                remote: None,
+            })
+        }))
+    }
+}
+
+/// The next retry time after `attempts` attempts.
+pub fn next_retry(cfg: &Config, attempts: u32, now: i64) -> i64 {
+    let min = cfg.outbound.retry_min.0.max(1);
+    let max = cfg.outbound.retry_max.0.max(min);
+    let shift = attempts.saturating_sub(1).min(30);
+    let delay = min.saturating_mul(1u64 << shift).min(max);
+    now + delay as i64
+}
+
+/// Group due queued recipients by domain (lower case).
+pub fn due_by_domain(env: &Envelope, now: i64) -> BTreeMap<String, Vec<usize>> {
+    let mut m: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in env.recipients.iter().enumerate() {
+        if r.state == RcptState::Queued && r.next_attempt.is_none_or(|t| t <= now) {
+            let d = r
+                .address
+                .rsplit_once('@')
+                .map_or("", |x| x.1)
+                .to_lowercase();
+            m.entry(d).or_default().push(i);
+        }
+    }
+    m
+}
+
+/// Build the DSN report entry for a recipient.
+pub fn rcpt_report(r: &RecipientEntry, action: &'static str, rep: &Report) -> RcptReport {
+    RcptReport {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        action,
+        status: rep.status.clone(),
+        remote_host: rep.remote.as_ref().map(|x| x.0.clone()),
+        remote_addr: rep.remote.as_ref().map(|x| x.1.clone()),
+        greeting: rep.remote.as_ref().map(|x| x.2.clone()),
+        helo_response: rep.remote.as_ref().map(|x| x.3.clone()),
+        diagnostic_code: rep.reply.clone(),
+        diagnostic: rep.text.clone(),
+    }
+}
+
+/// Build a DSN message for `env`; `None` for the null sender.
+pub fn dsn_message(
+    cfg: &Config,
+    env: &Envelope,
+    content: &[u8],
+    reports: &[RcptReport],
+) -> Option<(Envelope, Vec<u8>)> {
+    if env.sender.is_empty() || reports.is_empty() {
+        return None;
+    }
+    let id = crate::spool::new_message_id();
+    let now = chrono::Local::now();
+    let body = dsn::build(&cfg.server.hostname, env, content, reports, &id, now);
+    let mut rcpts = vec![RecipientEntry::new(env.sender.clone(), None, None)];
+    let env2 = Envelope {
+        id,
+        received_at: now.timestamp(),
+        sender: String::new(),
+        helo: cfg.server.hostname.clone(),
+        client_ip: "127.0.0.1".into(),
+        client_port: 0,
+        protocol: "local".into(),
+        tls: None,
+        body_8bitmime: true,
+        smtputf8: env.smtputf8,
+        ret: None,
+        envid: None,
+        size: body.len() as u64,
+        recipients: std::mem::take(&mut rcpts),
+    };
+    Some((env2, body))
+}
