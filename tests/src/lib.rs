@@ -502,3 +502,170 @@ pub fn swaks(args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// Debian's Exim 4.96 running as an SMTP server on loopback with a private
+/// configuration (queue only: it accepts and keeps messages).
+pub struct EximServer {
+    /// Its directory (config, spool, log, certificate).
+    pub dir: tempfile::TempDir,
+    /// Port it listens on.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl EximServer {
+    /// Start on 127.0.0.1 (and any extra `interfaces`) at `port`.
+    /// `options` are main-section lines; ACLs reject or defer by local part
+    /// (`reject*`, `defer*`), sender (`mailreject*`, `maildefer*`) and
+    /// subject (`reject-data`, `defer-data`).
+    pub fn start(port: u16, interfaces: &str, options: &str) -> EximServer {
+        let dir = tempfile::tempdir().unwrap();
+        EximServer::start_in(dir, port, interfaces, options)
+    }
+
+    fn start_in(dir: tempfile::TempDir, port: u16, interfaces: &str, options: &str) -> EximServer {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir.path();
+        for sub in ["spool", "log"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+            std::fs::set_permissions(d.join(sub), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        if !d.join("cert.pem").exists() {
+            let st = Command::new(require("openssl"))
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=exim-server.test",
+                ])
+                .arg("-keyout")
+                .arg(d.join("key.pem"))
+                .arg("-out")
+                .arg(d.join("cert.pem"))
+                .output()
+                .unwrap();
+            assert!(st.status.success());
+            std::fs::set_permissions(d.join("key.pem"), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let conf = format!(
+            "primary_hostname = exim-server.test
+spool_directory = {d}/spool
+log_file_path = {d}/log/%slog
+log_selector = +pipelining +tls_resumption +tls_cipher +received_recipients +incoming_port
+host_lookup =
+rfc1413_hosts =
+daemon_smtp_ports = {port}
+local_interfaces = <; 127.0.0.1 {interfaces}
+tls_advertise_hosts = *
+tls_certificate = {d}/cert.pem
+tls_privatekey = {d}/key.pem
+tls_resumption_hosts = *
+dsn_advertise_hosts = *
+queue_only = true
+keep_environment =
+acl_smtp_mail = acl_mail
+acl_smtp_rcpt = acl_rcpt
+acl_smtp_data = acl_data
+{options}
+begin acl
+acl_mail:
+  deny senders = ^mailreject
+       message = 5.7.1 sender refused
+  defer senders = ^maildefer
+       message = 4.3.0 sender deferred
+  accept
+acl_rcpt:
+  deny local_parts = ^reject
+       message = 5.1.1 no such user here
+  defer local_parts = ^defer
+       message = 4.2.0 try again later
+  accept
+acl_data:
+  deny condition = ${{if match{{$h_subject:}}{{reject-data}}}}
+       message = 5.7.0 content refused
+  defer condition = ${{if match{{$h_subject:}}{{defer-data}}}}
+       message = 4.7.0 content deferred
+  accept
+begin routers
+begin transports
+",
+            d = d.display()
+        );
+        std::fs::write(d.join("exim.conf"), conf).unwrap();
+        let child = Command::new(require("exim4"))
+            .arg("-C")
+            .arg(d.join("exim.conf"))
+            .arg("-bdf")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start exim4");
+        let mut s = EximServer {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "exim did not start: {}",
+                s.mainlog()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The probe connection shows up in Exim's log; wait for it to go.
+        std::thread::sleep(Duration::from_millis(100));
+        s.child.as_mut().unwrap();
+        s
+    }
+
+    /// Stop and start again with other main options (same port, spool).
+    pub fn restart_with(mut self, interfaces: &str, options: &str) -> EximServer {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        EximServer::start_in(dir, self.port, interfaces, options)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Exim's main log.
+    pub fn mainlog(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/mainlog")).unwrap_or_default()
+    }
+
+    /// Lines of the main log that contain `pat`.
+    pub fn lines(&self, pat: &str) -> Vec<String> {
+        self.mainlog()
+            .lines()
+            .filter(|l| l.contains(pat))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for EximServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,369 @@
+//! Outbound delivery against Debian's Exim 4.96 as the receiving server.
+
+use mailgate_tests::{Client, EximServer, Server, free_port};
+use std::time::{Duration, Instant};
+
+fn submit(s: &Server, from: &str, to: &[&str], subject: &str) -> String {
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+    for t in to {
+        let r = c.cmd(&format!("RCPT TO:<{t}>"));
+        assert!(r.starts_with("250"), "{t}: {r}");
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("Subject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\nbody of {subject}\r\n.\r\n").as_bytes());
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0 OK id="), "{r}");
+    c.cmd("QUIT");
+    r.trim().rsplit("id=").next().unwrap().to_string()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn line_with<'a>(log: &'a str, pat: &str) -> &'a str {
+    log.lines()
+        .find(|l| l.contains(pat))
+        .unwrap_or_else(|| panic!("no {pat:?} in:\n{log}"))
+}
+
+#[test]
+fn second_delivery_uses_early_pipelining_and_resumption() {
+    let ex = EximServer::start(free_port(), "", "");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{}\"\nconnection_idle = \"0s\"\n",
+            ex.port
+        ),
+        "",
+    );
+    let id1 = submit(&s, "a@local.test", &["one@remote.test"], "first");
+    let log = s.wait_log(&format!("{id1} => one@remote.test"), 1);
+    let first = line_with(&log, &format!("{id1} => "));
+    assert!(
+        first.contains(" L K ") && !first.contains(" L* "),
+        "{first}"
+    );
+    assert!(
+        first.contains("X=TLS1.3:") && !first.contains(":256* "),
+        "{first}"
+    );
+    let id2 = submit(&s, "a@local.test", &["two@remote.test"], "second");
+    let log = s.wait_log(&format!("{id2} => two@remote.test"), 1);
+    let second = line_with(&log, &format!("{id2} => "));
+    assert!(second.contains(" L* "), "no early pipelining: {second}");
+    assert!(second.contains(":256* CV=no"), "not resumed: {second}");
+    wait_for("exim's second <= line", || {
+        ex.lines(" <= a@local.test").len() == 2
+    });
+    let e = ex.lines(" <= a@local.test");
+    assert!(e[0].contains(" L.") && !e[0].contains(" L*"), "{}", e[0]);
+    assert!(
+        e[1].contains(" L*"),
+        "exim did not see early pipelining: {}",
+        e[1]
+    );
+    assert!(e[1].contains(":256*"), "exim did not resume: {}", e[1]);
+    assert!(e[1].contains(" K ") || e[1].contains(" K S="), "{}", e[1]);
+    s.wait_log(&format!("{id2} Completed"), 1);
+}
+
+#[test]
+fn several_messages_share_one_connection() {
+    let ex = EximServer::start(free_port(), "", "");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{}\"\nconnection_idle = \"20s\"\n",
+            ex.port
+        ),
+        "",
+    );
+    for i in 0..3 {
+        let id = submit(
+            &s,
+            "a@local.test",
+            &["x@remote.test", "y@remote.test"],
+            &format!("reuse{i}"),
+        );
+        s.wait_log(&format!("{id} Completed"), 1);
+    }
+    let log = s.mainlog();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains(" => x@remote.test"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains(" -> y@remote.test"))
+            .count(),
+        3
+    );
+    wait_for("three messages at exim", || {
+        ex.lines(" <= a@local.test").len() == 3
+    });
+    let ports: std::collections::HashSet<String> = ex
+        .lines(" <= a@local.test")
+        .iter()
+        .map(|l| {
+            l.split("[127.0.0.1]:")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ports.len(),
+        1,
+        "expected one connection: {:?}",
+        ex.lines(" <= ")
+    );
+}
+
+/// Parse the DSN in a maildir file into (field, value) pairs of the
+/// delivery-status part.
+fn dsn_fields(m: &str) -> Vec<(String, String)> {
+    let start = m
+        .find("Content-Type: message/delivery-status")
+        .expect("delivery-status part");
+    let part = &m[start..];
+    let end = part[1..].find("\n--").map_or(part.len(), |e| e + 1);
+    part[..end]
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split_once(": ")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn failures_at_each_stage_retry_then_bounce() {
+    let ex = EximServer::start(free_port(), "", "");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{}\"\nretry_min = \"1s\"\nretry_max = \"1s\"\nmax_age = \"4s\"\n",
+            ex.port
+        ),
+        "",
+    );
+    // RCPT: 550 and 451; MAIL: 550 and 451; DATA: 550 and 451.
+    let rcpt = submit(
+        &s,
+        "sender@local.test",
+        &[
+            "ok@remote.test",
+            "rejectme@remote.test",
+            "deferme@remote.test",
+        ],
+        "rcpt-stage",
+    );
+    let mail5 = submit(
+        &s,
+        "mailreject@local.test",
+        &["x@remote.test"],
+        "mail-stage",
+    );
+    let mail4 = submit(&s, "maildefer@local.test", &["x@remote.test"], "mail-defer");
+    let data5 = submit(&s, "sender@local.test", &["x@remote.test"], "reject-data");
+    let data4 = submit(&s, "sender@local.test", &["x@remote.test"], "defer-data");
+    for id in [&rcpt, &mail5, &mail4, &data5, &data4] {
+        s.wait_log(&format!("{id} Completed"), 1);
+    }
+    let log = s.mainlog();
+    assert!(line_with(&log, &format!("{rcpt} => ok@remote.test")).contains("C=\"250"));
+    assert!(
+        line_with(&log, &format!("{rcpt} ** rejectme@remote.test"))
+            .contains("after RCPT TO:<rejectme@remote.test>: 550 5.1.1")
+    );
+    // 4xx: retried (at least twice), then failed when max_age passed.
+    for (id, pat) in [
+        (&rcpt, "deferme@remote.test"),
+        (&mail4, "x@remote.test"),
+        (&data4, "x@remote.test"),
+    ] {
+        let defers = log
+            .lines()
+            .filter(|l| l.contains(&format!("{id} == {pat}")))
+            .count();
+        assert!(defers >= 2, "{id}: {defers} deferrals\n{log}");
+        assert!(line_with(&log, &format!("{id} ** {pat}")).contains("retry timeout exceeded"));
+    }
+    assert!(
+        line_with(&log, &format!("{mail5} ** x@remote.test"))
+            .contains("after MAIL FROM:<mailreject@local.test>: 550 5.7.1")
+    );
+    assert!(
+        line_with(&log, &format!("{data5} ** x@remote.test"))
+            .contains("after end of data: 550 5.7.0")
+    );
+
+    // The senders got DSNs; parse them back.
+    s.wait_log("<= <> R=", 6);
+    wait_for("bounces in the maildirs", || {
+        s.maildir("local.test", "sender").len() >= 3
+    });
+    let bounces = s.maildir("local.test", "sender");
+    let rcpt_bounce = bounces
+        .iter()
+        .find(|m| m.contains("Final-Recipient: rfc822;rejectme@remote.test"))
+        .expect("bounce for rejectme");
+    assert!(rcpt_bounce.contains("Content-Type: multipart/report; report-type=delivery-status;"));
+    assert!(
+        rcpt_bounce.contains("Subject: rcpt-stage"),
+        "original message returned"
+    );
+    let f = dsn_fields(rcpt_bounce);
+    let get = |k: &str| {
+        f.iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("Reporting-MTA"), vec!["dns; mx.local.test"]);
+    assert_eq!(get("Action"), vec!["failed"]);
+    assert_eq!(get("Status"), vec!["5.1.1"]);
+    assert!(
+        get("Remote-MTA").contains(&format!("X-ip; [127.0.0.1]:{}", ex.port)),
+        "{f:?}"
+    );
+    assert!(
+        get("X-Remote-MTA-smtp-greeting")[0]
+            .starts_with("X-str; 220 exim-server.test ESMTP Exim 4.96"),
+        "{f:?}"
+    );
+    assert!(
+        get("X-Remote-MTA-helo-response")[0].starts_with("X-str; 250-exim-server.test Hello"),
+        "{f:?}"
+    );
+    assert_eq!(
+        get("Diagnostic-Code"),
+        vec!["smtp; 550 5.1.1 no such user here"]
+    );
+    assert!(get("X-Mailgate-Diagnostic")[0].contains("after RCPT TO:<rejectme@remote.test>"));
+    // The deferred recipient of the same message timed out: its own DSN.
+    let timeout_bounce = bounces
+        .iter()
+        .find(|m| m.contains("Final-Recipient: rfc822;deferme@remote.test"))
+        .expect("bounce for deferme");
+    let f = dsn_fields(timeout_bounce);
+    assert!(
+        f.iter()
+            .any(|(k, v)| k == "Status" && v == "4.2.0" || k == "Status" && v.starts_with('5')),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|(k, v)| k == "X-Mailgate-Diagnostic" && v.contains("retry timeout exceeded"))
+    );
+    // No bounce to the null sender of a bounce, and nothing left queued.
+    let (_, list) = s.cli(&["queue", "list"]);
+    assert!(list.trim().is_empty(), "{list}");
+}
+
+#[test]
+fn notify_never_and_null_sender_get_no_bounce() {
+    let ex = EximServer::start(free_port(), "", "");
+    let s = Server::start_with("", &format!("smarthost = \"127.0.0.1:{}\"\n", ex.port), "");
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<sender@local.test>");
+    assert!(
+        c.cmd("RCPT TO:<rejectme@remote.test> NOTIFY=NEVER")
+            .starts_with("250")
+    );
+    c.cmd("DATA");
+    c.send(b"Subject: never\r\n\r\nx\r\n.\r\n");
+    let id = c.reply().trim().rsplit("id=").next().unwrap().to_string();
+    c.cmd("MAIL FROM:<>");
+    c.cmd("RCPT TO:<rejectme2@remote.test>");
+    c.cmd("DATA");
+    c.send(b"Subject: null sender\r\n\r\nx\r\n.\r\n");
+    let id2 = c.reply().trim().rsplit("id=").next().unwrap().to_string();
+    s.wait_log(&format!("{id} Completed"), 1);
+    s.wait_log(&format!("{id2} Completed"), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.mainlog().contains("<= <> R="), "{}", s.mainlog());
+    assert!(s.maildir("local.test", "sender").is_empty());
+}
+
+#[test]
+fn server_that_stops_advertising_pipeconnect() {
+    let port = free_port();
+    let ex = EximServer::start(port, "", "");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{port}\"\nconnection_idle = \"0s\"\nretry_min = \"1s\"\n"
+        ),
+        "",
+    );
+    let id1 = submit(&s, "a@local.test", &["one@remote.test"], "fill-cache");
+    s.wait_log(&format!("{id1} Completed"), 1);
+    // Exim no longer offers PIPECONNECT: our early EHLO is a sync error
+    // there. We drop the cache entry, defer, and the retry goes through
+    // without early pipelining.
+    let ex = ex.restart_with("", "pipelining_connect_advertise_hosts =");
+    let id2 = submit(&s, "a@local.test", &["two@remote.test"], "after-change");
+    let log = s.wait_log(&format!("{id2} => two@remote.test"), 1);
+    let d = line_with(&log, &format!("{id2} => "));
+    assert!(!d.contains(" L* "), "{d}");
+    assert!(
+        log.contains(&format!("{id2} == two@remote.test")),
+        "expected one deferral:\n{log}"
+    );
+    assert!(
+        ex.mainlog().contains("synchronization error"),
+        "{}",
+        ex.mainlog()
+    );
+    // And the third delivery does not try early pipelining at all.
+    let id3 = submit(&s, "a@local.test", &["three@remote.test"], "third");
+    let log = s.wait_log(&format!("{id3} => three@remote.test"), 1);
+    assert!(!log.contains(&format!("{id3} == ")), "{log}");
+}
+
+#[test]
+fn server_that_changes_its_ehlo_answer() {
+    let port = free_port();
+    let ex = EximServer::start(port, "", "");
+    let s = Server::start_with(
+        "",
+        &format!("smarthost = \"127.0.0.1:{port}\"\nconnection_idle = \"0s\"\n"),
+        "",
+    );
+    let id1 = submit(&s, "a@local.test", &["one@remote.test"], "chunky");
+    let log = s.wait_log(&format!("{id1} => "), 1);
+    assert!(line_with(&log, &format!("{id1} => ")).contains(" K "));
+    // Still PIPECONNECT, but no CHUNKING now: the cache entry is rewritten
+    // and the delivery goes on with early pipelining, using DATA.
+    let ex = ex.restart_with("", "chunking_advertise_hosts =");
+    let id2 = submit(&s, "a@local.test", &["two@remote.test"], "no-chunks");
+    let log = s.wait_log(&format!("{id2} => "), 1);
+    let d = line_with(&log, &format!("{id2} => "));
+    assert!(d.contains(" L* ") && !d.contains(" K "), "{d}");
+    assert!(!log.contains(&format!("{id2} == ")), "{log}");
+    wait_for("exim got it", || ex.lines(" <= a@local.test").len() == 2);
+    assert!(
+        ex.lines(" <= a@local.test")[1].contains(" L*"),
+        "{}",
+        ex.mainlog()
+    );
+}
