@@ -9,6 +9,7 @@ missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 [ -x /usr/sbin/exim4 ] || missing+=(exim4-daemon-heavy)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x /usr/sbin/nsd ] || missing+=(nsd)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing test peers: ${missing[*]}"

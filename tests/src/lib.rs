@@ -669,3 +669,64 @@ impl Drop for EximServer {
         self.stop();
     }
 }
+
+/// Debian's nsd serving one zone on a loopback port, so DNS never leaves
+/// this machine.
+pub struct Nsd {
+    /// Working directory.
+    pub dir: tempfile::TempDir,
+    /// UDP/TCP port on 127.0.0.1.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Nsd {
+    /// Serve `zone_text` as zone `origin`.
+    pub fn start(origin: &str, zone_text: &str) -> Nsd {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("zone"), zone_text).unwrap();
+        let conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\nzone:\n  name: {origin}\n  zonefile: zone\n"
+        );
+        std::fs::write(dir.path().join("nsd.conf"), conf).unwrap();
+        let child = Command::new(require("nsd"))
+            .arg("-c")
+            .arg(dir.path().join("nsd.conf"))
+            .arg("-d")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nsd");
+        let n = Nsd {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let start = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(n.dir.path().join("nsd.log")).unwrap_or_default();
+            if log.contains("nsd started") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nsd did not start: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+}
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // nsd forks a server child; SIGTERM lets the parent stop it.
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
