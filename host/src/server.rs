@@ -52,7 +52,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             cfg.outbound.ehlo_cache_expiry.0,
         ),
     };
-    let outbound = match queue::remote::Outbound::new(Arc::clone(&cfg), settings) {
+    let outbound = match queue::remote::Outbound::new(Arc::clone(&cfg), settings, cache.clone()) {
         Ok(o) => Some(Arc::new(o)),
         Err(e) => {
             log.write(&format!(

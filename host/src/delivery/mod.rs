@@ -6,4 +6,5 @@ pub mod dsn;
 pub mod ehlo_cache;
 pub mod hop;
 pub mod reply;
+pub mod retry;
 pub mod tls;

@@ -83,6 +83,9 @@ impl QueueHandle {
     /// Make queued recipients due now (one message, or all) and start
     /// delivering them. Returns how many messages were affected.
     pub async fn retry(&self, id: Option<&str>) -> usize {
+        if let Some(o) = &self.runner.outbound {
+            o.clear_hints();
+        }
         let envs: Vec<Envelope> = match id {
             Some(id) => self.runner.spool.get(id).into_iter().collect(),
             None => self.runner.spool.list(),

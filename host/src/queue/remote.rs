@@ -18,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Shared outbound state.
 pub struct Outbound {
     cfg: Arc<Config>,
+    hints: crate::delivery::retry::RetryHints,
     settings: ClientSettings,
     dns: Dns,
     pool: Mutex<HashMap<SocketAddr, Vec<(Connection, Instant)>>>,
@@ -87,9 +88,18 @@ fn report(f: &Failure, conn: Option<&Connection>, host: Option<(&str, SocketAddr
 
 impl Outbound {
     /// Set up from the configuration.
-    pub fn new(cfg: Arc<Config>, settings: ClientSettings) -> Result<Outbound, String> {
+    pub fn new(
+        cfg: Arc<Config>,
+        settings: ClientSettings,
+        cache: crate::cache::Cache,
+    ) -> Result<Outbound, String> {
         let dns = Dns::new(&cfg.outbound.nameservers)?;
         Ok(Outbound {
+            hints: crate::delivery::retry::RetryHints::new(
+                cache,
+                cfg.outbound.retry_min.0,
+                cfg.outbound.retry_max.0,
+            ),
             total: Arc::new(Semaphore::new(cfg.outbound.max_connections.max(1))),
             cfg,
             settings,
@@ -148,6 +158,11 @@ impl Outbound {
             }
         }
         pool.retain(|_, v| !v.is_empty());
+    }
+
+    /// Forget host retry hints (a forced retry).
+    pub fn clear_hints(&self) {
+        self.hints.clear();
     }
 
     /// Close every pooled connection.
@@ -223,12 +238,34 @@ impl Outbound {
                     .acquire_owned()
                     .await
                     .expect("semaphore");
+                let now = chrono::Utc::now().timestamp();
                 let mut conn = match self.take_idle(addr) {
                     Some(c) => c,
+                    None if self.hints.blocked_until(addr, now).is_some() => {
+                        if last.is_none() {
+                            last = Some(Result1::Deferred(Report {
+                                host_field: format!(
+                                    "H={} [{}]:{}",
+                                    host.name,
+                                    addr.ip(),
+                                    addr.port()
+                                ),
+                                text: "retry time not reached for any host".into(),
+                                reply: None,
+                                status: "4.4.1".into(),
+                                remote: None,
+                            }));
+                        }
+                        continue;
+                    }
                     None => {
                         match Connection::open(&host.name, addr, route.tls, &self.settings).await {
-                            Ok(c) => c,
+                            Ok(c) => {
+                                self.hints.succeeded(addr);
+                                c
+                            }
                             Err(f) => {
+                                self.hints.failed(addr, now);
                                 log.write(&format!(
                                     "{} H={} [{}]:{}: {}",
                                     env.id,
