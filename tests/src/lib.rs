@@ -565,7 +565,7 @@ host_lookup =
 rfc1413_hosts =
 daemon_smtp_ports = {port}
 local_interfaces = <; 127.0.0.1 {interfaces}
-tls_advertise_hosts = *
+{tls_adv}
 tls_certificate = {d}/cert.pem
 tls_privatekey = {d}/key.pem
 tls_resumption_hosts = *
@@ -598,7 +598,12 @@ acl_data:
 begin routers
 begin transports
 ",
-            d = d.display()
+            d = d.display(),
+            tls_adv = if options.contains("tls_advertise_hosts") {
+                ""
+            } else {
+                "tls_advertise_hosts = *"
+            },
         );
         std::fs::write(d.join("exim.conf"), conf).unwrap();
         let child = Command::new(require("exim4"))

@@ -367,3 +367,141 @@ fn server_that_changes_its_ehlo_answer() {
         ex.mainlog()
     );
 }
+
+#[test]
+fn queue_list_shows_errors_and_retry_delivers_now() {
+    let port = free_port();
+    // No server yet: the delivery is deferred for an hour.
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{port}\"\nretry_min = \"1h\"\nretry_max = \"2h\"\nconnect_timeout = \"2s\"\n"
+        ),
+        "",
+    );
+    let id = submit(&s, "a@local.test", &["later@remote.test"], "held");
+    s.wait_log(&format!("{id} == later@remote.test"), 1);
+    let (ok, list) = s.cli(&["queue", "list"]);
+    assert!(ok, "{list}");
+    assert!(list.contains("queued    later@remote.test"), "{list}");
+    assert!(
+        list.contains("Connection refused"),
+        "last error shown: {list}"
+    );
+    assert!(
+        list.contains("next attempt in "),
+        "next retry shown: {list}"
+    );
+    let _ex = EximServer::start(port, "", "");
+    let (ok, out) = s.cli(&["queue", "retry", &id]);
+    assert!(ok, "{out}");
+    s.wait_log(&format!("{id} => later@remote.test"), 1);
+    let (ok, out) = s.cli(&["queue", "retry"]);
+    assert!(!ok && out.contains("--all"), "{out}");
+    let (ok, out) = s.cli(&["queue", "flush"]);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn delay_warning_is_sent_once() {
+    let ex = EximServer::start(free_port(), "", "");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{}\"\nretry_min = \"1s\"\nretry_max = \"1s\"\ndelay_warning = \"2s\"\n",
+            ex.port
+        ),
+        "",
+    );
+    let id = submit(&s, "waiting@local.test", &["deferme@remote.test"], "slow");
+    s.wait_log("<= <> R=", 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let log = s.mainlog();
+    assert_eq!(
+        log.lines().filter(|l| l.contains("<= <> R=")).count(),
+        1,
+        "{log}"
+    );
+    wait_for("the warning", || {
+        !s.maildir("local.test", "waiting").is_empty()
+    });
+    let m = &s.maildir("local.test", "waiting")[0];
+    assert!(m.contains("Subject: Warning: message delayed"), "{m}");
+    let f = dsn_fields(m);
+    assert!(
+        f.iter().any(|(k, v)| k == "Action" && v == "delayed"),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|(k, v)| k == "Final-Recipient" && v == "rfc822;deferme@remote.test")
+    );
+    assert!(
+        m.contains("Content-Type: text/rfc822-headers"),
+        "headers only in a warning"
+    );
+    let (_, list) = s.cli(&["queue", "list"]);
+    assert!(
+        list.contains(&id) && list.contains("queued    deferme@remote.test"),
+        "{list}"
+    );
+}
+
+#[test]
+fn implicit_tls_and_required_tls_per_destination() {
+    // Destination B: another mailgate, reached on its implicit-TLS port.
+    let b = Server::start("", "");
+    let ex = EximServer::start(free_port(), "", "tls_advertise_hosts =");
+    let a = Server::start_with(
+        "",
+        &format!(
+            "retry_min = \"1h\"\n[outbound.domains.\"b.test\"]\nsmarthost = \"127.0.0.1:{}\"\ntls = \"implicit\"\n[outbound.domains.\"plain.test\"]\nsmarthost = \"127.0.0.1:{}\"\ntls = \"required\"\n",
+            b.tls_port, ex.port
+        ),
+        "",
+    );
+    let id = submit(&a, "a@local.test", &["x@b.test"], "implicit");
+    let log = a.wait_log(&format!("{id} => x@b.test"), 1);
+    assert!(
+        line_with(&log, &format!("{id} => ")).contains(" X=TLS1.3:"),
+        "{log}"
+    );
+    let blog = b.wait_log(" <= a@local.test", 1);
+    assert!(
+        line_with(&blog, " <= a@local.test").contains(" P=esmtps "),
+        "{blog}"
+    );
+    // Exim offers no STARTTLS: "required" defers instead of sending in clear.
+    let id2 = submit(&a, "a@local.test", &["y@plain.test"], "must-encrypt");
+    let log = a.wait_log(&format!("{id2} == y@plain.test"), 1);
+    assert!(
+        line_with(&log, &format!("{id2} == ")).contains("TLS is required"),
+        "{log}"
+    );
+    assert!(ex.lines(" <= a@local.test").is_empty());
+}
+
+#[test]
+fn smtputf8_message_bounces_when_the_server_lacks_it() {
+    let ex = EximServer::start(free_port(), "", "smtputf8_advertise_hosts =");
+    let s = Server::start_with("", &format!("smarthost = \"127.0.0.1:{}\"\n", ex.port), "");
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    assert!(
+        c.cmd("MAIL FROM:<sender@local.test> SMTPUTF8")
+            .starts_with("250")
+    );
+    assert!(c.cmd("RCPT TO:<jöe@remote.test>").starts_with("250"));
+    c.cmd("DATA");
+    c.send("Subject: ünïcode\r\n\r\nx\r\n.\r\n".as_bytes());
+    let id = c.reply().trim().rsplit("id=").next().unwrap().to_string();
+    let log = s.wait_log(&format!("{id} ** "), 1);
+    assert!(
+        line_with(&log, &format!("{id} ** ")).contains("needs SMTPUTF8"),
+        "{log}"
+    );
+    wait_for("the bounce", || {
+        !s.maildir("local.test", "sender").is_empty()
+    });
+    assert!(ex.lines(" <= ").is_empty());
+}
