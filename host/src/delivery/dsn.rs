@@ -169,3 +169,108 @@ pub fn wanted(notify: Option<crate::smtp::command::Notify>, action: &str) -> boo
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::command::Notify;
+    use crate::spool::RecipientEntry;
+
+    fn env(ret: Option<Ret>) -> Envelope {
+        Envelope {
+            id: "1xVb2N-xWMWIY-5h".into(),
+            received_at: 1_795_000_000,
+            sender: "s@example.test".into(),
+            helo: "c".into(),
+            client_ip: "127.0.0.1".into(),
+            client_port: 1,
+            protocol: "esmtp".into(),
+            tls: None,
+            body_8bitmime: false,
+            smtputf8: false,
+            ret,
+            envid: Some("QQ+2B314".into()),
+            size: 10,
+            recipients: vec![RecipientEntry::new(
+                "r@x.test".into(),
+                None,
+                Some("rfc822;R+40x.test".into()),
+            )],
+        }
+    }
+
+    fn report() -> RcptReport {
+        RcptReport {
+            address: "r@x.test".into(),
+            orcpt: Some("rfc822;R+40x.test".into()),
+            action: "failed",
+            status: "5.1.1".into(),
+            remote_host: Some("mx.x.test".into()),
+            remote_addr: Some("[192.0.2.1]:25".into()),
+            greeting: Some("220 mx.x.test ESMTP".into()),
+            helo_response: Some("250-mx.x.test Hello".into()),
+            diagnostic_code: Some("550 5.1.1 no".into()),
+            diagnostic: "SMTP error from remote mail server after RCPT TO:<r@x.test>: 550 5.1.1 no"
+                .into(),
+        }
+    }
+
+    #[test]
+    fn envid_orcpt_and_ret() {
+        let content = b"Subject: s\r\n\r\nsecret body\r\n";
+        let now = chrono::Local::now();
+        let full = String::from_utf8(build(
+            "mg.test",
+            &env(None),
+            content,
+            &[report()],
+            "ID",
+            now,
+        ))
+        .unwrap();
+        assert!(full.contains("Original-Envelope-Id: QQ+314\r\n"), "{full}");
+        assert!(full.contains("Original-Recipient: rfc822;R@x.test\r\n"));
+        assert!(
+            full.contains(
+                "Final-Recipient: rfc822;r@x.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            )
+        );
+        assert!(
+            full.contains("Remote-MTA: dns; mx.x.test\r\nRemote-MTA: X-ip; [192.0.2.1]:25\r\n")
+        );
+        assert!(
+            full.contains("Content-Type: message/rfc822\r\n\r\nSubject: s\r\n\r\nsecret body\r\n")
+        );
+        let hdrs = String::from_utf8(build(
+            "mg.test",
+            &env(Some(Ret::Hdrs)),
+            content,
+            &[report()],
+            "ID",
+            now,
+        ))
+        .unwrap();
+        assert!(hdrs.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: s\r\n"));
+        assert!(!hdrs.contains("secret body"));
+    }
+
+    #[test]
+    fn notify_rules() {
+        assert!(wanted(None, "failed") && wanted(None, "delayed"));
+        let never = Notify {
+            never: true,
+            ..Default::default()
+        };
+        assert!(!wanted(Some(never), "failed"));
+        let success = Notify {
+            success: true,
+            ..Default::default()
+        };
+        assert!(!wanted(Some(success), "failed") && !wanted(Some(success), "delayed"));
+        let fail = Notify {
+            failure: true,
+            ..Default::default()
+        };
+        assert!(wanted(Some(fail), "failed") && !wanted(Some(fail), "delayed"));
+    }
+}
