@@ -81,29 +81,28 @@ impl QueueHandle {
     }
 
     /// Make queued recipients due now (one message, or all) and start
-    /// delivering them. Returns how many messages were affected.
+    /// delivering them, ignoring retry times and host retry hints.
+    /// Returns how many messages were scheduled.
     pub async fn retry(&self, id: Option<&str>) -> usize {
         if let Some(o) = &self.runner.outbound {
             o.clear_hints();
         }
-        let envs: Vec<Envelope> = match id {
-            Some(id) => self.runner.spool.get(id).into_iter().collect(),
-            None => self.runner.spool.list(),
+        let ids: Vec<String> = match id {
+            Some(id) => self
+                .runner
+                .spool
+                .get(id)
+                .into_iter()
+                .map(|e| e.id)
+                .collect(),
+            None => self.runner.spool.list().into_iter().map(|e| e.id).collect(),
         };
-        let mut n = 0;
-        for mut env in envs {
-            let mut changed = false;
-            for r in env.recipients.iter_mut() {
-                if r.state == RcptState::Queued && r.next_attempt.is_some() {
-                    r.next_attempt = None;
-                    changed = true;
-                }
-            }
-            let id = env.id.clone();
-            if changed && let Ok(w) = self.runner.spool.update(env) {
-                let _ = w.await;
-            }
-            n += 1;
+        let n = ids.len();
+        {
+            let mut f = self.runner.forced.lock().unwrap();
+            f.extend(ids.iter().cloned());
+        }
+        for id in ids {
             self.runner.clone().dispatch(id);
         }
         n
@@ -138,6 +137,7 @@ struct Runner {
     slots: Semaphore,
     stopping: std::sync::atomic::AtomicBool,
     handle: Mutex<Option<QueueHandle>>,
+    forced: Mutex<HashSet<String>>,
 }
 
 /// Start the queue runner; it first picks up what the spool holds.
@@ -160,9 +160,10 @@ pub fn start(
         log,
         hostname,
         busy: Mutex::new(HashSet::new()),
-        slots: Semaphore::new(8),
+        slots: Semaphore::new(64),
         stopping: std::sync::atomic::AtomicBool::new(false),
         handle: Mutex::new(None),
+        forced: Mutex::new(HashSet::new()),
     });
     let handle = QueueHandle {
         tx,
@@ -316,7 +317,8 @@ impl Runner {
             return;
         };
         let now = chrono::Utc::now().timestamp();
-        let groups = remote::due_by_domain(&env, now);
+        let forced = self.forced.lock().unwrap().remove(id);
+        let groups = remote::due_by_domain(&env, if forced { i64::MAX } else { now });
         let mut fail_reports = Vec::new();
         let mut delay_reports = Vec::new();
         let mut changed = false;
