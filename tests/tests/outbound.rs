@@ -63,17 +63,33 @@ fn second_delivery_uses_early_pipelining_and_resumption() {
     let second = line_with(&log, &format!("{id2} => "));
     assert!(second.contains(" L* "), "no early pipelining: {second}");
     assert!(second.contains(":256* CV=no"), "not resumed: {second}");
-    wait_for("exim's second <= line", || {
-        ex.lines(" <= a@local.test").len() == 2
+    // Exim decides "early pipelining used" by looking for input when it
+    // sends its banner, which races with our (early) EHLO on a loaded
+    // machine; so send a few more and require that Exim saw it at least once.
+    for n in 3..=5 {
+        let id = submit(
+            &s,
+            "a@local.test",
+            &["more@remote.test"],
+            &format!("more{n}"),
+        );
+        let log = s.wait_log(&format!("{id} => more@remote.test"), 1);
+        let l = line_with(&log, &format!("{id} => "));
+        assert!(l.contains(" L* ") && l.contains(":256* CV=no"), "{l}");
+    }
+    wait_for("exim's <= lines", || {
+        ex.lines(" <= a@local.test").len() == 5
     });
     let e = ex.lines(" <= a@local.test");
     assert!(e[0].contains(" L.") && !e[0].contains(" L*"), "{}", e[0]);
     assert!(
-        e[1].contains(" L*"),
-        "exim did not see early pipelining: {}",
-        e[1]
+        e[1..].iter().all(|l| l.contains(":256*")),
+        "exim did not resume: {e:?}"
     );
-    assert!(e[1].contains(":256*"), "exim did not resume: {}", e[1]);
+    assert!(
+        e[1..].iter().any(|l| l.contains(" L*")),
+        "exim never saw early pipelining: {e:?}"
+    );
     assert!(e[1].contains(" K ") || e[1].contains(" K S="), "{}", e[1]);
     s.wait_log(&format!("{id2} Completed"), 1);
 }
@@ -316,26 +332,34 @@ fn server_that_stops_advertising_pipeconnect() {
     );
     let id1 = submit(&s, "a@local.test", &["one@remote.test"], "fill-cache");
     s.wait_log(&format!("{id1} Completed"), 1);
-    // Exim no longer offers PIPECONNECT: our early EHLO is a sync error
-    // there. We drop the cache entry, defer, and the retry goes through
-    // without early pipelining.
+    // Exim no longer offers PIPECONNECT. Either our early EHLO reaches it
+    // before its banner (a synchronization error there: we drop the cache
+    // entry, defer, and the retry goes through without early pipelining), or
+    // just after (Exim serves it; its EHLO answer lacks PIPECONNECT, so we
+    // drop the cache entry and carry on). Both are Exim's own recovery.
     let ex = ex.restart_with("", "pipelining_connect_advertise_hosts =");
     let id2 = submit(&s, "a@local.test", &["two@remote.test"], "after-change");
     let log = s.wait_log(&format!("{id2} => two@remote.test"), 1);
-    let d = line_with(&log, &format!("{id2} => "));
-    assert!(!d.contains(" L* "), "{d}");
-    assert!(
-        log.contains(&format!("{id2} == two@remote.test")),
-        "expected one deferral:\n{log}"
-    );
-    assert!(
-        ex.mainlog().contains("synchronization error"),
-        "{}",
+    let sync_error = ex.mainlog().contains("synchronization error");
+    let deferred = log.contains(&format!("{id2} == two@remote.test"));
+    assert_eq!(
+        sync_error,
+        deferred,
+        "exim:\n{}\nmailgate:\n{log}",
         ex.mainlog()
     );
-    // And the third delivery does not try early pipelining at all.
+    if sync_error {
+        assert!(
+            !line_with(&log, &format!("{id2} => ")).contains(" L* "),
+            "{log}"
+        );
+    }
+    // Either way the cache entry is gone: the next delivery does not try
+    // early pipelining at all.
     let id3 = submit(&s, "a@local.test", &["three@remote.test"], "third");
     let log = s.wait_log(&format!("{id3} => three@remote.test"), 1);
+    let l3 = line_with(&log, &format!("{id3} => "));
+    assert!(!l3.contains(" L* "), "{l3}");
     assert!(!log.contains(&format!("{id3} == ")), "{log}");
 }
 
@@ -360,8 +384,9 @@ fn server_that_changes_its_ehlo_answer() {
     assert!(d.contains(" L* ") && !d.contains(" K "), "{d}");
     assert!(!log.contains(&format!("{id2} == ")), "{log}");
     wait_for("exim got it", || ex.lines(" <= a@local.test").len() == 2);
+    // Exim's own L* is racy under load (see above); CHUNKING is not.
     assert!(
-        ex.lines(" <= a@local.test")[1].contains(" L*"),
+        !ex.lines(" <= a@local.test")[1].contains(" K "),
         "{}",
         ex.mainlog()
     );
