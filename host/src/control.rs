@@ -6,6 +6,74 @@
 
 use crate::log::MainLog;
 use crate::queue::QueueHandle;
+
+/// What a plugin reload needs.
+pub struct Reload {
+    /// The runtime.
+    pub runtime: Arc<crate::plugin::Runtime>,
+    /// The config file to re-read (`None`: the embedded default).
+    pub config_path: Option<std::path::PathBuf>,
+    /// The main log.
+    pub log: Arc<MainLog>,
+}
+
+impl Reload {
+    /// Re-read the config's `[[plugin]]` tables, load them, and switch
+    /// atomically; on any error the running set stays.
+    pub async fn reload(&self) -> Result<usize, String> {
+        let cfg = match &self.config_path {
+            Some(p) => crate::config::Config::load(p).map_err(|e| e.to_string()),
+            None => Ok(crate::config::Config::default_config()),
+        };
+        let res = match cfg {
+            Ok(cfg) => self.runtime.load(&cfg.plugins).await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(set) => {
+                let n = set.len();
+                for p in &set {
+                    self.log.write(&format!(
+                        "plugin {} {} loaded (sha256 {})",
+                        p.cfg.name,
+                        p.version,
+                        &p.hash[..16]
+                    ));
+                }
+                self.runtime.swap(set);
+                self.log.write(&format!("plugins reloaded: {n} active"));
+                Ok(n)
+            }
+            Err(e) => {
+                self.log.write(&format!(
+                    "plugin reload refused, the running plugins stay: {e}"
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    fn list(&self) -> serde_json::Value {
+        let set = self.runtime.current();
+        serde_json::Value::Array(
+            set.iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "name": p.cfg.name,
+                        "version": p.version,
+                        "sha256": p.hash,
+                        "path": p.cfg.path,
+                        "hooks": p.hooks.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>(),
+                        "capabilities": p.cfg.capabilities.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),
+                        "on_failure": format!("{:?}", p.cfg.on_failure).to_lowercase(),
+                        "calls": p.calls.load(std::sync::atomic::Ordering::Relaxed),
+                        "failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
 use crate::spool::Spool;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +86,7 @@ pub async fn answer(
     spool: &Spool,
     log: Option<&MainLog>,
     queue: Option<&QueueHandle>,
+    reload: Option<&Reload>,
     request: &str,
 ) -> serde_json::Value {
     use serde_json::json;
@@ -66,6 +135,17 @@ pub async fn answer(
             }
             None => json!({ "error": "no server is running; deliveries happen when it starts" }),
         },
+        (Some("PLUGINS"), None) => match reload {
+            Some(r) => json!({ "plugins": r.list() }),
+            None => json!({ "error": "no server is running" }),
+        },
+        (Some("RELOAD"), None) => match reload {
+            Some(r) => match r.reload().await {
+                Ok(n) => json!({ "reloaded": n }),
+                Err(e) => json!({ "error": e }),
+            },
+            None => json!({ "error": "no server is running" }),
+        },
         _ => json!({ "error": format!("bad request {request:?}") }),
     }
 }
@@ -76,6 +156,7 @@ pub async fn serve(
     spool: Spool,
     log: Arc<MainLog>,
     queue: Option<QueueHandle>,
+    reload: Option<Arc<Reload>>,
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
@@ -91,8 +172,9 @@ pub async fn serve(
             let spool = spool.clone();
             let log = Arc::clone(&log);
             let queue = queue.clone();
+            let reload = reload.clone();
             tokio::spawn(async move {
-                let _ = one(stream, &spool, &log, queue.as_ref()).await;
+                let _ = one(stream, &spool, &log, queue.as_ref(), reload.as_deref()).await;
             });
         }
     });
@@ -104,11 +186,13 @@ async fn one(
     spool: &Spool,
     log: &MainLog,
     queue: Option<&QueueHandle>,
+    reload: Option<&Reload>,
 ) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).take_line(&mut line).await?;
-    let mut answer = serde_json::to_vec(&answer(spool, Some(log), queue, line.trim()).await)?;
+    let mut answer =
+        serde_json::to_vec(&answer(spool, Some(log), queue, reload, line.trim()).await)?;
     answer.push(b'\n');
     w.write_all(&answer).await?;
     w.shutdown().await

@@ -13,6 +13,7 @@ pub mod control;
 pub mod delivery;
 pub mod listener;
 pub mod log;
+pub mod plugin;
 pub mod queue;
 pub mod server;
 pub mod session;

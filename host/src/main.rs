@@ -30,6 +30,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Loaded plugins: list them, or reload them from the config.
+    Plugin {
+        /// Configuration file (to find the data directory).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: PluginCmd,
+    },
     /// Inspect and change the queue.
     Queue {
         /// Configuration file (to find the data directory).
@@ -50,6 +58,15 @@ enum ConfigCmd {
     },
     /// Print the embedded default configuration (every key, documented).
     Default,
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Loaded plugins with versions, hashes, capabilities, calls, failures.
+    List,
+    /// Load the plugins named in the config file and switch to them
+    /// atomically (sessions in flight finish with the old ones).
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -110,7 +127,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Serve { config } => load(config.as_deref()).and_then(|cfg| {
             init_tracing(&cfg.log.level);
-            rt.block_on(mailgate::server::serve(cfg))
+            rt.block_on(mailgate::server::serve(cfg, config.clone()))
         }),
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
@@ -127,6 +144,9 @@ fn main() -> ExitCode {
         }
         Cmd::Queue { config, cmd } => {
             load(config.as_deref()).and_then(|cfg| rt.block_on(queue_cmd(&cfg, cmd)))
+        }
+        Cmd::Plugin { config, cmd } => {
+            load(config.as_deref()).and_then(|cfg| rt.block_on(plugin_cmd(&cfg, cmd)))
         }
     };
     match res {
@@ -174,7 +194,7 @@ async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
             }
             .map_err(|e| format!("spool {}: {e}", dir.display()))?;
             let log = mailgate::log::MainLog::open(&cfg.expand_path(&cfg.log.mainlog)).ok();
-            let a = mailgate::control::answer(&spool, log.as_ref(), None, &request).await;
+            let a = mailgate::control::answer(&spool, log.as_ref(), None, None, &request).await;
             spool.close();
             a
         }
@@ -253,4 +273,57 @@ fn human(n: u64) -> String {
     } else {
         format!("{:.1}M", n as f64 / 1048576.0)
     }
+}
+
+async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
+    let req = match cmd {
+        PluginCmd::List => "PLUGINS",
+        PluginCmd::Reload => "RELOAD",
+    };
+    let a = mailgate::control::request(&cfg.control_socket(), req)
+        .await
+        .ok_or("no mailgate server is running (plugins live in the server)")?;
+    if let Some(e) = a.get("error").and_then(|e| e.as_str()) {
+        return Err(e.to_string());
+    }
+    match cmd {
+        PluginCmd::List => {
+            for p in a["plugins"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{} {}  sha256:{}  on_failure={}  calls={} failures={}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["version"].as_str().unwrap_or(""),
+                    p["sha256"].as_str().unwrap_or(""),
+                    p["on_failure"].as_str().unwrap_or(""),
+                    p["calls"],
+                    p["failures"]
+                );
+                println!("    path: {}", p["path"].as_str().unwrap_or(""));
+                println!(
+                    "    hooks: {}",
+                    p["hooks"]
+                        .as_array()
+                        .map(|h| h
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+                println!(
+                    "    capabilities: {}",
+                    p["capabilities"]
+                        .as_array()
+                        .map(|h| h
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        PluginCmd::Reload => println!("{} plugin(s) active", a["reloaded"]),
+    }
+    Ok(())
 }

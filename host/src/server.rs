@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 /// Run the server until SIGTERM or SIGINT.
-pub async fn serve(cfg: Config) -> Result<(), String> {
+pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
     let cfg = Arc::new(cfg);
     let data = &cfg.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -36,6 +36,18 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     let pending = spool.list().len();
+    let runtime =
+        crate::plugin::Runtime::new(cache.clone(), cfg.server.data_dir.join("plugin-cache"))?;
+    let loaded = runtime.load(&cfg.plugins).await?;
+    for p in &loaded {
+        log.write(&format!(
+            "plugin {} {} loaded (sha256 {})",
+            p.cfg.name,
+            p.version,
+            &p.hash[..16]
+        ));
+    }
+    runtime.swap(loaded);
     let settings = crate::delivery::client::ClientSettings {
         helo: cfg
             .outbound
@@ -78,6 +90,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         queue,
         tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
         shutdown: stop_rx,
+        plugins: Some(Arc::clone(&runtime)),
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();
@@ -93,11 +106,17 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             Arc::clone(&counts),
         ));
     }
+    let reload = Arc::new(crate::control::Reload {
+        runtime: Arc::clone(&runtime),
+        config_path: config_path.clone(),
+        log: Arc::clone(&log),
+    });
     crate::control::serve(
         &cfg.control_socket(),
         spool.clone(),
         Arc::clone(&log),
         Some(shared.queue.clone()),
+        Some(Arc::clone(&reload)),
     )
     .await
     .map_err(|e| format!("control socket {}: {e}", cfg.control_socket().display()))?;
@@ -111,9 +130,15 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let _ = reload.reload().await;
+            }
+        }
     }
     log.write("mailgate daemon stopping: no new connections; waiting for sessions in flight");
     let _ = stop_tx.send(true);

@@ -44,6 +44,9 @@ pub struct Config {
     /// `[log]`
     #[serde(default)]
     pub log: Log,
+    /// `[[plugin]]`, in the order they run.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<crate::plugin::config::PluginConfig>,
 }
 
 /// `[server]`
@@ -446,6 +449,7 @@ impl Config {
                 return Err(err(key_span("smarthost"), format!("smarthost {h:?}: {e}")));
             }
         }
+        crate::plugin::config::validate(&cfg.plugins, name)?;
         for (name_, targets) in &cfg.aliases {
             if targets.is_empty() {
                 return Err(err(

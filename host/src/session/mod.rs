@@ -2,6 +2,7 @@
 //! over a TCP or TLS stream, applies policy, spools accepted messages and
 //! writes the main log.
 
+pub mod hooks;
 pub mod policy;
 pub mod receive;
 pub mod stream;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub tls: Option<TlsAcceptor>,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// The plugin runtime.
+    pub plugins: Option<Arc<crate::plugin::Runtime>>,
 }
 
 /// Addresses and listener of one connection.
@@ -71,6 +74,10 @@ struct Conn {
     early_used: bool,
     deadline: Instant,
     buf: Vec<u8>,
+    plugins: Option<crate::plugin::SessionPlugins>,
+    vars: Vec<(String, String)>,
+    rcpts: Vec<String>,
+    pending: Vec<crate::plugin::bindings::mailgate::plugin::types::Action>,
 }
 
 enum ReadOutcome {
@@ -149,6 +156,14 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         early_used: false,
         deadline: Instant::now() + cfg.limits.connection_timeout.duration(),
         buf: vec![0; 16 * 1024],
+        plugins: shared
+            .plugins
+            .as_ref()
+            .map(|rt| crate::plugin::SessionPlugins::new(Arc::clone(rt)))
+            .filter(|p| !p.is_empty()),
+        vars: Vec::new(),
+        rcpts: Vec::new(),
+        pending: Vec::new(),
     };
     if info.mode == ListenerMode::ImplicitTls {
         let Some(acceptor) = shared.tls.clone() else {
@@ -221,7 +236,23 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
             ));
         }
     }
-    session.start(early.is_some());
+    let mut refused = None;
+    if conn.plugins.is_some()
+        && let hooks::Decision::Refuse(r) = conn_hook(&mut conn, crate::plugin::Call::Connect).await
+    {
+        refused = Some(r);
+    }
+    match refused {
+        Some(r) => {
+            shared.log.write(&format!(
+                "{} rejected connection by plugin: {}",
+                conn.host(),
+                r.first_line()
+            ));
+            session.abort(r, CloseReason::Rejected);
+        }
+        None => session.start(early.is_some()),
+    }
     run(&mut conn, &mut session).await;
     let _ = conn.stream.shutdown().await;
 }
@@ -316,12 +347,17 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 }
             }
             Step::Check(check) => {
-                let v = decide(conn, &check);
+                let v = decide(conn, &check).await;
                 session.decide(v);
             }
             Step::Message(tx) => {
-                let res = receive::accept(conn_view(conn), &shared, *tx).await;
+                let res = message(conn, &shared, *tx).await;
                 session.message_done(res);
+                conn.rcpts.clear();
+                conn.pending.clear();
+                if let Some(p) = conn.plugins.as_mut() {
+                    p.reset();
+                }
             }
             Step::StartTls { discarded } => {
                 let out = session.take_output();
@@ -388,32 +424,191 @@ async fn run(conn: &mut Conn, session: &mut Session) {
     }
 }
 
-fn decide(conn: &mut Conn, check: &Check) -> Verdict {
+/// Run a hook of the connection's plugins.
+async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Decision {
+    let Some(mut plugins) = conn.plugins.take() else {
+        return hooks::Decision::Continue;
+    };
+    let mut vars = std::mem::take(&mut conn.vars);
+    let mut pending = std::mem::take(&mut conn.pending);
+    let host = conn.host();
+    let d = {
+        let known = hooks::Known {
+            ip: conn.ip,
+            port: conn.port,
+            helo: conn.helo.as_deref(),
+            tls: conn.tls.as_ref(),
+            sender: conn.sender.as_deref(),
+            rcpts: &conn.rcpts,
+            vars: &vars.clone(),
+        };
+        hooks::run(
+            &mut plugins,
+            &conn.shared.log,
+            &host,
+            &known,
+            call,
+            &mut vars,
+            &mut pending,
+        )
+        .await
+    };
+    conn.vars = vars;
+    conn.pending = pending;
+    conn.plugins = Some(plugins);
+    d
+}
+
+async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
     let shared = Arc::clone(&conn.shared);
-    match check {
+    let (v, what) = match check {
         Check::Helo { name, .. } => {
             conn.helo = Some(name.clone());
-            Verdict::Accept
+            (Verdict::Accept, None)
         }
         Check::Mail { sender, .. } => {
             conn.sender = Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default());
-            Verdict::Accept
+            conn.rcpts.clear();
+            conn.pending.clear();
+            (Verdict::Accept, None)
         }
-        Check::Rcpt { rcpt, sender, .. } => {
-            let v = policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt);
-            if let Verdict::Reject(r) = &v {
-                let from = sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
-                shared.log.write(&format!(
-                    "{} F=<{}> rejected RCPT <{}>: {}",
-                    conn.host(),
-                    printable(&from),
-                    printable(&rcpt.to_string()),
-                    r.lines[0]
-                ));
+        Check::Rcpt { rcpt, .. } => {
+            // Host relay control comes first; plugins cannot open a relay.
+            (
+                policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt),
+                Some(rcpt.to_string()),
+            )
+        }
+    };
+    let v = if v == Verdict::Accept && conn.plugins.is_some() {
+        let d = match check {
+            Check::Helo { .. } => conn_hook(conn, crate::plugin::Call::Helo).await,
+            Check::Mail { .. } => conn_hook(conn, crate::plugin::Call::MailFrom).await,
+            Check::Rcpt { rcpt, .. } => {
+                let r = rcpt.to_string();
+                conn_hook(conn, crate::plugin::Call::RcptTo(&r)).await
             }
-            v
+        };
+        match d {
+            hooks::Decision::Refuse(r) => Verdict::Reject(r),
+            _ => Verdict::Accept,
+        }
+    } else {
+        v
+    };
+    match (&v, check) {
+        (Verdict::Reject(r), Check::Rcpt { rcpt, sender, .. }) => {
+            let from = sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
+            shared.log.write(&format!(
+                "{} F=<{}> rejected RCPT <{}>: {}",
+                conn.host(),
+                printable(&from),
+                printable(&rcpt.to_string()),
+                r.lines[0]
+            ));
+        }
+        (Verdict::Reject(r), Check::Mail { sender, .. }) => {
+            let from = sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
+            shared.log.write(&format!(
+                "{} rejected MAIL <{}>: {}",
+                conn.host(),
+                printable(&from),
+                r.lines[0]
+            ));
+        }
+        (Verdict::Reject(r), Check::Helo { .. }) => {
+            shared
+                .log
+                .write(&format!("{} rejected HELO: {}", conn.host(), r.lines[0]));
+        }
+        _ => {}
+    }
+    if v == Verdict::Accept
+        && let Some(r) = what
+    {
+        conn.rcpts.push(r);
+    }
+    v
+}
+
+/// End of data: the data hook, then spooling.
+async fn message(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    mut tx: crate::smtp::server::Transaction,
+) -> Result<String, Reply> {
+    if conn.plugins.is_some() {
+        let data = Arc::new(tx.data.clone());
+        let d = conn_hook(conn, crate::plugin::Call::Data(data)).await;
+        let host = conn.host();
+        match d {
+            hooks::Decision::Refuse(r) => {
+                shared.log.write(&format!(
+                    "{host} F=<{}> rejected after DATA by plugin: {}",
+                    conn.sender.clone().unwrap_or_default(),
+                    r.first_line()
+                ));
+                return Err(r);
+            }
+            hooks::Decision::Discard => {
+                let id = next_id();
+                shared.log.write(&format!(
+                    "{id} <= {} {host} discarded by plugin",
+                    conn.sender.clone().unwrap_or_default()
+                ));
+                return Ok(id);
+            }
+            hooks::Decision::Quarantine(why) => {
+                let id = next_id();
+                let dir = shared.cfg.server.data_dir.join("quarantine");
+                let path = dir.join(format!("{id}.eml"));
+                let saved = (|| -> std::io::Result<()> {
+                    use std::io::Write;
+                    std::fs::create_dir_all(&dir)?;
+                    let mut f = std::fs::File::create(&path)?;
+                    f.write_all(&tx.data)?;
+                    f.sync_all()?;
+                    std::fs::File::open(&dir)?.sync_all()
+                })();
+                return match saved {
+                    Ok(()) => {
+                        shared.log.write(&format!(
+                            "{id} <= {} {host} quarantined by plugin: {why}",
+                            conn.sender.clone().unwrap_or_default()
+                        ));
+                        Ok(id)
+                    }
+                    Err(e) => {
+                        shared
+                            .log
+                            .write(&format!("{host} quarantine write failed: {e}"));
+                        Err(Reply::new(
+                            451,
+                            "4.3.0",
+                            "Local error in processing; try again later",
+                        ))
+                    }
+                };
+            }
+            hooks::Decision::Continue => {}
+        }
+        let actions = std::mem::take(&mut conn.pending);
+        hooks::apply(
+            &mut tx,
+            actions,
+            &shared.cfg.server.hostname,
+            &shared.log,
+            &host,
+        );
+        if tx.rcpts.is_empty() {
+            return Err(Reply::new(
+                554,
+                "5.5.1",
+                "No recipients left after filtering",
+            ));
         }
     }
+    receive::accept(conn_view(conn), shared, tx).await
 }
 
 /// What the receive step needs to know about the connection.

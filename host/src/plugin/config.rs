@@ -1,0 +1,105 @@
+//! `[[plugin]]` tables of the configuration.
+
+use crate::config::{ByteSize, ConfigError};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// What happens to the SMTP conversation when a plugin fails (trap,
+/// timeout, memory exhaustion, malformed answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Fail open: as if the plugin had said continue.
+    Continue,
+    /// Fail closed: a temporary failure (451 4.3.0).
+    Tempfail,
+}
+
+/// A capability a plugin may be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// Write to the host's log.
+    Log,
+    /// Read the clock.
+    Clock,
+    /// Random bytes.
+    Random,
+    /// Its own key-value namespace.
+    Kv,
+    /// DNS lookups.
+    Dns,
+}
+
+/// One `[[plugin]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name used in logs and `plugin list`.
+    pub name: String,
+    /// The component file (`.wasm`).
+    pub path: PathBuf,
+    /// Failure policy.
+    #[serde(default = "default_on_failure")]
+    pub on_failure: OnFailure,
+    /// Wall time per hook call, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Memory per instance.
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    /// Fuel per call (deterministic CPU budget); 0 disables.
+    #[serde(default)]
+    pub fuel: u64,
+    /// Granted capabilities.
+    #[serde(default = "default_caps")]
+    pub capabilities: Vec<Capability>,
+    /// The plugin's own settings, handed to its `init` as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Table,
+}
+
+fn default_on_failure() -> OnFailure {
+    OnFailure::Continue
+}
+fn default_timeout() -> u64 {
+    500
+}
+fn default_memory() -> ByteSize {
+    ByteSize(32 << 20)
+}
+fn default_caps() -> Vec<Capability> {
+    vec![Capability::Log]
+}
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+impl PluginConfig {
+    /// The config table as JSON for the plugin's `init`.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Check names are unique.
+pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for p in plugins {
+        if !seen.insert(&p.name) {
+            return Err(ConfigError {
+                file: file.into(),
+                position: None,
+                reason: format!("plugin name {} is used twice", p.name),
+            });
+        }
+        if p.timeout_ms == 0 {
+            return Err(ConfigError {
+                file: file.into(),
+                position: None,
+                reason: format!("plugin {}: timeout_ms must be at least 1", p.name),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,727 @@
+//! The plugin runtime: WebAssembly components loaded through the WIT
+//! contract in `wit/`, run by wasmtime 48 with the pooling allocator, an
+//! `InstancePre` per plugin and a fresh `Store` per transaction.
+//!
+//! Budgets per plugin: wall time per call (epoch interruption), memory
+//! (`StoreLimits`) and optional fuel. A trap, timeout, memory exhaustion or
+//! malformed answer applies the plugin's failure policy (continue or
+//! tempfail), is logged and counted, and never touches other sessions. The
+//! loaded set is swapped atomically on reload; sessions in flight keep the
+//! set they started with.
+
+pub mod config;
+
+use crate::cache::Cache;
+use config::{Capability, OnFailure, PluginConfig};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Generated bindings of the `mailgate-plugin` world.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        world: "mailgate-plugin",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "mailgate:plugin/types.message": super::MessageData },
+    });
+}
+
+use bindings::mailgate::plugin::types::{self as wit, CapError, Hook};
+
+/// The epoch tick: budgets are counted in these.
+const TICK: Duration = Duration::from_millis(5);
+
+/// The message behind the `message` resource.
+pub struct MessageData {
+    headers: Vec<(String, String)>,
+    body: Arc<Vec<u8>>,
+    body_start: usize,
+}
+
+impl MessageData {
+    /// Parse the header block of `data` (CRLF lines).
+    pub fn new(data: Arc<Vec<u8>>) -> MessageData {
+        let end = memchr::memmem::find(&data, b"\r\n\r\n").map_or(data.len(), |i| i + 4);
+        let head = String::from_utf8_lossy(&data[..end.min(data.len())]);
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.split("\r\n") {
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+            } else if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        MessageData {
+            headers,
+            body_start: end.min(data.len()),
+            body: data,
+        }
+    }
+}
+
+/// Per-store state.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    plugin: Arc<Loaded>,
+    cache: Cache,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl State {
+    fn granted(&self, c: Capability) -> Result<(), CapError> {
+        if self.plugin.caps.contains(&c) {
+            Ok(())
+        } else {
+            Err(CapError::NotGranted)
+        }
+    }
+}
+
+impl wit::Host for State {}
+
+impl wit::HostMessage for State {
+    async fn headers(&mut self, m: Resource<MessageData>) -> Vec<(String, String)> {
+        self.table
+            .get(&m)
+            .map(|m| m.headers.clone())
+            .unwrap_or_default()
+    }
+    async fn header(&mut self, m: Resource<MessageData>, name: String) -> Vec<String> {
+        self.table
+            .get(&m)
+            .map(|m| {
+                m.headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(&name))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    async fn body_size(&mut self, m: Resource<MessageData>) -> u64 {
+        self.table
+            .get(&m)
+            .map_or(0, |m| (m.body.len() - m.body_start) as u64)
+    }
+    async fn read_body(&mut self, m: Resource<MessageData>, offset: u64, len: u32) -> Vec<u8> {
+        let Ok(m) = self.table.get(&m) else {
+            return vec![];
+        };
+        let body = &m.body[m.body_start..];
+        let start = (offset as usize).min(body.len());
+        let end = start.saturating_add(len as usize).min(body.len());
+        body[start..end].to_vec()
+    }
+    async fn drop(&mut self, m: Resource<MessageData>) -> wasmtime::Result<()> {
+        self.table.delete(m)?;
+        Ok(())
+    }
+}
+
+impl bindings::mailgate::plugin::log::Host for State {
+    async fn write(&mut self, level: bindings::mailgate::plugin::log::Level, message: String) {
+        if self.granted(Capability::Log).is_err() {
+            return;
+        }
+        use bindings::mailgate::plugin::log::Level;
+        let name = &self.plugin.cfg.name;
+        let message: String = message.chars().take(2000).collect();
+        match level {
+            Level::Error => tracing::error!(plugin = %name, "{message}"),
+            Level::Warn => tracing::warn!(plugin = %name, "{message}"),
+            Level::Info => tracing::info!(plugin = %name, "{message}"),
+            Level::Debug => tracing::debug!(plugin = %name, "{message}"),
+        }
+    }
+}
+
+impl bindings::mailgate::plugin::clock::Host for State {
+    async fn now(&mut self) -> Result<u64, CapError> {
+        self.granted(Capability::Clock)?;
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()))
+    }
+}
+
+impl bindings::mailgate::plugin::random::Host for State {
+    async fn bytes(&mut self, len: u32) -> Result<Vec<u8>, CapError> {
+        self.granted(Capability::Random)?;
+        let mut v = vec![0u8; len.min(1 << 16) as usize];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut v)
+            .map_err(|_| CapError::Failed("no randomness".into()))?;
+        Ok(v)
+    }
+}
+
+const KV: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("plugin_kv");
+
+fn kv_key(plugin: &str, key: &str) -> String {
+    format!("{plugin}\u{0}{key}")
+}
+
+impl bindings::mailgate::plugin::kv::Host for State {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CapError> {
+        use redb::ReadableDatabase;
+        self.granted(Capability::Kv)?;
+        let k = kv_key(&self.plugin.cfg.name, &key);
+        let tx = self
+            .cache
+            .db()
+            .begin_read()
+            .map_err(|e| CapError::Failed(e.to_string()))?;
+        let t = match tx.open_table(KV) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(CapError::Failed(e.to_string())),
+        };
+        let Some(v) = t
+            .get(k.as_str())
+            .map_err(|e| CapError::Failed(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let v = v.value();
+        if v.len() < 8 {
+            return Ok(None);
+        }
+        let expires = u64::from_le_bytes(v[..8].try_into().unwrap());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if expires != 0 && expires <= now {
+            return Ok(None);
+        }
+        Ok(Some(v[8..].to_vec()))
+    }
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_seconds: u64) -> Result<(), CapError> {
+        self.granted(Capability::Kv)?;
+        if key.len() > 1024 || value.len() > 1 << 20 {
+            return Err(CapError::Failed("key or value too large".into()));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expires = if ttl_seconds == 0 {
+            0
+        } else {
+            now + ttl_seconds
+        };
+        let mut v = expires.to_le_bytes().to_vec();
+        v.extend_from_slice(&value);
+        let k = kv_key(&self.plugin.cfg.name, &key);
+        let r: Result<(), redb::Error> = (|| {
+            let tx = self.cache.db().begin_write()?;
+            tx.open_table(KV)?.insert(k.as_str(), v.as_slice())?;
+            tx.commit()?;
+            Ok(())
+        })();
+        r.map_err(|e| CapError::Failed(e.to_string()))
+    }
+    async fn delete(&mut self, key: String) -> Result<(), CapError> {
+        self.granted(Capability::Kv)?;
+        let k = kv_key(&self.plugin.cfg.name, &key);
+        let r: Result<(), redb::Error> = (|| {
+            let tx = self.cache.db().begin_write()?;
+            tx.open_table(KV)?.remove(k.as_str())?;
+            tx.commit()?;
+            Ok(())
+        })();
+        r.map_err(|e| CapError::Failed(e.to_string()))
+    }
+}
+
+impl bindings::mailgate::plugin::dns::Host for State {
+    async fn lookup(
+        &mut self,
+        _name: String,
+        _rtype: bindings::mailgate::plugin::dns::RecordType,
+    ) -> Result<bindings::mailgate::plugin::dns::Answer, CapError> {
+        self.granted(Capability::Dns)?;
+        // The resolver with DNSSEC status arrives with the DANE work; until
+        // then a granted lookup fails openly rather than pretending.
+        Err(CapError::Failed(
+            "DNS lookups are not available in this build".into(),
+        ))
+    }
+}
+
+/// A loaded plugin.
+pub struct Loaded {
+    /// Its configuration.
+    pub cfg: PluginConfig,
+    /// SHA-256 of the component, hex.
+    pub hash: String,
+    /// Version from its manifest.
+    pub version: String,
+    /// Hooks from its manifest.
+    pub hooks: Vec<Hook>,
+    caps: HashSet<Capability>,
+    pre: bindings::MailgatePluginPre<State>,
+    config_json: String,
+    /// Hook calls made.
+    pub calls: AtomicU64,
+    /// Failures (traps, timeouts, bad answers).
+    pub failures: AtomicU64,
+}
+
+/// The runtime: one engine, the current set of plugins.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    current: RwLock<Arc<Vec<Arc<Loaded>>>>,
+    cache: Cache,
+    compiled_dir: PathBuf,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Runtime {
+    /// Create the engine (pooling allocator, epoch interruption, fuel) and
+    /// start the epoch ticker. Compiled code is cached in `compiled_dir`.
+    pub fn new(cache: Cache, compiled_dir: PathBuf) -> Result<Arc<Runtime>, String> {
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        cfg.consume_fuel(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1000)
+            .total_core_instances(2000)
+            .total_memories(1000)
+            .total_tables(2000)
+            .total_stacks(1000)
+            .max_memory_size(256 << 20);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| format!("wasm engine: {e}"))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("WASI: {e}"))?;
+        bindings::MailgatePlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| format!("linker: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(e) = weak.upgrade() {
+                    e.increment_epoch();
+                    drop(e);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            current: RwLock::new(Arc::new(Vec::new())),
+            cache,
+            compiled_dir,
+        }))
+    }
+
+    fn compile(&self, path: &Path) -> Result<(Component, String), String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let hash = hex(digest.as_ref());
+        let cached = self.compiled_dir.join(format!("{hash}-wasmtime48.cwasm"));
+        if cached.exists() {
+            // SAFETY: the file is our own serialisation of this exact
+            // component (named by its hash), made by this engine version.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                return Ok((c, hash));
+            }
+        }
+        let c = Component::new(&self.engine, &bytes)
+            .map_err(|e| format!("{}: not a valid component: {e}", path.display()))?;
+        if std::fs::create_dir_all(&self.compiled_dir).is_ok()
+            && let Ok(ser) = c.serialize()
+        {
+            let tmp = cached.with_extension("tmp");
+            if std::fs::write(&tmp, ser).is_ok() {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+        }
+        Ok((c, hash))
+    }
+
+    /// Load (compile, link, ask for the manifest, init) a set of plugins.
+    /// Nothing changes on error.
+    pub async fn load(&self, cfgs: &[PluginConfig]) -> Result<Vec<Arc<Loaded>>, String> {
+        let mut out = Vec::new();
+        for cfg in cfgs {
+            let (component, hash) = self
+                .compile(&cfg.path)
+                .map_err(|e| format!("plugin {}: {e}", cfg.name))?;
+            let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+                format!(
+                    "plugin {}: does not fit the mailgate:plugin@0.1.0 contract: {e}",
+                    cfg.name
+                )
+            })?;
+            let pre = bindings::MailgatePluginPre::new(pre).map_err(|e| {
+                format!(
+                    "plugin {}: does not export mailgate:plugin/plugin@0.1.0: {e}",
+                    cfg.name
+                )
+            })?;
+            let mut loaded = Loaded {
+                cfg: cfg.clone(),
+                hash,
+                version: String::new(),
+                hooks: Vec::new(),
+                caps: cfg.capabilities.iter().copied().collect(),
+                pre,
+                config_json: cfg.config_json(),
+                calls: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            };
+            // Probe: instantiate once, read the manifest, run init.
+            let probe = Arc::new(Loaded {
+                ..clone_loaded(&loaded)
+            });
+            let mut inst = Instance::new(self, Arc::clone(&probe))
+                .await
+                .map_err(|e| format!("plugin {}: {e}", cfg.name))?;
+            let m = inst
+                .describe()
+                .await
+                .map_err(|e| format!("plugin {}: describe failed: {e}", cfg.name))?;
+            loaded.version = m.version;
+            loaded.hooks = m.hooks.into_iter().collect();
+            out.push(Arc::new(loaded));
+        }
+        Ok(out)
+    }
+
+    /// Make `plugins` the current set (sessions in flight keep theirs).
+    pub fn swap(&self, plugins: Vec<Arc<Loaded>>) {
+        *self.current.write().unwrap() = Arc::new(plugins);
+    }
+
+    /// The current set.
+    pub fn current(&self) -> Arc<Vec<Arc<Loaded>>> {
+        Arc::clone(&self.current.read().unwrap())
+    }
+}
+
+fn clone_loaded(l: &Loaded) -> Loaded {
+    Loaded {
+        cfg: l.cfg.clone(),
+        hash: l.hash.clone(),
+        version: l.version.clone(),
+        hooks: l.hooks.clone(),
+        caps: l.caps.clone(),
+        pre: l.pre.clone(),
+        config_json: l.config_json.clone(),
+        calls: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+    }
+}
+
+/// One instance of one plugin in its own store.
+pub struct Instance {
+    store: Store<State>,
+    bindings: bindings::MailgatePlugin,
+    plugin: Arc<Loaded>,
+}
+
+impl Instance {
+    /// A fresh store and instance; runs `init` with the plugin's config.
+    pub async fn new(rt: &Runtime, plugin: Arc<Loaded>) -> Result<Instance, String> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(plugin.cfg.memory.0 as usize)
+            .instances(16)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = State {
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limits,
+            plugin: Arc::clone(&plugin),
+            cache: rt.cache.clone(),
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = plugin
+            .cfg
+            .timeout_ms
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1)
+            + 1;
+        store.set_epoch_deadline(ticks);
+        store
+            .set_fuel(if plugin.cfg.fuel == 0 {
+                u64::MAX
+            } else {
+                plugin.cfg.fuel
+            })
+            .map_err(|e| e.to_string())?;
+        let b = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("instantiate: {e}"))?;
+        let mut inst = Instance {
+            store,
+            bindings: b,
+            plugin,
+        };
+        let cfg = inst.plugin.config_json.clone();
+        inst.reset_budget();
+        match inst
+            .bindings
+            .mailgate_plugin_plugin()
+            .call_init(&mut inst.store, &cfg)
+            .await
+        {
+            Ok(Ok(())) => Ok(inst),
+            Ok(Err(e)) => Err(format!("init refused its config: {e}")),
+            Err(e) => Err(format!("init failed: {e}")),
+        }
+    }
+
+    fn reset_budget(&mut self) {
+        let ticks = self
+            .plugin
+            .cfg
+            .timeout_ms
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1)
+            + 1;
+        self.store.set_epoch_deadline(ticks);
+        let _ = self.store.set_fuel(if self.plugin.cfg.fuel == 0 {
+            u64::MAX
+        } else {
+            self.plugin.cfg.fuel
+        });
+    }
+
+    async fn describe(&mut self) -> Result<wit::Manifest, String> {
+        self.reset_budget();
+        self.bindings
+            .mailgate_plugin_plugin()
+            .call_describe(&mut self.store)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The outcome of running a hook through every plugin that has it.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The deciding verdict (`None`: everyone said continue).
+    pub verdict: Option<wit::Verdict>,
+    /// Actions collected, in plugin order.
+    pub actions: Vec<wit::Action>,
+    /// Failures, for the log: (plugin, reason, policy).
+    pub failures: Vec<(String, String, OnFailure)>,
+}
+
+/// Which hook to call, with its arguments.
+pub enum Call<'a> {
+    /// on-connect
+    Connect,
+    /// on-helo
+    Helo,
+    /// on-mail-from
+    MailFrom,
+    /// on-rcpt-to
+    RcptTo(&'a str),
+    /// on-data
+    Data(Arc<Vec<u8>>),
+}
+
+impl Call<'_> {
+    fn hook(&self) -> Hook {
+        match self {
+            Call::Connect => Hook::Connect,
+            Call::Helo => Hook::Helo,
+            Call::MailFrom => Hook::MailFrom,
+            Call::RcptTo(_) => Hook::RcptTo,
+            Call::Data(_) => Hook::Data,
+        }
+    }
+}
+
+/// The plugins of one session: the set it started with, and one instance
+/// per plugin for the current transaction.
+pub struct SessionPlugins {
+    rt: Arc<Runtime>,
+    set: Arc<Vec<Arc<Loaded>>>,
+    instances: Vec<Option<Instance>>,
+}
+
+impl SessionPlugins {
+    /// Snapshot the current set.
+    pub fn new(rt: Arc<Runtime>) -> SessionPlugins {
+        let set = rt.current();
+        let n = set.len();
+        SessionPlugins {
+            rt,
+            set,
+            instances: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// True when no plugin is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// End of a transaction: the next call gets fresh instances.
+    pub fn reset(&mut self) {
+        for i in self.instances.iter_mut() {
+            *i = None;
+        }
+    }
+
+    /// Run a hook through the plugins in config order.
+    pub async fn run(&mut self, ctx: &wit::Context, call: Call<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let hook = call.hook();
+        let set = Arc::clone(&self.set);
+        for (i, p) in set.iter().enumerate() {
+            if !p.hooks.contains(&hook) {
+                continue;
+            }
+            p.calls.fetch_add(1, Ordering::Relaxed);
+            let res = self.call_one(i, ctx, &call).await;
+            match res {
+                Ok(resp) => {
+                    out.actions.extend(resp.actions);
+                    match resp.verdict {
+                        wit::Verdict::Continue => {}
+                        v => {
+                            out.verdict = Some(v);
+                            break;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    p.failures.fetch_add(1, Ordering::Relaxed);
+                    // A failed instance may be poisoned: drop it.
+                    self.instances[i] = None;
+                    out.failures
+                        .push((p.cfg.name.clone(), reason, p.cfg.on_failure));
+                    if p.cfg.on_failure == OnFailure::Tempfail {
+                        out.verdict = Some(wit::Verdict::Defer(wit::SmtpReply {
+                            code: 451,
+                            enhanced: "4.3.0".into(),
+                            text: "Temporary local problem; try again later".into(),
+                        }));
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn call_one(
+        &mut self,
+        i: usize,
+        ctx: &wit::Context,
+        call: &Call<'_>,
+    ) -> Result<wit::Response, String> {
+        if self.instances[i].is_none() {
+            let p = Arc::clone(&self.set[i]);
+            self.instances[i] = Some(Instance::new(&self.rt, p).await?);
+        }
+        let inst = self.instances[i].as_mut().expect("instance just created");
+        inst.reset_budget();
+        let api = inst.bindings.mailgate_plugin_plugin();
+        let r = match call {
+            Call::Connect => api.call_on_connect(&mut inst.store, ctx).await,
+            Call::Helo => api.call_on_helo(&mut inst.store, ctx).await,
+            Call::MailFrom => api.call_on_mail_from(&mut inst.store, ctx).await,
+            Call::RcptTo(r) => api.call_on_rcpt_to(&mut inst.store, ctx, r).await,
+            Call::Data(d) => {
+                let res = inst
+                    .store
+                    .data_mut()
+                    .table
+                    .push(MessageData::new(Arc::clone(d)))
+                    .map_err(|e| e.to_string())?;
+                let borrowed = Resource::<MessageData>::new_borrow(res.rep());
+                let r = api.call_on_data(&mut inst.store, ctx, borrowed).await;
+                let _ = inst.store.data_mut().table.delete(res);
+                r
+            }
+        };
+        let resp = r.map_err(describe_error)?;
+        validate(&resp)?;
+        Ok(resp)
+    }
+}
+
+fn describe_error(e: wasmtime::Error) -> String {
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        return match t {
+            wasmtime::Trap::Interrupt => "time budget exceeded".into(),
+            wasmtime::Trap::OutOfFuel => "fuel budget exceeded".into(),
+            other => format!("trap: {other}"),
+        };
+    }
+    let s = format!("{e:#}");
+    if s.contains("forcing trap when growing memory") {
+        "memory budget exceeded".into()
+    } else {
+        s.lines().next().unwrap_or("failure").to_string()
+    }
+}
+
+/// Refuse malformed answers: bad reply codes, header injection.
+fn validate(r: &wit::Response) -> Result<(), String> {
+    let check_reply = |rep: &wit::SmtpReply, lo: u16, hi: u16| {
+        if !(lo..=hi).contains(&rep.code) {
+            return Err(format!(
+                "malformed answer: reply code {} out of range",
+                rep.code
+            ));
+        }
+        if rep.text.contains(['\r', '\n']) || rep.enhanced.contains(['\r', '\n']) {
+            return Err("malformed answer: line break in reply text".into());
+        }
+        Ok(())
+    };
+    match &r.verdict {
+        wit::Verdict::Reject(rep) => check_reply(rep, 500, 599)?,
+        wit::Verdict::Defer(rep) => check_reply(rep, 400, 499)?,
+        _ => {}
+    }
+    for a in &r.actions {
+        if let wit::Action::AddHeader((name, value)) = a {
+            let bad_name =
+                name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+            if bad_name || value.contains(['\r', '\n']) {
+                return Err(format!("malformed answer: bad header {name:?}"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Calling plugins from a session: building the context, turning verdicts
+//! into SMTP replies, applying actions to the transaction, logging failures.
+
+use crate::log::MainLog;
+use crate::plugin::bindings::mailgate::plugin::types as wit;
+use crate::plugin::config::OnFailure;
+use crate::plugin::{Call, Outcome, SessionPlugins};
+use crate::smtp::address::Address;
+use crate::smtp::reply::Reply;
+use crate::smtp::server::{Recipient, Transaction};
+use crate::spool::TlsDetails;
+use std::net::IpAddr;
+
+/// What the session knows, for the plugin context.
+pub struct Known<'a> {
+    /// Client IP.
+    pub ip: IpAddr,
+    /// Client port.
+    pub port: u16,
+    /// HELO name.
+    pub helo: Option<&'a str>,
+    /// TLS.
+    pub tls: Option<&'a TlsDetails>,
+    /// Sender, once given.
+    pub sender: Option<&'a str>,
+    /// Recipients accepted so far.
+    pub rcpts: &'a [String],
+    /// Variables set so far.
+    pub vars: &'a [(String, String)],
+}
+
+/// The WIT context.
+pub fn context(k: &Known<'_>) -> wit::Context {
+    wit::Context {
+        client_ip: k.ip.to_string(),
+        client_port: k.port,
+        client_name: None,
+        helo: k.helo.map(str::to_string),
+        tls: k.tls.map(|t| wit::TlsInfo {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+            resumed: t.resumed,
+            sni: t.sni.clone(),
+        }),
+        auth_user: None,
+        sender: k.sender.map(str::to_string),
+        recipients: k.rcpts.to_vec(),
+        message_id: None,
+        vars: k.vars.to_vec(),
+        checks: vec![],
+    }
+}
+
+fn reply(r: &wit::SmtpReply) -> Reply {
+    let enh = r.enhanced.trim();
+    let valid = {
+        let p: Vec<&str> = enh.split('.').collect();
+        p.len() == 3
+            && p.iter()
+                .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let text = if valid && enh.starts_with(char::from(b'0' + (r.code / 100) as u8)) {
+        format!("{enh} {}", r.text)
+    } else {
+        r.text.clone()
+    };
+    Reply::new(r.code, "", text)
+}
+
+/// The decision of a hook run.
+pub enum Decision {
+    /// Go on.
+    Continue,
+    /// Refuse with this reply.
+    Refuse(Reply),
+    /// Accept and throw away.
+    Discard,
+    /// Accept into quarantine.
+    Quarantine(String),
+}
+
+/// Run `call` and log failures. Variables are applied at once; other
+/// actions are returned for the data stage.
+pub async fn run(
+    plugins: &mut SessionPlugins,
+    log: &MainLog,
+    host: &str,
+    k: &Known<'_>,
+    call: Call<'_>,
+    vars: &mut Vec<(String, String)>,
+    pending: &mut Vec<wit::Action>,
+) -> Decision {
+    let stage = match &call {
+        Call::Connect => "connect",
+        Call::Helo => "HELO",
+        Call::MailFrom => "MAIL",
+        Call::RcptTo(_) => "RCPT",
+        Call::Data(_) => "DATA",
+    };
+    let ctx = context(k);
+    let Outcome {
+        verdict,
+        actions,
+        failures,
+    } = plugins.run(&ctx, call).await;
+    for (name, reason, policy) in failures {
+        let p = match policy {
+            OnFailure::Continue => "continue",
+            OnFailure::Tempfail => "tempfail",
+        };
+        log.write(&format!(
+            "{host} plugin {name} failed at {stage}: {reason}; policy {p}"
+        ));
+    }
+    for a in actions {
+        match a {
+            wit::Action::SetVar((k, v)) => {
+                vars.retain(|(n, _)| *n != k);
+                vars.push((k, v));
+            }
+            other => pending.push(other),
+        }
+    }
+    match verdict {
+        None | Some(wit::Verdict::Continue) | Some(wit::Verdict::Accept) => Decision::Continue,
+        Some(wit::Verdict::Reject(r)) | Some(wit::Verdict::Defer(r)) => Decision::Refuse(reply(&r)),
+        Some(wit::Verdict::Discard) => Decision::Discard,
+        Some(wit::Verdict::Quarantine(why)) => Decision::Quarantine(why),
+    }
+}
+
+/// Apply data-stage actions to the transaction: headers go on top of the
+/// header block, envelope changes to the envelope.
+pub fn apply(
+    tx: &mut Transaction,
+    actions: Vec<wit::Action>,
+    hostname: &str,
+    log: &MainLog,
+    host: &str,
+) {
+    let mut add: Vec<(String, String)> = Vec::new();
+    let mut auth: Vec<String> = Vec::new();
+    for a in actions {
+        match a {
+            wit::Action::AddHeader((n, v)) => add.push((n, v)),
+            wit::Action::RemoveHeader(n) => remove_header(&mut tx.data, &n),
+            wit::Action::SetSender(s) => {
+                if s.is_empty() {
+                    tx.sender = None;
+                } else {
+                    match Address::parse(&s, true) {
+                        Ok(a) => tx.sender = Some(a),
+                        Err(e) => log.write(&format!(
+                            "{host} plugin asked for sender {s:?}: {e}; ignored"
+                        )),
+                    }
+                }
+            }
+            wit::Action::AddRecipient(r) => match Address::parse(&r, true) {
+                Ok(a) => tx.rcpts.push(Recipient {
+                    address: a,
+                    params: Default::default(),
+                }),
+                Err(e) => log.write(&format!("{host} plugin asked to add {r:?}: {e}; ignored")),
+            },
+            wit::Action::RemoveRecipient(r) => tx
+                .rcpts
+                .retain(|x| !x.address.to_string().eq_ignore_ascii_case(&r)),
+            wit::Action::AddAuthResult(e) => auth.push(e),
+            wit::Action::SetVar(_) => {}
+        }
+    }
+    let mut top = String::new();
+    if !auth.is_empty() {
+        top.push_str(&format!(
+            "Authentication-Results: {hostname};\r\n\t{}\r\n",
+            auth.join(";\r\n\t")
+        ));
+    }
+    for (n, v) in add {
+        top.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !top.is_empty() {
+        let mut d = top.into_bytes();
+        d.extend_from_slice(&tx.data);
+        tx.data = d;
+    }
+}
+
+/// Remove every field `name` (with its continuation lines) from the header.
+pub fn remove_header(data: &mut Vec<u8>, name: &str) {
+    let end = memchr::memmem::find(data, b"\r\n\r\n").map_or(data.len(), |i| i + 2);
+    let mut out = Vec::with_capacity(data.len());
+    let mut skipping = false;
+    let mut pos = 0;
+    while pos < end {
+        let nl = memchr::memchr(b'\n', &data[pos..end]).map_or(end, |i| pos + i + 1);
+        let line = &data[pos..nl];
+        let cont = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if !cont {
+            skipping = line.len() > name.len()
+                && line[name.len()] == b':'
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes());
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+        pos = nl;
+    }
+    out.extend_from_slice(&data[end..]);
+    *data = out;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_removal() {
+        let mut d = b"A: 1\r\nX-Spam: yes\r\n\tmore\r\nB: 2\r\n\r\nX-Spam: body\r\n".to_vec();
+        super::remove_header(&mut d, "x-spam");
+        assert_eq!(d, b"A: 1\r\nB: 2\r\n\r\nX-Spam: body\r\n");
+    }
+}
