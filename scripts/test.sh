@@ -27,4 +27,8 @@ if command -v rustup >/dev/null 2>&1; then
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 fi
 
+# Plugins are wasm32-wasip2 components in their own workspace; the tests
+# load the built .wasm files.
+cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+
 cargo test --workspace --locked "$@"

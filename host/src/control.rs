@@ -63,7 +63,7 @@ impl Reload {
                         "version": p.version,
                         "sha256": p.hash,
                         "path": p.cfg.path,
-                        "hooks": p.hooks.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>(),
+                        "hooks": p.hooks.iter().map(|h| crate::plugin::hook_name(*h)).collect::<Vec<_>>(),
                         "capabilities": p.cfg.capabilities.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),
                         "on_failure": format!("{:?}", p.cfg.on_failure).to_lowercase(),
                         "calls": p.calls.load(std::sync::atomic::Ordering::Relaxed),

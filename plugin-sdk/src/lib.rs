@@ -47,18 +47,28 @@ pub use bindings::mailgate::plugin::{clock, dns, kv, log, random};
 impl Response {
     /// Continue with no actions.
     pub fn next() -> Response {
-        Response { verdict: Verdict::Continue, actions: vec![] }
+        Response {
+            verdict: Verdict::Continue,
+            actions: vec![],
+        }
     }
 
     /// Accept now.
     pub fn accept() -> Response {
-        Response { verdict: Verdict::Accept, actions: vec![] }
+        Response {
+            verdict: Verdict::Accept,
+            actions: vec![],
+        }
     }
 
     /// Reject permanently.
     pub fn reject(code: u16, enhanced: &str, text: &str) -> Response {
         Response {
-            verdict: Verdict::Reject(SmtpReply { code, enhanced: enhanced.into(), text: text.into() }),
+            verdict: Verdict::Reject(SmtpReply {
+                code,
+                enhanced: enhanced.into(),
+                text: text.into(),
+            }),
             actions: vec![],
         }
     }
@@ -66,7 +76,11 @@ impl Response {
     /// Defer (temporary failure).
     pub fn defer(code: u16, enhanced: &str, text: &str) -> Response {
         Response {
-            verdict: Verdict::Defer(SmtpReply { code, enhanced: enhanced.into(), text: text.into() }),
+            verdict: Verdict::Defer(SmtpReply {
+                code,
+                enhanced: enhanced.into(),
+                text: text.into(),
+            }),
             actions: vec![],
         }
     }
@@ -81,7 +95,10 @@ impl Response {
 impl Context {
     /// A variable set by an earlier hook or plugin.
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -130,7 +147,11 @@ pub trait Plugin {
     }
     /// Route one recipient.
     fn on_route(_ctx: &Context, rcpt: &str, redirected: bool) -> RouteDecision {
-        RouteDecision { recipient: rcpt.to_string(), sender: None, redirected }
+        RouteDecision {
+            recipient: rcpt.to_string(),
+            sender: None,
+            redirected,
+        }
     }
 }
 
@@ -140,7 +161,11 @@ pub struct Adapter<P>(std::marker::PhantomData<P>);
 
 impl<P: Plugin> Guest for Adapter<P> {
     fn describe() -> Manifest {
-        Manifest { name: P::NAME.into(), version: P::VERSION.into(), hooks: P::HOOKS.to_vec() }
+        Manifest {
+            name: P::NAME.into(),
+            version: P::VERSION.into(),
+            hooks: P::HOOKS.to_vec(),
+        }
     }
     fn init(config: String) -> Result<(), String> {
         P::init(&config)

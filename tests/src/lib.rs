@@ -735,3 +735,16 @@ impl Drop for Nsd {
         }
     }
 }
+
+/// A plugin component built by `scripts/test.sh` (`plugins/` workspace).
+pub fn plugin_wasm(file: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release")
+        .join(file);
+    assert!(
+        p.exists(),
+        "{} missing: build the plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml` (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}

@@ -38,6 +38,18 @@ pub mod bindings {
 
 use bindings::mailgate::plugin::types::{self as wit, CapError, Hook};
 
+/// The WIT name of a hook.
+pub fn hook_name(h: Hook) -> &'static str {
+    match h {
+        Hook::Connect => "connect",
+        Hook::Helo => "helo",
+        Hook::MailFrom => "mail-from",
+        Hook::RcptTo => "rcpt-to",
+        Hook::Data => "data",
+        Hook::Route => "route",
+    }
+}
+
 /// The epoch tick: budgets are counted in these.
 const TICK: Duration = Duration::from_millis(5);
 

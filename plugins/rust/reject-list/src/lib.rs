@@ -44,7 +44,10 @@ impl Plugin for RejectList {
     }
 
     fn on_data(_ctx: &Context, _msg: &Message) -> Response {
-        Response::next().with(Action::AddHeader(("X-Reject-List".into(), "checked".into())))
+        Response::next().with(Action::AddHeader((
+            "X-Reject-List".into(),
+            "checked".into(),
+        )))
     }
 }
 

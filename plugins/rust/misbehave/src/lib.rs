@@ -1,0 +1,46 @@
+//! Test plugin for the sandbox. By recipient local part:
+//! `loop` spins forever, `bomb` allocates until memory runs out, `trap`
+//! panics (a wasm trap), `garbage` answers with reply code 700, `kv` tries
+//! the kv capability and rejects with "kv not granted" when refused.
+//! Every accepted message gets `X-Misbehave: seen`.
+
+use mailgate_plugin_sdk::*;
+
+struct Misbehave;
+
+impl Plugin for Misbehave {
+    const NAME: &'static str = "misbehave";
+    const HOOKS: &'static [Hook] = &[Hook::RcptTo, Hook::Data];
+
+    fn on_rcpt_to(_ctx: &Context, rcpt: &str) -> Response {
+        let local = rcpt.split('@').next().unwrap_or("");
+        match local {
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "bomb" => {
+                let mut v: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    v.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&v);
+                }
+            }
+            "trap" => panic!("deliberate trap"),
+            "garbage" => Response::reject(700, "9.9.9", "not a reply code"),
+            "kv" => match kv::set("probe", b"1", 60) {
+                Ok(()) => Response::next().with(Action::SetVar(("kv".into(), "ok".into()))),
+                Err(_) => Response::reject(550, "5.7.1", "kv not granted"),
+            },
+            _ => Response::next(),
+        }
+    }
+
+    fn on_data(_ctx: &Context, _msg: &Message) -> Response {
+        Response::next().with(Action::AddHeader(("X-Misbehave".into(), "seen".into())))
+    }
+}
+
+export_plugin!(Misbehave);

@@ -1,0 +1,253 @@
+//! The plugin runtime against the real binary: a policy plugin, plugins
+//! that misbehave (stopped within budget, policy applied, other clients
+//! unaffected), capabilities refused when not granted, hot reload.
+
+use mailgate_tests::{Client, Server, plugin_wasm};
+use std::time::{Duration, Instant};
+
+fn plugin_table(name: &str, file: &str, extra: &str) -> String {
+    format!(
+        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n",
+        plugin_wasm(file).display()
+    )
+}
+
+fn deliver(c: &mut Client, to: &str, subject: &str) -> String {
+    assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    if !r.starts_with("250") {
+        c.cmd("RSET");
+        return r;
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("Subject: {subject}\r\n\r\nx\r\n.\r\n").as_bytes());
+    c.reply()
+}
+
+#[test]
+fn policy_plugin_rejects_and_tags() {
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "reject-list",
+            "reject_list.wasm",
+            "[plugin.config]\nreject = [\"bob@local.test\"]",
+        ),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "bob@local.test", "to bob");
+    assert!(
+        r.starts_with("550 5.7.1 recipient refused by policy"),
+        "{r}"
+    );
+    let r = deliver(&mut c, "alice@local.test", "to alice");
+    assert!(r.starts_with("250 2.0.0 OK"), "{r}");
+    s.wait_log(" => alice@local.test", 1);
+    let m = &s.maildir("local.test", "alice")[0];
+    assert!(m.contains("\nX-Reject-List: checked\n"), "{m}");
+    let log = s.mainlog();
+    assert!(
+        log.contains("plugin reject-list 0.1.0 loaded (sha256 "),
+        "{log}"
+    );
+    assert!(
+        log.contains("rejected RCPT <bob@local.test>: 5.7.1 recipient refused by policy"),
+        "{log}"
+    );
+    let (ok, list) = s.cli(&["plugin", "list"]);
+    assert!(ok, "{list}");
+    assert!(
+        list.contains("reject-list 0.1.0  sha256:") && list.contains("calls=3 failures=0"),
+        "{list}"
+    );
+    assert!(list.contains("hooks: rcpt-to, data"), "{list}");
+}
+
+#[test]
+fn misbehaving_plugin_is_stopped_and_fails_open() {
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "misbehave",
+            "misbehave.wasm",
+            "timeout_ms = 200\nmemory = \"16M\"\non_failure = \"continue\"",
+        ),
+    );
+    // Another client keeps working while the plugin loops.
+    let port = s.port;
+    let other = std::thread::spawn(move || {
+        let mut c = Client::connect(port);
+        c.cmd("EHLO other.test");
+        let mut ok = 0;
+        for i in 0..10 {
+            if deliver(&mut c, "alice@local.test", &format!("other {i}")).starts_with("250 2.0.0") {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    for rcpt in ["loop", "bomb", "trap", "garbage"] {
+        let t = Instant::now();
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}@local.test>"));
+        assert!(r.starts_with("250"), "{rcpt}: fail-open policy, got {r}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{rcpt} took {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(
+        other.join().unwrap(),
+        10,
+        "other client's transactions failed"
+    );
+    let log = s.mainlog();
+    for why in [
+        "time budget exceeded",
+        "memory budget exceeded",
+        "trap",
+        "malformed answer",
+    ] {
+        assert!(
+            log.contains(&format!("plugin misbehave failed at RCPT: "))
+                && log
+                    .lines()
+                    .any(|l| l.contains("plugin misbehave failed at RCPT") && l.contains(why)),
+            "{why}:\n{log}"
+        );
+    }
+    let (_, list) = s.cli(&["plugin", "list"]);
+    assert!(list.contains("failures=4"), "{list}");
+    // Messages the plugin saw got its header.
+    s.wait_log(" => alice@local.test", 10);
+    assert!(
+        s.maildir("local.test", "alice")
+            .iter()
+            .all(|m| m.contains("X-Misbehave: seen"))
+    );
+}
+
+#[test]
+fn tempfail_policy_fails_closed() {
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "misbehave",
+            "misbehave.wasm",
+            "timeout_ms = 100\non_failure = \"tempfail\"",
+        ),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    let r = c.cmd("RCPT TO:<loop@local.test>");
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    let r = c.cmd("RCPT TO:<alice@local.test>");
+    assert!(
+        r.starts_with("250"),
+        "the next call gets a fresh instance: {r}"
+    );
+}
+
+#[test]
+fn capability_refused_unless_granted() {
+    let s = Server::start(
+        "",
+        &plugin_table("misbehave", "misbehave.wasm", "capabilities = [\"log\"]"),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    let r = c.cmd("RCPT TO:<kv@local.test>");
+    assert!(r.starts_with("550 5.7.1 kv not granted"), "{r}");
+    let s2 = Server::start(
+        "",
+        &plugin_table(
+            "misbehave",
+            "misbehave.wasm",
+            "capabilities = [\"log\", \"kv\"]",
+        ),
+    );
+    let mut c = Client::connect(s2.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    assert!(c.cmd("RCPT TO:<kv@local.test>").starts_with("250"));
+}
+
+#[test]
+fn hot_reload_under_load_and_refused_reload() {
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "reject-list",
+            "reject_list.wasm",
+            "[plugin.config]\nreject = [\"bob@local.test\"]",
+        ),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for t in 0..3 {
+        let (port, stop) = (s.port, stop.clone());
+        load.push(std::thread::spawn(move || {
+            let mut c = Client::connect(port);
+            c.cmd("EHLO load.test");
+            let (mut ok, mut bad) = (0, 0);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = deliver(&mut c, "alice@local.test", &format!("load {t} {i}"));
+                i += 1;
+                if r.starts_with("250 2.0.0") {
+                    ok += 1
+                } else {
+                    bad += 1
+                }
+            }
+            (ok, bad)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // New config: reject carol instead of bob.
+    let cfg = s.config.replace(
+        "reject = [\"bob@local.test\"]",
+        "reject = [\"carol@local.test\"]",
+    );
+    std::fs::write(s.config_path(), &cfg).unwrap();
+    let (ok, out) = s.cli(&["plugin", "reload"]);
+    assert!(ok, "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    assert!(c.cmd("RCPT TO:<bob@local.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<carol@local.test>").starts_with("550 5.7.1"));
+    // A broken component is refused and the running one stays.
+    let broken = s.dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm not really").unwrap();
+    let bad_cfg = cfg.replace(
+        &plugin_wasm("reject_list.wasm").display().to_string(),
+        &broken.display().to_string(),
+    );
+    std::fs::write(s.config_path(), &bad_cfg).unwrap();
+    let (ok, out) = s.cli(&["plugin", "reload"]);
+    assert!(!ok && out.contains("not a valid component"), "{out}");
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    assert!(
+        c.cmd("RCPT TO:<carol@local.test>").starts_with("550 5.7.1"),
+        "old set still active"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        let (ok, bad) = t.join().unwrap();
+        assert!(ok > 0 && bad == 0, "load client: {ok} ok, {bad} failed");
+    }
+    assert!(
+        s.mainlog()
+            .contains("plugin reload refused, the running plugins stay")
+    );
+}
