@@ -36,8 +36,14 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     let pending = spool.list().len();
-    let runtime =
-        crate::plugin::Runtime::new(cache.clone(), cfg.server.data_dir.join("plugin-cache"))?;
+    let plugin_dns = crate::delivery::hop::Dns::new(&cfg.outbound.nameservers)
+        .ok()
+        .map(Arc::new);
+    let runtime = crate::plugin::Runtime::new(
+        cache.clone(),
+        cfg.server.data_dir.join("plugin-cache"),
+        plugin_dns,
+    )?;
     let loaded = runtime.load(&cfg.plugins).await?;
     for p in &loaded {
         log.write(&format!(

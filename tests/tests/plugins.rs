@@ -2,7 +2,7 @@
 //! that misbehave (stopped within budget, policy applied, other clients
 //! unaffected), capabilities refused when not granted, hot reload.
 
-use mailgate_tests::{Client, Server, plugin_wasm};
+use mailgate_tests::{Client, Nsd, Server, plugin_wasm};
 use std::time::{Duration, Instant};
 
 fn plugin_table(name: &str, file: &str, extra: &str) -> String {
@@ -247,5 +247,39 @@ fn hot_reload_under_load_and_refused_reload() {
     assert!(
         s.mainlog()
             .contains("plugin reload refused, the running plugins stay")
+    );
+}
+
+#[test]
+fn dns_capability_resolves_through_the_host() {
+    let nsd = Nsd::start(
+        "mgtest",
+        "$ORIGIN mgtest.\n$TTL 300\n@ IN SOA ns.mgtest. admin.mgtest. 1 3600 600 86400 300\n@ IN NS ns.mgtest.\nns IN A 127.0.0.1\npolicy IN TXT \"blocked by zone\"\n",
+    );
+    let granted = Server::start_with(
+        "",
+        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
+        &plugin_table(
+            "misbehave",
+            "misbehave.wasm",
+            "capabilities = [\"log\", \"dns\"]",
+        ),
+    );
+    let mut c = Client::connect(granted.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    let r = c.cmd("RCPT TO:<dnstxt@local.test>");
+    assert!(r.starts_with("550 5.7.1 txt: blocked by zone"), "{r}");
+    let refused = Server::start_with(
+        "",
+        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
+        &plugin_table("misbehave", "misbehave.wasm", "capabilities = [\"log\"]"),
+    );
+    let mut c = Client::connect(refused.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    assert!(
+        c.cmd("RCPT TO:<dnstxt@local.test>")
+            .starts_with("451 4.4.3 dns refused")
     );
 }

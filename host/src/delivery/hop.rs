@@ -116,6 +116,26 @@ impl Dns {
         Ok(Dns { resolver })
     }
 
+    /// Records of one type in presentation form; an empty list when the
+    /// name has none. `Err` for failures (timeout, SERVFAIL).
+    pub async fn records(
+        &self,
+        name: &str,
+        rtype: hickory_resolver::proto::rr::RecordType,
+    ) -> Result<Vec<String>, String> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match self.resolver.lookup(fqdn, rtype).await {
+            Ok(l) => Ok(l
+                .answers()
+                .iter()
+                .filter(|r| r.record_type() == rtype)
+                .map(|r| r.data.to_string())
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(vec![]),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, RouteError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);

@@ -94,6 +94,7 @@ pub struct State {
     limits: StoreLimits,
     plugin: Arc<Loaded>,
     cache: Cache,
+    dns: Option<Arc<crate::delivery::hop::Dns>>,
 }
 
 impl WasiView for State {
@@ -272,15 +273,32 @@ impl bindings::mailgate::plugin::kv::Host for State {
 impl bindings::mailgate::plugin::dns::Host for State {
     async fn lookup(
         &mut self,
-        _name: String,
-        _rtype: bindings::mailgate::plugin::dns::RecordType,
+        name: String,
+        rtype: bindings::mailgate::plugin::dns::RecordType,
     ) -> Result<bindings::mailgate::plugin::dns::Answer, CapError> {
+        use bindings::mailgate::plugin::dns::RecordType as R;
+        use hickory_resolver::proto::rr::RecordType;
         self.granted(Capability::Dns)?;
-        // The resolver with DNSSEC status arrives with the DANE work; until
-        // then a granted lookup fails openly rather than pretending.
-        Err(CapError::Failed(
-            "DNS lookups are not available in this build".into(),
-        ))
+        let Some(dns) = self.dns.clone() else {
+            return Err(CapError::Failed("no resolver configured".into()));
+        };
+        let t = match rtype {
+            R::A => RecordType::A,
+            R::Aaaa => RecordType::AAAA,
+            R::Mx => RecordType::MX,
+            R::Txt => RecordType::TXT,
+            R::Ptr => RecordType::PTR,
+            R::Tlsa => RecordType::TLSA,
+        };
+        // The resolver does not validate DNSSEC yet (that comes with DANE),
+        // so answers are reported as not secure.
+        match dns.records(&name, t).await {
+            Ok(records) => Ok(bindings::mailgate::plugin::dns::Answer {
+                records,
+                secure: false,
+            }),
+            Err(e) => Err(CapError::Failed(e)),
+        }
     }
 }
 
@@ -310,6 +328,7 @@ pub struct Runtime {
     current: RwLock<Arc<Vec<Arc<Loaded>>>>,
     cache: Cache,
     compiled_dir: PathBuf,
+    dns: Option<Arc<crate::delivery::hop::Dns>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -319,7 +338,11 @@ fn hex(bytes: &[u8]) -> String {
 impl Runtime {
     /// Create the engine (pooling allocator, epoch interruption, fuel) and
     /// start the epoch ticker. Compiled code is cached in `compiled_dir`.
-    pub fn new(cache: Cache, compiled_dir: PathBuf) -> Result<Arc<Runtime>, String> {
+    pub fn new(
+        cache: Cache,
+        compiled_dir: PathBuf,
+        dns: Option<Arc<crate::delivery::hop::Dns>>,
+    ) -> Result<Arc<Runtime>, String> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.consume_fuel(true);
@@ -353,6 +376,7 @@ impl Runtime {
             current: RwLock::new(Arc::new(Vec::new())),
             cache,
             compiled_dir,
+            dns,
         }))
     }
 
@@ -476,6 +500,7 @@ impl Instance {
             limits,
             plugin: Arc::clone(&plugin),
             cache: rt.cache.clone(),
+            dns: rt.dns.clone(),
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -1,7 +1,8 @@
 //! Test plugin for the sandbox. By recipient local part:
 //! `loop` spins forever, `bomb` allocates until memory runs out, `trap`
 //! panics (a wasm trap), `garbage` answers with reply code 700, `kv` tries
-//! the kv capability and rejects with "kv not granted" when refused.
+//! the kv capability and rejects with "kv not granted" when refused,
+//! `dnstxt` rejects with the TXT record of `policy.mgtest`.
 //! Every accepted message gets `X-Misbehave: seen`.
 
 use mailgate_plugin_sdk::*;
@@ -30,6 +31,10 @@ impl Plugin for Misbehave {
             }
             "trap" => panic!("deliberate trap"),
             "garbage" => Response::reject(700, "9.9.9", "not a reply code"),
+            "dnstxt" => match dns::lookup("policy.mgtest", dns::RecordType::Txt) {
+                Ok(a) => Response::reject(550, "5.7.1", &format!("txt: {}", a.records.join(" | "))),
+                Err(_) => Response::defer(451, "4.4.3", "dns refused or failed"),
+            },
             "kv" => match kv::set("probe", b"1", 60) {
                 Ok(()) => Response::next().with(Action::SetVar(("kv".into(), "ok".into()))),
                 Err(_) => Response::reject(550, "5.7.1", "kv not granted"),
