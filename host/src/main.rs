@@ -67,6 +67,27 @@ enum PluginCmd {
     /// Load the plugins named in the config file and switch to them
     /// atomically (sessions in flight finish with the old ones).
     Reload,
+    /// Run a plugin offline through every hook it declares, with a context
+    /// built from a message file, and print its verdicts and actions.
+    Test {
+        /// The component (.wasm).
+        plugin: PathBuf,
+        /// The message (RFC 5322; LF or CRLF line endings).
+        #[arg(long)]
+        message: PathBuf,
+        /// The plugin's own settings: a TOML file whose table is its config.
+        #[arg(long = "plugin-config")]
+        plugin_config: Option<PathBuf>,
+        /// Grant capabilities (log, clock, random, kv); default: all but dns.
+        #[arg(long, value_delimiter = ',')]
+        grant: Option<Vec<String>>,
+        /// Envelope sender (default: the From: address).
+        #[arg(long)]
+        from: Option<String>,
+        /// Envelope recipients (default: the To: addresses).
+        #[arg(long, value_delimiter = ',')]
+        to: Option<Vec<String>>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,10 +296,109 @@ fn human(n: u64) -> String {
     }
 }
 
+fn header_addrs(msg: &str, name: &str) -> Vec<String> {
+    let head = msg.split("\n\n").next().unwrap_or("").replace("\r\n", "\n");
+    let mut out = Vec::new();
+    for line in head.lines() {
+        if line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line.as_bytes()[name.len()] == b':'
+        {
+            for part in line[name.len() + 1..].split(',') {
+                let a = match (part.find('<'), part.find('>')) {
+                    (Some(i), Some(j)) if j > i => &part[i + 1..j],
+                    _ => part,
+                };
+                let a = a.trim();
+                if a.contains('@') {
+                    out.push(a.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn plugin_test(
+    plugin: PathBuf,
+    message: PathBuf,
+    plugin_config: Option<PathBuf>,
+    grant: Option<Vec<String>>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+) -> Result<(), String> {
+    use mailgate::plugin::config::{Capability, OnFailure, PluginConfig};
+    let msg = std::fs::read(&message).map_err(|e| format!("{}: {e}", message.display()))?;
+    let text = String::from_utf8_lossy(&msg).to_string();
+    let config = match plugin_config {
+        Some(p) => {
+            let t = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            t.parse::<toml::Table>()
+                .map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let caps = match grant {
+        None => vec![
+            Capability::Log,
+            Capability::Clock,
+            Capability::Random,
+            Capability::Kv,
+        ],
+        Some(list) => list
+            .iter()
+            .map(|c| match c.trim() {
+                "log" => Ok(Capability::Log),
+                "clock" => Ok(Capability::Clock),
+                "random" => Ok(Capability::Random),
+                "kv" => Ok(Capability::Kv),
+                "dns" => Ok(Capability::Dns),
+                other => Err(format!("unknown capability {other:?}")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let cfg = PluginConfig {
+        name: plugin
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into()),
+        path: plugin.clone(),
+        on_failure: OnFailure::Continue,
+        timeout_ms: 1000,
+        memory: mailgate::config::ByteSize(64 << 20),
+        fuel: 0,
+        capabilities: caps,
+        config,
+    };
+    let sender = from
+        .or_else(|| header_addrs(&text, "From").into_iter().next())
+        .unwrap_or_default();
+    let rcpts = to.unwrap_or_else(|| header_addrs(&text, "To"));
+    if rcpts.is_empty() {
+        return Err("no recipients: give --to or a To: header".into());
+    }
+    let work = std::env::temp_dir().join(format!("mailgate-plugin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let res = mailgate::plugin::test_offline(&cfg, &msg, &sender, &rcpts, &work).await;
+    let _ = std::fs::remove_dir_all(&work);
+    print!("{}", res?);
+    Ok(())
+}
+
 async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
     let req = match cmd {
         PluginCmd::List => "PLUGINS",
         PluginCmd::Reload => "RELOAD",
+        PluginCmd::Test {
+            plugin,
+            message,
+            plugin_config,
+            grant,
+            from,
+            to,
+        } => {
+            return plugin_test(plugin, message, plugin_config, grant, from, to).await;
+        }
     };
     let a = mailgate::control::request(&cfg.control_socket(), req)
         .await
@@ -324,6 +444,7 @@ async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
             }
         }
         PluginCmd::Reload => println!("{} plugin(s) active", a["reloaded"]),
+        PluginCmd::Test { .. } => {}
     }
     Ok(())
 }

@@ -283,3 +283,56 @@ fn dns_capability_resolves_through_the_host() {
             .starts_with("451 4.4.3 dns refused")
     );
 }
+
+#[test]
+fn plugin_test_runs_a_plugin_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, "From: Alice <alice@example.test>\nTo: bob@local.test, carol@local.test\nSubject: hi\n\nbody\n").unwrap();
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, "reject = [\"bob@local.test\"]\n").unwrap();
+    let out = std::process::Command::new(mailgate_tests::mailgate_bin())
+        .args(["plugin", "test"])
+        .arg(plugin_wasm("reject_list.wasm"))
+        .arg("--message")
+        .arg(&msg)
+        .arg("--plugin-config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("hooks: rcpt-to, data"), "{text}");
+    assert!(
+        text.contains("mail-from <alice@example.test> (not hooked): continue"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rcpt-to <bob@local.test>: reject 550 5.7.1 recipient refused by policy"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rcpt-to <carol@local.test>: continue"),
+        "{text}"
+    );
+    assert!(
+        text.contains("data: continue\n    add-header X-Reject-List: checked"),
+        "{text}"
+    );
+    // A file that is not a component is refused clearly.
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"nope").unwrap();
+    let out = std::process::Command::new(mailgate_tests::mailgate_bin())
+        .args(["plugin", "test"])
+        .arg(&bad)
+        .arg("--message")
+        .arg(&msg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid component"));
+}
