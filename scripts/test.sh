@@ -29,6 +29,6 @@ fi
 
 # Plugins are wasm32-wasip2 components in their own workspace; the tests
 # load the built .wasm files.
-cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir plugins/target
 
 cargo test --workspace --locked "$@"
