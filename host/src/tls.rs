@@ -301,8 +301,9 @@ pub fn server_config(cfg: &Config, cache: &Cache) -> Result<Arc<ServerConfig>, T
     Ok(Arc::new(sc))
 }
 
-/// Describe an established server connection for logs and headers.
-pub fn details(conn: &ServerConnection) -> TlsDetails {
+/// Version, cipher, key bits and resumption of an established
+/// connection (server or client side).
+pub fn common_details(conn: &rustls::CommonState) -> TlsDetails {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2",
@@ -315,13 +316,20 @@ pub fn details(conn: &ServerConnection) -> TlsDetails {
     let cipher = suite
         .strip_prefix("TLS13_")
         .map_or(suite.clone(), |s| format!("TLS_{s}"));
-    let bits = if cipher.contains("128") { 128 } else { 256 };
     TlsDetails {
         version: version.into(),
+        bits: if cipher.contains("128") { 128 } else { 256 },
         cipher,
-        bits,
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        sni: None,
+    }
+}
+
+/// Describe an established server connection for logs and headers.
+pub fn details(conn: &ServerConnection) -> TlsDetails {
+    TlsDetails {
         sni: conn.server_name().map(str::to_string),
+        ..common_details(conn)
     }
 }
 

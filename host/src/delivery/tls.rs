@@ -112,23 +112,5 @@ pub fn server_name(host: &str, addr: SocketAddr) -> ServerName<'static> {
 
 /// Describe an established client connection.
 pub fn details(conn: &rustls::ClientConnection) -> TlsDetails {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2",
-        _ => "TLS",
-    };
-    let suite = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_default();
-    let cipher = suite
-        .strip_prefix("TLS13_")
-        .map_or(suite.clone(), |s| format!("TLS_{s}"));
-    TlsDetails {
-        version: version.into(),
-        bits: if cipher.contains("128") { 128 } else { 256 },
-        cipher,
-        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-        sni: None,
-    }
+    crate::tls::common_details(conn)
 }

@@ -134,17 +134,7 @@ pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<
         ret: tx.params.ret,
         envid: tx.params.envid.clone(),
         size: data.len() as u64,
-        recipients: tx
-            .rcpts
-            .iter()
-            .map(|r| {
-                RecipientEntry::new(
-                    r.address.to_string(),
-                    r.params.notify,
-                    r.params.orcpt.clone(),
-                )
-            })
-            .collect(),
+        recipients,
     };
     let size = data.len();
     if let Err(e) = shared.spool.commit_message(env, &data).await {
