@@ -32,6 +32,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct free ports on 127.0.0.1 (all bound at once while chosen).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 /// A program a test needs; fails with a clear message when it is missing.
 pub fn require(program: &str) -> PathBuf {
     for dir in std::env::var("PATH")
@@ -78,10 +88,10 @@ impl Server {
         let dns = if outbound_extra.contains("nameservers") {
             String::new()
         } else {
-            format!("nameservers = [\"127.0.0.1:{}\"]\n", free_port())
+            format!("nameservers = [\"127.0.0.1:{}\"]\n", ports[2])
         };
-        let port = free_port();
-        let tls_port = free_port();
+        let ports = free_ports(3);
+        let (port, tls_port) = (ports[0], ports[1]);
         let config = format!(
             "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
             data = dir.path().join("data").display()
