@@ -85,13 +85,13 @@ impl Server {
     /// ever asks a resolver off this machine.
     pub fn start_with(server_extra: &str, outbound_extra: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(3);
+        let (port, tls_port) = (ports[0], ports[1]);
         let dns = if outbound_extra.contains("nameservers") {
             String::new()
         } else {
             format!("nameservers = [\"127.0.0.1:{}\"]\n", ports[2])
         };
-        let ports = free_ports(3);
-        let (port, tls_port) = (ports[0], ports[1]);
         let config = format!(
             "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
             data = dir.path().join("data").display()
