@@ -419,32 +419,24 @@ async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
                     p["failures"]
                 );
                 println!("    path: {}", p["path"].as_str().unwrap_or(""));
-                println!(
-                    "    hooks: {}",
-                    p["hooks"]
-                        .as_array()
-                        .map(|h| h
-                            .iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "))
-                        .unwrap_or_default()
-                );
-                println!(
-                    "    capabilities: {}",
-                    p["capabilities"]
-                        .as_array()
-                        .map(|h| h
-                            .iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "))
-                        .unwrap_or_default()
-                );
+                println!("    hooks: {}", join_strings(&p["hooks"]));
+                println!("    capabilities: {}", join_strings(&p["capabilities"]));
             }
         }
         PluginCmd::Reload => println!("{} plugin(s) active", a["reloaded"]),
         PluginCmd::Test { .. } => {}
     }
     Ok(())
+}
+
+/// A JSON array of strings as "a, b, c".
+fn join_strings(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }

@@ -42,6 +42,35 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Make a self-signed P-256 certificate and key with openssl.
+pub fn self_signed_cert(cert: &Path, key: &Path, cn: &str) {
+    let st = Command::new(require("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
 /// A program a test needs; fails with a clear message when it is missing.
 pub fn require(program: &str) -> PathBuf {
     for dir in std::env::var("PATH")
@@ -542,27 +571,7 @@ impl EximServer {
         }
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
         if !d.join("cert.pem").exists() {
-            let st = Command::new(require("openssl"))
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=exim-server.test",
-                ])
-                .arg("-keyout")
-                .arg(d.join("key.pem"))
-                .arg("-out")
-                .arg(d.join("cert.pem"))
-                .output()
-                .unwrap();
-            assert!(st.status.success());
+            self_signed_cert(&d.join("cert.pem"), &d.join("key.pem"), "exim-server.test");
             std::fs::set_permissions(d.join("key.pem"), std::fs::Permissions::from_mode(0o644))
                 .unwrap();
         }

@@ -1,7 +1,7 @@
 //! TLS: resumption with TLS 1.2 tickets and TLS 1.3 across a restart, a
 //! configured certificate, an IPv6 listener, and eximstats on our log.
 
-use mailgate_tests::{Client, Server, free_port, require, tls_config};
+use mailgate_tests::{Client, Server, free_port, require, self_signed_cert, tls_config};
 use std::process::Command;
 
 fn deliver_over_tls(c: &mut Client, n: usize) {
@@ -62,31 +62,7 @@ fn configured_certificate_is_served() {
     require("openssl");
     let dir = tempfile::tempdir().unwrap();
     let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=mx.local.test",
-        ])
-        .arg("-keyout")
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    self_signed_cert(&c, &k, "mx.local.test");
     let der = Command::new("openssl")
         .args(["x509", "-outform", "DER", "-in"])
         .arg(&c)

@@ -538,8 +538,11 @@ async fn message(
     mut tx: crate::smtp::server::Transaction,
 ) -> Result<String, Reply> {
     if conn.plugins.is_some() {
-        let data = Arc::new(tx.data.clone());
-        let d = conn_hook(conn, crate::plugin::Call::Data(data)).await;
+        // Lend the content to the hook without copying it; the message
+        // resource is gone when the call returns, so the Arc is ours again.
+        let data = Arc::new(std::mem::take(&mut tx.data));
+        let d = conn_hook(conn, crate::plugin::Call::Data(Arc::clone(&data))).await;
+        tx.data = Arc::try_unwrap(data).unwrap_or_else(|a| (*a).clone());
         let host = conn.host();
         match d {
             hooks::Decision::Refuse(r) => {
