@@ -10,6 +10,7 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 [ -x /usr/sbin/exim4 ] || missing+=(exim4-daemon-heavy)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nsd ] || missing+=(nsd)
+perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing test peers: ${missing[*]}"
@@ -30,5 +31,7 @@ fi
 # Plugins are wasm32-wasip2 components in their own workspace; the tests
 # load the built .wasm files.
 cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir plugins/target
+# The plugins' own unit tests (their pure logic) run natively.
+cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs --lib
 
 cargo test --workspace --locked "$@"

@@ -78,9 +78,14 @@ enum PluginCmd {
         /// The plugin's own settings: a TOML file whose table is its config.
         #[arg(long = "plugin-config")]
         plugin_config: Option<PathBuf>,
-        /// Grant capabilities (log, clock, random, kv); default: all but dns.
+        /// Grant capabilities (log, clock, random, kv, dns, services,
+        /// directories); default: log, clock, random, kv, and dns with
+        /// --dns. With --config, the plugin's entry there decides.
         #[arg(long, value_delimiter = ',')]
         grant: Option<Vec<String>>,
+        /// Answer the plugin's DNS lookups from this zone file.
+        #[arg(long)]
+        dns: Option<PathBuf>,
         /// Envelope sender (default: the From: address).
         #[arg(long)]
         from: Option<String>,
@@ -319,17 +324,31 @@ fn header_addrs(msg: &str, name: &str) -> Vec<String> {
     out
 }
 
-async fn plugin_test(
+/// Arguments of `mailgate plugin test`.
+struct TestArgs {
     plugin: PathBuf,
     message: PathBuf,
     plugin_config: Option<PathBuf>,
     grant: Option<Vec<String>>,
+    dns: Option<PathBuf>,
     from: Option<String>,
     to: Option<Vec<String>>,
-) -> Result<(), String> {
+}
+
+async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
+    let TestArgs {
+        plugin,
+        message,
+        plugin_config,
+        grant,
+        dns,
+        from,
+        to,
+    } = args;
     use mailgate::plugin::config::{Capability, OnFailure, PluginConfig};
     let msg = std::fs::read(&message).map_err(|e| format!("{}: {e}", message.display()))?;
     let text = String::from_utf8_lossy(&msg).to_string();
+    let own_config = plugin_config.is_some();
     let config = match plugin_config {
         Some(p) => {
             let t = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -338,13 +357,29 @@ async fn plugin_test(
         }
         None => toml::Table::new(),
     };
+    let zone = match &dns {
+        Some(p) => {
+            let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(mailgate::plugin::zone::Zone::parse(
+                &t,
+                &p.display().to_string(),
+            )?)
+        }
+        None => None,
+    };
     let caps = match grant {
-        None => vec![
-            Capability::Log,
-            Capability::Clock,
-            Capability::Random,
-            Capability::Kv,
-        ],
+        None => {
+            let mut v = vec![
+                Capability::Log,
+                Capability::Clock,
+                Capability::Random,
+                Capability::Kv,
+            ];
+            if zone.is_some() {
+                v.push(Capability::Dns);
+            }
+            v
+        }
         Some(list) => list
             .iter()
             .map(|c| match c.trim() {
@@ -353,22 +388,42 @@ async fn plugin_test(
                 "random" => Ok(Capability::Random),
                 "kv" => Ok(Capability::Kv),
                 "dns" => Ok(Capability::Dns),
+                "services" => Ok(Capability::Services),
+                "directories" => Ok(Capability::Directories),
                 other => Err(format!("unknown capability {other:?}")),
             })
             .collect::<Result<_, _>>()?,
     };
-    let cfg = PluginConfig {
-        name: plugin
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "plugin".into()),
-        path: plugin.clone(),
-        on_failure: OnFailure::Continue,
-        timeout_ms: 1000,
-        memory: mailgate::config::ByteSize(64 << 20),
-        fuel: 0,
-        capabilities: caps,
-        config,
+    // The plugin's entry in the gateway config (--config), if there is one:
+    // its settings, capabilities, services and directories are used.
+    let same =
+        |p: &std::path::Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(&plugin).ok();
+    let entry = gateway.plugins.iter().find(|p| same(&p.path)).cloned();
+    let cfg = if let Some(mut e) = entry {
+        e.path = plugin.clone();
+        if own_config {
+            e.config = config;
+        }
+        if zone.is_some() && !e.capabilities.contains(&Capability::Dns) {
+            e.capabilities.push(Capability::Dns);
+        }
+        e
+    } else {
+        PluginConfig {
+            name: plugin
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".into()),
+            path: plugin.clone(),
+            on_failure: OnFailure::Continue,
+            timeout_ms: 1000,
+            memory: mailgate::config::ByteSize(64 << 20),
+            fuel: 0,
+            capabilities: caps,
+            services: Default::default(),
+            directories: Default::default(),
+            config,
+        }
     };
     let sender = from
         .or_else(|| header_addrs(&text, "From").into_iter().next())
@@ -379,7 +434,7 @@ async fn plugin_test(
     }
     let work = std::env::temp_dir().join(format!("mailgate-plugin-test-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let res = mailgate::plugin::test_offline(&cfg, &msg, &sender, &rcpts, &work).await;
+    let res = mailgate::plugin::test_offline(&cfg, &msg, &sender, &rcpts, &work, zone).await;
     let _ = std::fs::remove_dir_all(&work);
     print!("{}", res?);
     Ok(())
@@ -394,10 +449,20 @@ async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
             message,
             plugin_config,
             grant,
+            dns,
             from,
             to,
         } => {
-            return plugin_test(plugin, message, plugin_config, grant, from, to).await;
+            let args = TestArgs {
+                plugin,
+                message,
+                plugin_config,
+                grant,
+                dns,
+                from,
+                to,
+            };
+            return plugin_test(cfg, args).await;
         }
     };
     let a = mailgate::control::request(&cfg.control_socket(), req)

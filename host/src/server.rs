@@ -38,7 +38,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let pending = spool.list().len();
     let plugin_dns = crate::delivery::hop::Dns::new(&cfg.outbound.nameservers)
         .ok()
-        .map(Arc::new);
+        .map(|d| crate::plugin::Resolver::Live(Arc::new(d)));
     let runtime = crate::plugin::Runtime::new(
         cache.clone(),
         cfg.server.data_dir.join("plugin-cache"),
@@ -86,6 +86,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         Arc::clone(&router),
         Arc::clone(&log),
         cfg.server.hostname.clone(),
+        Some(Arc::clone(&runtime)),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {

@@ -40,9 +40,45 @@ pub mod bindings {
 
 pub use bindings::exports::mailgate::plugin::plugin::{Guest, Message, RouteDecision};
 pub use bindings::mailgate::plugin::types::{
-    Action, CheckResult, Context, Hook, Manifest, Response, SmtpReply, TlsInfo, Verdict,
+    Action, CheckResult, Context, Delivery, Hook, Manifest, Response, RouteInfo, SmtpReply,
+    TlsInfo, TransportResult, Verdict,
 };
-pub use bindings::mailgate::plugin::{clock, dns, kv, log, random};
+pub use bindings::mailgate::plugin::{clock, dns, kv, log, random, services};
+
+impl RouteDecision {
+    /// Leave the recipient as the host routed it.
+    pub fn unchanged(rcpt: &RouteInfo) -> RouteDecision {
+        RouteDecision {
+            recipient: rcpt.recipient.clone(),
+            sender: None,
+            transport: false,
+        }
+    }
+}
+
+impl Message {
+    /// The whole body (reads it through the host in 64 KiB pieces).
+    pub fn body(&self) -> Vec<u8> {
+        read_all(self.body_size(), |o, n| self.read_body(o, n))
+    }
+
+    /// The whole message, header and body, as stored.
+    pub fn raw(&self) -> Vec<u8> {
+        read_all(self.size(), |o, n| self.read_raw(o, n))
+    }
+}
+
+fn read_all(size: u64, read: impl Fn(u64, u32) -> Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size as usize);
+    while (out.len() as u64) < size {
+        let piece = read(out.len() as u64, 64 * 1024);
+        if piece.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&piece);
+    }
+    out
+}
 
 impl Response {
     /// Continue with no actions.
@@ -145,13 +181,18 @@ pub trait Plugin {
     fn on_data(_ctx: &Context, _msg: &Message) -> Response {
         Response::next()
     }
-    /// Route one recipient.
-    fn on_route(_ctx: &Context, rcpt: &str, redirected: bool) -> RouteDecision {
-        RouteDecision {
-            recipient: rcpt.to_string(),
-            sender: None,
-            redirected,
-        }
+    /// Route one recipient (once, when the message is accepted).
+    fn on_route(_ctx: &Context, rcpt: &RouteInfo) -> RouteDecision {
+        RouteDecision::unchanged(rcpt)
+    }
+    /// Before each outgoing SMTP transaction: add or remove headers of the
+    /// copy sent, or stop the delivery with defer or reject.
+    fn on_deliver(_ctx: &Context, _d: &Delivery, _msg: &Message) -> Response {
+        Response::next()
+    }
+    /// Deliver recipients a route hook of this plugin took.
+    fn on_transport(_ctx: &Context, _d: &Delivery, _msg: &Message) -> TransportResult {
+        TransportResult::Deferred("this plugin has no transport".into())
     }
 }
 
@@ -185,8 +226,14 @@ impl<P: Plugin> Guest for Adapter<P> {
     fn on_data(ctx: Context, msg: &Message) -> Response {
         P::on_data(&ctx, msg)
     }
-    fn on_route(ctx: Context, recipient: String, redirected: bool) -> RouteDecision {
-        P::on_route(&ctx, &recipient, redirected)
+    fn on_route(ctx: Context, rcpt: RouteInfo) -> RouteDecision {
+        P::on_route(&ctx, &rcpt)
+    }
+    fn on_deliver(ctx: Context, d: Delivery, msg: &Message) -> Response {
+        P::on_deliver(&ctx, &d, msg)
+    }
+    fn on_transport(ctx: Context, d: Delivery, msg: &Message) -> TransportResult {
+        P::on_transport(&ctx, &d, msg)
     }
 }
 

@@ -196,6 +196,7 @@ mod tests {
                 None,
                 Some("rfc822;R+40x.test".into()),
             )],
+            vars: vec![],
         }
     }
 

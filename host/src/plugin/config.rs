@@ -2,6 +2,7 @@
 
 use crate::config::{ByteSize, ConfigError};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// What happens to the SMTP conversation when a plugin fails (trap,
@@ -29,6 +30,10 @@ pub enum Capability {
     Kv,
     /// DNS lookups.
     Dns,
+    /// Connections to the endpoints in `services`.
+    Services,
+    /// The directories in `directories` (WASI preopens).
+    Directories,
 }
 
 /// One `[[plugin]]` table.
@@ -54,6 +59,14 @@ pub struct PluginConfig {
     /// Granted capabilities.
     #[serde(default = "default_caps")]
     pub capabilities: Vec<Capability>,
+    /// Named endpoints the plugin may connect to (`unix:/path` or
+    /// `tcp:HOST:PORT`), with the `services` capability.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    /// Named directories the plugin sees as WASI preopens (guest path =
+    /// name), with the `directories` capability.
+    #[serde(default)]
+    pub directories: BTreeMap<String, PathBuf>,
     /// The plugin's own settings, handed to its `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
@@ -92,6 +105,38 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
                 position: None,
                 reason: format!("plugin name {} is used twice", p.name),
             });
+        }
+        for (name, addr) in &p.services {
+            if let Err(e) = super::services::ServiceAddr::parse(addr) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    position: None,
+                    reason: format!("plugin {}: service {name}: {e}", p.name),
+                });
+            }
+        }
+        for (name, dir) in &p.directories {
+            if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+                return Err(ConfigError {
+                    file: file.into(),
+                    position: None,
+                    reason: format!(
+                        "plugin {}: directory name {name:?} must be a plain name",
+                        p.name
+                    ),
+                });
+            }
+            if !dir.is_absolute() {
+                return Err(ConfigError {
+                    file: file.into(),
+                    position: None,
+                    reason: format!(
+                        "plugin {}: directory {name} = {}: must be an absolute path",
+                        p.name,
+                        dir.display()
+                    ),
+                });
+            }
         }
         if p.timeout_ms == 0 {
             return Err(ConfigError {

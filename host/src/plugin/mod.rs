@@ -10,6 +10,8 @@
 //! set they started with.
 
 pub mod config;
+pub mod services;
+pub mod zone;
 
 use crate::cache::Cache;
 use config::{Capability, OnFailure, PluginConfig};
@@ -32,7 +34,10 @@ pub mod bindings {
         path: "../wit",
         imports: { default: async },
         exports: { default: async },
-        with: { "mailgate:plugin/types.message": super::MessageData },
+        with: {
+            "mailgate:plugin/types.message": super::MessageData,
+            "mailgate:plugin/services.connection": super::services::ServiceConn,
+        },
     });
 }
 
@@ -47,6 +52,8 @@ pub fn hook_name(h: Hook) -> &'static str {
         Hook::RcptTo => "rcpt-to",
         Hook::Data => "data",
         Hook::Route => "route",
+        Hook::Deliver => "deliver",
+        Hook::Transport => "transport",
     }
 }
 
@@ -94,7 +101,16 @@ pub struct State {
     limits: StoreLimits,
     plugin: Arc<Loaded>,
     cache: Cache,
-    dns: Option<Arc<crate::delivery::hop::Dns>>,
+    dns: Option<Resolver>,
+}
+
+/// Where the dns capability gets its answers.
+#[derive(Clone)]
+pub enum Resolver {
+    /// The host's resolver.
+    Live(Arc<crate::delivery::hop::Dns>),
+    /// A zone file (offline tests: `plugin test --dns`).
+    Zone(Arc<zone::Zone>),
 }
 
 impl WasiView for State {
@@ -150,6 +166,17 @@ impl wit::HostMessage for State {
         let start = (offset as usize).min(body.len());
         let end = start.saturating_add(len as usize).min(body.len());
         body[start..end].to_vec()
+    }
+    async fn size(&mut self, m: Resource<MessageData>) -> u64 {
+        self.table.get(&m).map_or(0, |m| m.body.len() as u64)
+    }
+    async fn read_raw(&mut self, m: Resource<MessageData>, offset: u64, len: u32) -> Vec<u8> {
+        let Ok(m) = self.table.get(&m) else {
+            return vec![];
+        };
+        let start = (offset as usize).min(m.body.len());
+        let end = start.saturating_add(len as usize).min(m.body.len());
+        m.body[start..end].to_vec()
     }
     async fn drop(&mut self, m: Resource<MessageData>) -> wasmtime::Result<()> {
         self.table.delete(m)?;
@@ -292,7 +319,11 @@ impl bindings::mailgate::plugin::dns::Host for State {
         };
         // The resolver does not validate DNSSEC yet (that comes with DANE),
         // so answers are reported as not secure.
-        match dns.records(&name, t).await {
+        let res = match &dns {
+            Resolver::Live(d) => d.records(&name, t).await,
+            Resolver::Zone(z) => z.lookup(&name, t),
+        };
+        match res {
             Ok(records) => Ok(bindings::mailgate::plugin::dns::Answer {
                 records,
                 secure: false,
@@ -328,7 +359,7 @@ pub struct Runtime {
     current: RwLock<Arc<Vec<Arc<Loaded>>>>,
     cache: Cache,
     compiled_dir: PathBuf,
-    dns: Option<Arc<crate::delivery::hop::Dns>>,
+    dns: Option<Resolver>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -341,7 +372,7 @@ impl Runtime {
     pub fn new(
         cache: Cache,
         compiled_dir: PathBuf,
-        dns: Option<Arc<crate::delivery::hop::Dns>>,
+        dns: Option<Resolver>,
     ) -> Result<Arc<Runtime>, String> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
@@ -494,8 +525,15 @@ impl Instance {
             .instances(16)
             .trap_on_grow_failure(true)
             .build();
+        let mut wasi = WasiCtxBuilder::new();
+        if plugin.caps.contains(&Capability::Directories) {
+            for (name, dir) in &plugin.cfg.directories {
+                wasi.preopened_dir(dir, format!("/{name}"), wasmtime_wasi::FsPerms::ReadWrite)
+                    .map_err(|e| format!("directory {name} ({}): {e}", dir.display()))?;
+            }
+        }
         let state = State {
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limits,
             plugin: Arc::clone(&plugin),
@@ -591,6 +629,8 @@ pub enum Call<'a> {
     RcptTo(&'a str),
     /// on-data
     Data(Arc<Vec<u8>>),
+    /// on-deliver: the transaction and the message as it will be sent.
+    Deliver(&'a wit::Delivery, Arc<Vec<u8>>),
 }
 
 impl Call<'_> {
@@ -601,6 +641,7 @@ impl Call<'_> {
             Call::MailFrom => Hook::MailFrom,
             Call::RcptTo(_) => Hook::RcptTo,
             Call::Data(_) => Hook::Data,
+            Call::Deliver(..) => Hook::Deliver,
         }
     }
 }
@@ -660,9 +701,8 @@ impl SessionPlugins {
                     }
                 }
                 Err(reason) => {
-                    p.failures.fetch_add(1, Ordering::Relaxed);
-                    // A failed instance may be poisoned: drop it.
-                    self.instances[i] = None;
+                    // A failed instance may be poisoned: dropped.
+                    self.failed(i);
                     out.failures
                         .push((p.cfg.name.clone(), reason, p.cfg.on_failure));
                     if p.cfg.on_failure == OnFailure::Tempfail {
@@ -679,25 +719,155 @@ impl SessionPlugins {
         out
     }
 
-    async fn call_one(
-        &mut self,
-        i: usize,
-        ctx: &wit::Context,
-        call: &Call<'_>,
-    ) -> Result<wit::Response, String> {
+    /// The plugins (in config order) that implement `hook`.
+    pub fn with_hook(&self, hook: Hook) -> Vec<String> {
+        self.set
+            .iter()
+            .filter(|p| p.hooks.contains(&hook))
+            .map(|p| p.cfg.name.clone())
+            .collect()
+    }
+
+    async fn instance(&mut self, i: usize) -> Result<&mut Instance, String> {
         if self.instances[i].is_none() {
             let p = Arc::clone(&self.set[i]);
             self.instances[i] = Some(Instance::new(&self.rt, p).await?);
         }
         let inst = self.instances[i].as_mut().expect("instance just created");
         inst.reset_budget();
+        Ok(inst)
+    }
+
+    /// Count a failure of plugin `i` and drop its (maybe poisoned) instance.
+    fn failed(&mut self, i: usize) {
+        self.set[i].failures.fetch_add(1, Ordering::Relaxed);
+        self.instances[i] = None;
+    }
+
+    /// Run the route hook of every plugin that has it, in config order,
+    /// each seeing the decision of the one before. Returns the final
+    /// decision, the plugin that asked to be the transport (if any), and
+    /// failures as in [`Outcome`].
+    pub async fn route(
+        &mut self,
+        ctx: &wit::Context,
+        info: &wit::RouteInfo,
+    ) -> (
+        wit::RouteDecision,
+        Option<String>,
+        Vec<(String, String, OnFailure)>,
+    ) {
+        let mut info = info.clone();
+        let mut sender = None;
+        let mut transport = None;
+        let mut failures = Vec::new();
+        let set = Arc::clone(&self.set);
+        for (i, p) in set.iter().enumerate() {
+            if !p.hooks.contains(&Hook::Route) {
+                continue;
+            }
+            p.calls.fetch_add(1, Ordering::Relaxed);
+            let r = match self.instance(i).await {
+                Ok(inst) => inst
+                    .bindings
+                    .mailgate_plugin_plugin()
+                    .call_on_route(&mut inst.store, ctx, &info)
+                    .await
+                    .map_err(describe_error),
+                Err(e) => Err(e),
+            };
+            let r = r.and_then(|d| {
+                if d.recipient.is_empty()
+                    || d.recipient.contains(['\r', '\n', '<', '>'])
+                    || d.sender
+                        .as_ref()
+                        .is_some_and(|s| s.contains(['\r', '\n', '<', '>']))
+                {
+                    Err("malformed answer: bad address in route decision".to_string())
+                } else {
+                    Ok(d)
+                }
+            });
+            match r {
+                Ok(d) => {
+                    info.recipient = d.recipient;
+                    if d.sender.is_some() {
+                        sender = d.sender;
+                    }
+                    if d.transport && transport.is_none() {
+                        transport = Some(p.cfg.name.clone());
+                    }
+                }
+                Err(reason) => {
+                    self.failed(i);
+                    failures.push((p.cfg.name.clone(), reason, p.cfg.on_failure));
+                }
+            }
+        }
+        (
+            wit::RouteDecision {
+                recipient: info.recipient,
+                sender,
+                transport: transport.is_some(),
+            },
+            transport,
+            failures,
+        )
+    }
+
+    /// Hand a delivery to the transport hook of plugin `name`.
+    pub async fn transport(
+        &mut self,
+        name: &str,
+        ctx: &wit::Context,
+        d: &wit::Delivery,
+        data: Arc<Vec<u8>>,
+    ) -> Result<wit::TransportResult, String> {
+        let Some(i) = self.set.iter().position(|p| p.cfg.name == name) else {
+            return Err(format!("plugin {name} is not loaded"));
+        };
+        if !self.set[i].hooks.contains(&Hook::Transport) {
+            return Err(format!("plugin {name} has no transport hook"));
+        }
+        self.set[i].calls.fetch_add(1, Ordering::Relaxed);
+        let r = async {
+            let inst = self.instance(i).await?;
+            let res = inst
+                .store
+                .data_mut()
+                .table
+                .push(MessageData::new(data))
+                .map_err(|e| e.to_string())?;
+            let borrowed = Resource::<MessageData>::new_borrow(res.rep());
+            let r = inst
+                .bindings
+                .mailgate_plugin_plugin()
+                .call_on_transport(&mut inst.store, ctx, d, borrowed)
+                .await;
+            let _ = inst.store.data_mut().table.delete(res);
+            r.map_err(describe_error)
+        }
+        .await;
+        if r.is_err() {
+            self.failed(i);
+        }
+        r
+    }
+
+    async fn call_one(
+        &mut self,
+        i: usize,
+        ctx: &wit::Context,
+        call: &Call<'_>,
+    ) -> Result<wit::Response, String> {
+        let inst = self.instance(i).await?;
         let api = inst.bindings.mailgate_plugin_plugin();
         let r = match call {
             Call::Connect => api.call_on_connect(&mut inst.store, ctx).await,
             Call::Helo => api.call_on_helo(&mut inst.store, ctx).await,
             Call::MailFrom => api.call_on_mail_from(&mut inst.store, ctx).await,
             Call::RcptTo(r) => api.call_on_rcpt_to(&mut inst.store, ctx, r).await,
-            Call::Data(d) => {
+            Call::Data(d) | Call::Deliver(_, d) => {
                 let res = inst
                     .store
                     .data_mut()
@@ -705,7 +875,13 @@ impl SessionPlugins {
                     .push(MessageData::new(Arc::clone(d)))
                     .map_err(|e| e.to_string())?;
                 let borrowed = Resource::<MessageData>::new_borrow(res.rep());
-                let r = api.call_on_data(&mut inst.store, ctx, borrowed).await;
+                let r = match call {
+                    Call::Deliver(del, _) => {
+                        api.call_on_deliver(&mut inst.store, ctx, del, borrowed)
+                            .await
+                    }
+                    _ => api.call_on_data(&mut inst.store, ctx, borrowed).await,
+                };
                 let _ = inst.store.data_mut().table.delete(res);
                 r
             }
@@ -772,9 +948,11 @@ pub async fn test_offline(
     sender: &str,
     recipients: &[String],
     work_dir: &Path,
+    zone: Option<zone::Zone>,
 ) -> Result<String, String> {
     let cache = Cache::open(&work_dir.join("cache.redb")).map_err(|e| e.to_string())?;
-    let rt = Runtime::new(cache, work_dir.join("compiled"), None)?;
+    let dns = zone.map(|z| Resolver::Zone(Arc::new(z)));
+    let rt = Runtime::new(cache, work_dir.join("compiled"), dns)?;
     let loaded = rt.load(std::slice::from_ref(cfg)).await?;
     let p = Arc::clone(&loaded[0]);
     rt.swap(loaded);
@@ -865,8 +1043,69 @@ pub async fn test_offline(
             .replace('\n', "\r\n")
             .into_bytes();
     }
-    let o = sp.run(&ctx, Call::Data(Arc::new(data))).await;
+    let data = Arc::new(data);
+    let o = sp.run(&ctx, Call::Data(Arc::clone(&data))).await;
     out.push_str(&show(&mark(Hook::Data, "data".into()), &o));
+    apply_vars(&mut ctx, &o);
+    // Routing and delivery, as if every recipient were remote.
+    ctx.message_id = Some("offline-test".into());
+    let mut transports: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut outgoing: Vec<(String, String)> = Vec::new();
+    for r in ctx.recipients.clone() {
+        let info = wit::RouteInfo {
+            recipient: r.clone(),
+            original: None,
+            remote: true,
+        };
+        if !hooked(Hook::Route) {
+            out.push_str(&format!("route <{r}> (not hooked): unchanged\n"));
+            outgoing.push((sender.to_string(), r));
+            continue;
+        }
+        let (d, transport, failures) = sp.route(&ctx, &info).await;
+        let mut line = format!("route <{r}>: recipient <{}>", d.recipient);
+        if let Some(s) = &d.sender {
+            line.push_str(&format!(", sender <{s}>"));
+        }
+        if let Some(t) = &transport {
+            line.push_str(&format!(", transport {t}"));
+        }
+        for (_, why, policy) in &failures {
+            line.push_str(&format!("\n    FAILED: {why} (policy {policy:?})"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        let s = d.sender.unwrap_or_else(|| sender.to_string());
+        match transport {
+            Some(t) => transports.push((t, d.recipient, Some(s))),
+            None => outgoing.push((s, d.recipient)),
+        }
+    }
+    for (s, r) in &outgoing {
+        let del = wit::Delivery {
+            message_id: "offline-test".into(),
+            sender: s.clone(),
+            recipients: vec![r.clone()],
+            domain: r.rsplit_once('@').map_or("", |x| x.1).to_lowercase(),
+        };
+        let o = sp.run(&ctx, Call::Deliver(&del, Arc::clone(&data))).await;
+        out.push_str(&show(&mark(Hook::Deliver, format!("deliver <{r}>")), &o));
+    }
+    for (t, r, s) in transports {
+        let del = wit::Delivery {
+            message_id: "offline-test".into(),
+            sender: s.unwrap_or_default(),
+            recipients: vec![r.clone()],
+            domain: String::new(),
+        };
+        let line = match sp.transport(&t, &ctx, &del, Arc::clone(&data)).await {
+            Ok(wit::TransportResult::Delivered(x)) => format!("delivered: {x}"),
+            Ok(wit::TransportResult::Deferred(x)) => format!("deferred: {x}"),
+            Ok(wit::TransportResult::Failed(x)) => format!("failed: {x}"),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        out.push_str(&format!("transport <{r}>: {line}\n"));
+    }
     out.push_str(&format!(
         "calls: {}, failures: {}\n",
         p.calls.load(Ordering::Relaxed),
@@ -895,5 +1134,6 @@ fn action_text(a: &wit::Action) -> String {
         wit::Action::RemoveRecipient(r) => format!("remove-recipient <{r}>"),
         wit::Action::SetVar((k, v)) => format!("set-var {k}={v}"),
         wit::Action::AddAuthResult(e) => format!("add-auth-result {e}"),
+        wit::Action::Redirect(r) => format!("redirect <{r}>"),
     }
 }

@@ -3,6 +3,7 @@
 //! outbound delivery (visible with `mailgate queue list`). A message leaves
 //! the spool when every recipient is delivered or has failed for good.
 
+pub mod hooks;
 pub mod maildir;
 pub mod remote;
 pub mod route;
@@ -24,8 +25,14 @@ use tokio::sync::{Semaphore, mpsc};
 /// computation, and doing it here saves a second fsync per message.
 /// Returns true when some recipient still needs delivery.
 pub fn preroute(router: &Router, rcpts: &mut Vec<RecipientEntry>) -> bool {
+    preroute_from(router, rcpts, 0)
+}
+
+/// [`preroute`] for the recipients from index `start` on (those added by a
+/// plugin's redirect); the earlier ones are left as they are.
+pub fn preroute_from(router: &Router, rcpts: &mut Vec<RecipientEntry>, start: usize) -> bool {
     let n = rcpts.len();
-    for i in 0..n {
+    for i in start..n {
         let addr = rcpts[i].address.clone();
         let Ok(routes) = router.route(&addr) else {
             // Left pending: the queue runner fails it with a logged reason.
@@ -55,6 +62,7 @@ pub fn preroute(router: &Router, rcpts: &mut Vec<RecipientEntry>) -> bool {
                 rcpts[i].orcpt.clone(),
             );
             child.parent = Some(i);
+            child.sender = rcpts[i].sender.clone();
             if let Route::Remote(_) = route {
                 child.state = RcptState::Queued;
                 child.detail = Some("waiting for outbound delivery".into());
@@ -138,6 +146,7 @@ struct Runner {
     stopping: std::sync::atomic::AtomicBool,
     handle: Mutex<Option<QueueHandle>>,
     forced: Mutex<HashSet<String>>,
+    plugins: Option<Arc<crate::plugin::Runtime>>,
 }
 
 /// Start the queue runner; it first picks up what the spool holds.
@@ -149,6 +158,7 @@ pub fn start(
     router: Arc<Router>,
     log: Arc<MainLog>,
     hostname: String,
+    plugins: Option<Arc<crate::plugin::Runtime>>,
 ) -> QueueHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let interval = Duration::from_secs((cfg.outbound.retry_min.0 / 2).clamp(1, 60));
@@ -164,6 +174,7 @@ pub fn start(
         stopping: std::sync::atomic::AtomicBool::new(false),
         handle: Mutex::new(None),
         forced: Mutex::new(HashSet::new()),
+        plugins,
     });
     let handle = QueueHandle {
         tx,
@@ -318,7 +329,7 @@ impl Runner {
         };
         let now = chrono::Utc::now().timestamp();
         let forced = self.forced.lock().unwrap().remove(id);
-        let groups = remote::due_by_domain(&env, if forced { i64::MAX } else { now });
+        let groups = remote::due_groups(&env, if forced { i64::MAX } else { now });
         let mut fail_reports = Vec::new();
         let mut delay_reports = Vec::new();
         let mut changed = false;
@@ -331,12 +342,39 @@ impl Runner {
                 }
             };
             let mut set = tokio::task::JoinSet::new();
-            for (domain, idxs) in groups {
+            for (g, idxs) in groups {
                 let o = Arc::clone(&outbound);
                 let env2 = env.clone();
                 let data = Arc::clone(&data);
                 let log = Arc::clone(&self.log);
-                set.spawn(async move { o.deliver_domain(&env2, data, &domain, &idxs, &log).await });
+                let rt = self.plugins.clone();
+                set.spawn(async move {
+                    let all = |r: Result1| idxs.iter().map(|&i| (i, r.clone())).collect();
+                    let Some(rt) = rt else {
+                        if g.transport.is_some() {
+                            return all(Result1::Deferred(remote::Report {
+                                host_field: String::new(),
+                                text: "plugins are not running".into(),
+                                reply: None,
+                                status: "4.3.0".into(),
+                                remote: None,
+                            }));
+                        }
+                        return o
+                            .deliver_domain(&env2, &g.sender, data, &g.domain, &idxs, &log)
+                            .await;
+                    };
+                    if g.transport.is_some() {
+                        return hooks::transport(&rt, &env2, &g, &idxs, data).await;
+                    }
+                    match hooks::deliver(&rt, &env2, &g, &idxs, data, &log).await {
+                        Ok(data) => {
+                            o.deliver_domain(&env2, &g.sender, data, &g.domain, &idxs, &log)
+                                .await
+                        }
+                        Err(r) => all(r),
+                    }
+                });
             }
             let mut results = Vec::new();
             while let Some(r) = set.join_next().await {
@@ -356,6 +394,10 @@ impl Runner {
                         .unwrap_or_default();
                     let addr = env.recipients[i].address.clone();
                     let r = &mut env.recipients[i];
+                    let rt = match &r.transport {
+                        Some(t) => format!("R=plugin T={t}"),
+                        None => "R=remote T=remote_smtp".to_string(),
+                    };
                     r.attempts += 1;
                     match res {
                         Result1::Delivered(tail) => {
@@ -368,7 +410,7 @@ impl Runner {
                         }
                         Result1::Failed(rep) => {
                             self.log.write(&format!(
-                                "{id} ** {addr}{via} R=remote T=remote_smtp {}: {}",
+                                "{id} ** {addr}{via} {rt} {}: {}",
                                 rep.host_field, rep.text
                             ));
                             r.state = RcptState::Failed;
@@ -383,7 +425,7 @@ impl Runner {
                                 let text =
                                     format!("retry timeout exceeded; last error: {}", rep.text);
                                 self.log.write(&format!(
-                                    "{id} ** {addr}{via} R=remote T=remote_smtp {}: {text}",
+                                    "{id} ** {addr}{via} {rt} {}: {text}",
                                     rep.host_field
                                 ));
                                 r.state = RcptState::Failed;
@@ -400,7 +442,7 @@ impl Runner {
                             } else {
                                 let next = remote::next_retry(&self.cfg, r.attempts, now);
                                 self.log.write(&format!(
-                                    "{id} == {addr}{via} R=remote T=remote_smtp defer {}: {}",
+                                    "{id} == {addr}{via} {rt} defer {}: {}",
                                     rep.host_field, rep.text
                                 ));
                                 r.next_attempt = Some(next);

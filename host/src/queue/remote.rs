@@ -175,10 +175,12 @@ impl Outbound {
         }
     }
 
-    /// Deliver `rcpts` (indexes into `env.recipients`, all at `domain`).
+    /// Deliver `rcpts` (indexes into `env.recipients`, all at `domain`)
+    /// with envelope sender `sender`.
     pub async fn deliver_domain(
         &self,
         env: &Envelope,
+        sender: &str,
         data: Arc<Vec<u8>>,
         domain: &str,
         rcpts: &[usize],
@@ -207,7 +209,7 @@ impl Outbound {
             }
         };
         let job = Job {
-            sender: env.sender.clone(),
+            sender: sender.to_string(),
             rcpts: rcpts
                 .iter()
                 .map(|&i| {
@@ -371,17 +373,33 @@ pub fn next_retry(cfg: &Config, attempts: u32, now: i64) -> i64 {
     now + delay as i64
 }
 
-/// Group due queued recipients by domain (lower case).
-pub fn due_by_domain(env: &Envelope, now: i64) -> BTreeMap<String, Vec<usize>> {
-    let mut m: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+/// One outgoing transaction's worth of due recipients.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Group {
+    /// The plugin transport, or `None` for SMTP.
+    pub transport: Option<String>,
+    /// The recipient domain (lower case).
+    pub domain: String,
+    /// The envelope sender for this transaction.
+    pub sender: String,
+}
+
+/// Group due queued recipients by transport, domain and envelope sender
+/// (a route hook may have given some recipients their own sender).
+pub fn due_groups(env: &Envelope, now: i64) -> BTreeMap<Group, Vec<usize>> {
+    let mut m: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
     for (i, r) in env.recipients.iter().enumerate() {
         if r.state == RcptState::Queued && r.next_attempt.is_none_or(|t| t <= now) {
-            let d = r
-                .address
-                .rsplit_once('@')
-                .map_or("", |x| x.1)
-                .to_lowercase();
-            m.entry(d).or_default().push(i);
+            let g = Group {
+                transport: r.transport.clone(),
+                domain: r
+                    .address
+                    .rsplit_once('@')
+                    .map_or("", |x| x.1)
+                    .to_lowercase(),
+                sender: r.sender.clone().unwrap_or_else(|| env.sender.clone()),
+            };
+            m.entry(g).or_default().push(i);
         }
     }
     m
@@ -432,6 +450,7 @@ pub fn dsn_message(
         envid: None,
         size: body.len() as u64,
         recipients: std::mem::take(&mut rcpts),
+        vars: vec![],
     };
     Some((env2, body))
 }

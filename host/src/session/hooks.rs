@@ -8,7 +8,7 @@ use crate::plugin::{Call, Outcome, SessionPlugins};
 use crate::smtp::address::Address;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Recipient, Transaction};
-use crate::spool::TlsDetails;
+use crate::spool::{RcptState, RecipientEntry, TlsDetails};
 use std::net::IpAddr;
 
 /// What the session knows, for the plugin context.
@@ -96,6 +96,7 @@ pub async fn run(
         Call::MailFrom => "MAIL",
         Call::RcptTo(_) => "RCPT",
         Call::Data(_) => "DATA",
+        Call::Deliver(..) => "delivery",
     };
     let ctx = context(k);
     let Outcome {
@@ -127,6 +128,110 @@ pub async fn run(
         Some(wit::Verdict::Discard) => Decision::Discard,
         Some(wit::Verdict::Quarantine(why)) => Decision::Quarantine(why),
     }
+}
+
+/// Remove the redirect actions a RCPT hook left in `pending`; the last one
+/// wins.
+pub fn take_redirect(pending: &mut Vec<wit::Action>) -> Option<String> {
+    let mut last = None;
+    pending.retain(|a| match a {
+        wit::Action::Redirect(to) => {
+            last = Some(to.clone());
+            false
+        }
+        _ => true,
+    });
+    last
+}
+
+/// Run the route hooks over the recipients of a message about to be
+/// spooled (after the host's routing): a plugin may rewrite a recipient
+/// (routed again, not shown to route hooks again), give it its own
+/// envelope sender, or take it for its transport. `Err` when a plugin
+/// with the tempfail policy failed.
+pub async fn route(
+    plugins: &mut SessionPlugins,
+    ctx: &wit::Context,
+    router: &crate::queue::route::Router,
+    rcpts: &mut Vec<RecipientEntry>,
+    log: &MainLog,
+    host: &str,
+) -> Result<(), Reply> {
+    if plugins.with_hook(wit::Hook::Route).is_empty() {
+        return Ok(());
+    }
+    let n = rcpts.len();
+    for i in 0..n {
+        let remote = match rcpts[i].state {
+            RcptState::Queued => true,
+            RcptState::Pending if router.route(&rcpts[i].address).is_ok() => false,
+            _ => continue,
+        };
+        let info = wit::RouteInfo {
+            recipient: rcpts[i].address.clone(),
+            original: rcpts[i].parent.map(|p| rcpts[p].address.clone()),
+            remote,
+        };
+        let (d, transport, failures) = plugins.route(ctx, &info).await;
+        let mut tempfail = false;
+        for (name, reason, policy) in failures {
+            tempfail |= policy == OnFailure::Tempfail;
+            log.write(&format!(
+                "{host} plugin {name} failed at routing <{}>: {reason}; policy {}",
+                info.recipient,
+                if policy == OnFailure::Tempfail {
+                    "tempfail"
+                } else {
+                    "continue"
+                }
+            ));
+        }
+        if tempfail {
+            return Err(Reply::new(
+                451,
+                "4.3.0",
+                "Temporary local problem; try again later",
+            ));
+        }
+        if let Some(s) = d.sender {
+            match s.is_empty() || Address::parse(&s, true).is_ok() {
+                true => rcpts[i].sender = Some(s),
+                false => log.write(&format!(
+                    "{host} plugin route sender {s:?} for <{}> is not an address; ignored",
+                    info.recipient
+                )),
+            }
+        }
+        let mut target = i;
+        if !d.recipient.eq_ignore_ascii_case(&info.recipient) {
+            match Address::parse(&d.recipient, true) {
+                Ok(a) => {
+                    let mut child =
+                        RecipientEntry::new(a.to_string(), rcpts[i].notify, rcpts[i].orcpt.clone());
+                    child.parent = Some(i);
+                    child.sender = rcpts[i].sender.clone();
+                    rcpts[i].state = RcptState::Expanded;
+                    rcpts[i].detail = Some(format!("redirected by a plugin to {a}"));
+                    rcpts.push(child);
+                    target = rcpts.len() - 1;
+                    crate::queue::preroute_from(router, rcpts, target);
+                }
+                Err(e) => log.write(&format!(
+                    "{host} plugin route of <{}> to {:?} ignored: {e}",
+                    info.recipient, d.recipient
+                )),
+            }
+        }
+        if let Some(t) = transport
+            && matches!(rcpts[target].state, RcptState::Pending | RcptState::Queued)
+        {
+            let r = &mut rcpts[target];
+            r.state = RcptState::Queued;
+            r.detail = Some(format!("waiting for plugin transport {t}"));
+            r.transport = Some(t);
+        }
+    }
+    Ok(())
 }
 
 /// Apply data-stage actions to the transaction: headers go on top of the
@@ -167,7 +272,8 @@ pub fn apply(
                 .rcpts
                 .retain(|x| !x.address.to_string().eq_ignore_ascii_case(&r)),
             wit::Action::AddAuthResult(e) => auth.push(e),
-            wit::Action::SetVar(_) => {}
+            // Redirects are applied at RCPT (see `take_redirect`).
+            wit::Action::SetVar(_) | wit::Action::Redirect(_) => {}
         }
     }
     let mut top = String::new();

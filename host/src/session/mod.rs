@@ -78,6 +78,8 @@ struct Conn {
     vars: Vec<(String, String)>,
     rcpts: Vec<String>,
     pending: Vec<crate::plugin::bindings::mailgate::plugin::types::Action>,
+    /// Recipients a plugin redirected at RCPT: (as given, new address).
+    redirects: Vec<(String, String)>,
 }
 
 enum ReadOutcome {
@@ -164,6 +166,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         vars: Vec::new(),
         rcpts: Vec::new(),
         pending: Vec::new(),
+        redirects: Vec::new(),
     };
     if info.mode == ListenerMode::ImplicitTls {
         let Some(acceptor) = shared.tls.clone() else {
@@ -355,6 +358,7 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 session.message_done(res);
                 conn.rcpts.clear();
                 conn.pending.clear();
+                conn.redirects.clear();
                 if let Some(p) = conn.plugins.as_mut() {
                     p.reset();
                 }
@@ -470,6 +474,7 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             conn.sender = Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default());
             conn.rcpts.clear();
             conn.pending.clear();
+            conn.redirects.clear();
             (Verdict::Accept, None)
         }
         Check::Rcpt { rcpt, .. } => {
@@ -480,7 +485,11 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             )
         }
     };
-    let v = if v == Verdict::Accept && conn.plugins.is_some() {
+    // An unknown user at a local domain may still be claimed by a plugin
+    // that redirects it (an SRS address, say); relay denials are final.
+    let unknown_local = matches!(check, Check::Rcpt { .. })
+        && matches!(&v, Verdict::Reject(r) if r.enhanced == Some("5.1.1"));
+    let v = if (v == Verdict::Accept || unknown_local) && conn.plugins.is_some() {
         let d = match check {
             Check::Helo { .. } => conn_hook(conn, crate::plugin::Call::Helo).await,
             Check::Mail { .. } => conn_hook(conn, crate::plugin::Call::MailFrom).await,
@@ -489,8 +498,27 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 conn_hook(conn, crate::plugin::Call::RcptTo(&r)).await
             }
         };
-        match d {
-            hooks::Decision::Refuse(r) => Verdict::Reject(r),
+        let redirect = hooks::take_redirect(&mut conn.pending);
+        match (d, check, redirect) {
+            (hooks::Decision::Refuse(r), ..) => Verdict::Reject(r),
+            (_, Check::Rcpt { rcpt, .. }, Some(to)) => {
+                match crate::smtp::address::Address::parse(&to, true) {
+                    Ok(a) => {
+                        conn.redirects.push((rcpt.to_string(), a.to_string()));
+                        Verdict::Accept
+                    }
+                    Err(e) => {
+                        shared.log.write(&format!(
+                            "{} plugin redirect of <{}> to {:?} ignored: {e}",
+                            conn.host(),
+                            printable(&rcpt.to_string()),
+                            printable(&to)
+                        ));
+                        if unknown_local { v } else { Verdict::Accept }
+                    }
+                }
+            }
+            _ if unknown_local => v,
             _ => Verdict::Accept,
         }
     } else {
@@ -595,6 +623,13 @@ async fn message(
             }
             hooks::Decision::Continue => {}
         }
+        for (from, to) in std::mem::take(&mut conn.redirects) {
+            if let Some(r) = tx.rcpts.iter_mut().find(|r| r.address.to_string() == from)
+                && let Ok(a) = crate::smtp::address::Address::parse(&to, true)
+            {
+                r.address = a;
+            }
+        }
         let actions = std::mem::take(&mut conn.pending);
         hooks::apply(
             &mut tx,
@@ -611,7 +646,21 @@ async fn message(
             ));
         }
     }
-    receive::accept(conn_view(conn), shared, tx).await
+    let ctx = conn.plugins.is_some().then(|| {
+        let rcpts: Vec<String> = tx.rcpts.iter().map(|r| r.address.to_string()).collect();
+        hooks::context(&hooks::Known {
+            ip: conn.ip,
+            port: conn.port,
+            helo: conn.helo.as_deref(),
+            tls: conn.tls.as_ref(),
+            sender: conn.sender.as_deref(),
+            rcpts: &rcpts,
+            vars: &conn.vars,
+        })
+    });
+    let view = conn_view(conn);
+    let route = conn.plugins.as_mut().zip(ctx);
+    receive::accept(view, shared, tx, route).await
 }
 
 /// What the receive step needs to know about the connection.

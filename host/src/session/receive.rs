@@ -6,7 +6,7 @@ use crate::log::{host_field, printable};
 use crate::smtp::command::Body;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::Transaction;
-use crate::spool::{Envelope, RecipientEntry};
+use crate::spool::{Envelope, RcptState, RecipientEntry};
 
 /// Protocol names: `(log P=, Received with)`.
 pub fn protocol(esmtp: bool, tls: bool, utf8: bool) -> (String, String) {
@@ -93,7 +93,17 @@ pub fn message_id_header(data: &[u8]) -> Option<String> {
 }
 
 /// Spool the message; `Ok(id)` once it is on disk.
-pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<String, Reply> {
+/// With `route`, the route hooks of the session's plugins run over the
+/// routed recipients before the message is spooled.
+pub async fn accept(
+    view: ConnView,
+    shared: &Shared,
+    tx: Transaction,
+    route: Option<(
+        &mut crate::plugin::SessionPlugins,
+        crate::plugin::bindings::mailgate::plugin::types::Context,
+    )>,
+) -> Result<String, Reply> {
     let cfg = &shared.cfg;
     let id = super::next_id();
     let utf8 = tx.params.smtputf8;
@@ -119,7 +129,24 @@ pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<
             )
         })
         .collect();
-    let local_work = crate::queue::preroute(&shared.router, &mut recipients);
+    let mut local_work = crate::queue::preroute(&shared.router, &mut recipients);
+    let mut vars = Vec::new();
+    if let Some((plugins, ctx)) = route {
+        let host = host_field(Some(&tx.helo), &view.ip.to_string(), view.port);
+        super::hooks::route(
+            plugins,
+            &ctx,
+            &shared.router,
+            &mut recipients,
+            &shared.log,
+            &host,
+        )
+        .await?;
+        local_work = recipients
+            .iter()
+            .any(|r| matches!(r.state, RcptState::Pending | RcptState::Queued));
+        vars = ctx.vars;
+    }
     let env = Envelope {
         id: id.clone(),
         received_at: now.timestamp(),
@@ -135,6 +162,7 @@ pub async fn accept(view: ConnView, shared: &Shared, tx: Transaction) -> Result<
         envid: tx.params.envid.clone(),
         size: data.len() as u64,
         recipients,
+        vars,
     };
     let size = data.len();
     if let Err(e) = shared.spool.commit_message(env, &data).await {

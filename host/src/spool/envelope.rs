@@ -77,6 +77,13 @@ pub struct RecipientEntry {
     /// A delay warning was sent for this recipient.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warned: bool,
+    /// The envelope sender for this recipient when a route hook changed it
+    /// (e.g. SRS); otherwise the message's sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// The plugin that delivers this recipient (its transport hook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }
 
 impl RecipientEntry {
@@ -92,6 +99,8 @@ impl RecipientEntry {
             attempts: 0,
             next_attempt: None,
             warned: false,
+            sender: None,
+            transport: None,
         }
     }
 }
@@ -132,6 +141,10 @@ pub struct Envelope {
     pub size: u64,
     /// Recipients.
     pub recipients: Vec<RecipientEntry>,
+    /// Variables set by plugins during the SMTP transaction, for the
+    /// delivery hooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vars: Vec<(String, String)>,
 }
 
 impl Envelope {

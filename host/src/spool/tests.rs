@@ -19,6 +19,7 @@ fn env(id: &str, rcpts: &[&str]) -> Envelope {
             .iter()
             .map(|r| RecipientEntry::new(r.to_string(), None, None))
             .collect(),
+        vars: vec![],
     }
 }
 
