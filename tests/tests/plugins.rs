@@ -336,3 +336,236 @@ fn plugin_test_runs_a_plugin_offline() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid component"));
 }
+
+/// A one-shot echo service: answers "pong <what it read>" to each client.
+fn echo_service() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            let _ = s.write_all(format!("pong {}\n", buf.trim()).as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn services_capability_reaches_only_named_endpoints() {
+    let port = echo_service();
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "probe",
+            "hooks_probe.wasm",
+            &format!(
+                "capabilities = [\"log\", \"services\"]\nservices = {{ echo = \"tcp:127.0.0.1:{port}\" }}"
+            ),
+        ),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "svc@local.test", "svc");
+    assert!(r.starts_with("550 5.7.1 echo: pong ping"), "{r}");
+    drop(s);
+    // Named but not granted: refused.
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "probe",
+            "hooks_probe.wasm",
+            &format!("services = {{ echo = \"tcp:127.0.0.1:{port}\" }}"),
+        ),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "svc@local.test", "svc");
+    assert!(r.starts_with("550 5.7.1 services refused"), "{r}");
+    // Granted, but no service of that name: refused too.
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "probe",
+            "hooks_probe.wasm",
+            &format!(
+                "capabilities = [\"services\"]\nservices = {{ other = \"tcp:127.0.0.1:{port}\" }}"
+            ),
+        ),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "svc@local.test", "svc");
+    assert!(r.starts_with("550 5.7.1 services refused"), "{r}");
+}
+
+#[test]
+fn plugin_transport_writes_into_its_directory() {
+    let out = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        "",
+        &plugin_table(
+            "probe",
+            "hooks_probe.wasm",
+            &format!(
+                "capabilities = [\"log\", \"directories\"]\ndirectories = {{ out = \"{}\" }}",
+                out.path().display()
+            ),
+        ),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "file-one@local.test", "to a file");
+    assert!(r.starts_with("250 2.0.0 OK id="), "{r}");
+    let id = r.trim().rsplit("id=").next().unwrap().to_string();
+    let log = s.wait_log(&format!("{id} => file-one@local.test"), 1);
+    assert!(
+        log.contains(&format!(
+            "{id} => file-one@local.test R=plugin T=probe C=\"written to /out/{id}-file-one.eml\""
+        )),
+        "{log}"
+    );
+    let written = std::fs::read_to_string(out.path().join(format!("{id}-file-one.eml"))).unwrap();
+    assert!(
+        written.starts_with("Received: from client.test"),
+        "{written}"
+    );
+    assert!(
+        written.contains("Subject: to a file\r\n\r\nx\r\n"),
+        "{written}"
+    );
+    s.wait_log(&format!("{id} Completed"), 1);
+    drop(s);
+
+    // Without the capability the write fails: deferred, never lost.
+    let s = Server::start("", &plugin_table("probe", "hooks_probe.wasm", ""));
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "file-two@local.test", "no dir");
+    assert!(r.starts_with("250"), "{r}");
+    let log = s.wait_log(" == file-two@local.test R=plugin T=probe defer", 1);
+    assert!(!log.contains("** file-two"), "{log}");
+    let (ok, q) = s.cli(&["queue", "list"]);
+    assert!(ok && q.contains("file-two@local.test"), "{q}");
+}
+
+#[test]
+fn deliver_hook_changes_the_copy_sent_or_stops_it() {
+    let ex = mailgate_tests::EximServer::start(mailgate_tests::free_port(), "", "");
+    let s = Server::start_with(
+        "",
+        &format!("smarthost = \"127.0.0.1:{}\"\n", ex.port),
+        &plugin_table("probe", "hooks_probe.wasm", ""),
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let r = deliver(&mut c, "x@remote.test", "hooked");
+    assert!(r.starts_with("250"), "{r}");
+    let r = deliver(&mut c, "y@refuse.test", "refused");
+    assert!(r.starts_with("250"), "{r}");
+    let log = s.wait_log(" => x@remote.test", 1);
+    assert!(log.contains("R=remote T=remote_smtp"), "{log}");
+    let log = s.wait_log(" ** y@refuse.test", 1);
+    assert!(
+        log.contains("refused by plugin: 550 no deliveries to refuse.test"),
+        "{log}"
+    );
+    // The header reached Exim's spool; the copy in ours was not changed.
+    let input = ex.dir.path().join("spool/input");
+    let start = Instant::now();
+    let headers = loop {
+        let h: String = std::fs::read_dir(&input)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with("-H"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if h.contains("Subject: hooked") {
+            break h;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            ex.mainlog()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        headers.contains("X-Deliver-Hook: remote.test a@example.test"),
+        "{headers}"
+    );
+}
+
+#[test]
+fn plugin_test_answers_dns_from_a_zone_file_and_uses_the_gateway_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("m.eml");
+    std::fs::write(
+        &msg,
+        "From: a@orig.test\nTo: dnstxt@local.test\nSubject: z\n\nbody\n",
+    )
+    .unwrap();
+    let zone = dir.path().join("z.zone");
+    std::fs::write(
+        &zone,
+        "$ORIGIN mgtest.\n$TTL 300\npolicy IN TXT \"from the zone file\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(mailgate_tests::mailgate_bin())
+            .args(["plugin", "test"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let wasm = plugin_wasm("misbehave.wasm");
+    let text = run(&[
+        wasm.as_os_str(),
+        "--message".as_ref(),
+        msg.as_os_str(),
+        "--dns".as_ref(),
+        zone.as_os_str(),
+    ]);
+    assert!(
+        text.contains("rcpt-to <dnstxt@local.test>: reject 550 5.7.1 txt: from the zone file"),
+        "{text}"
+    );
+    // The SRS plugin with its entry in a gateway config: settings and
+    // capabilities come from there; its route hook rewrites the sender.
+    let srs = plugin_wasm("srs.wasm");
+    let conf = dir.path().join("mailgate.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nhostname = \"h.test\"\nlocal_domains = [\"fwd.test\"]\ndata_dir = \"{}\"\n[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"plain\"\n[[plugin]]\nname = \"srs\"\npath = \"{}\"\ncapabilities = [\"clock\"]\n[plugin.config]\ndomain = \"fwd.test\"\nsecrets = [\"x\"]\n",
+            dir.path().join("data").display(),
+            srs.display()
+        ),
+    )
+    .unwrap();
+    let text = run(&[
+        "--config".as_ref(),
+        conf.as_os_str(),
+        srs.as_os_str(),
+        "--message".as_ref(),
+        msg.as_os_str(),
+    ]);
+    assert!(text.contains("hooks: rcpt-to, route"), "{text}");
+    // Offline every recipient counts as given by the client, so SRS leaves
+    // the sender alone (it rewrites only redirected mail).
+    assert!(
+        text.contains("route <dnstxt@local.test>: recipient <dnstxt@local.test>\n"),
+        "{text}"
+    );
+}
