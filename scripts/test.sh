@@ -11,6 +11,11 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nsd ] || missing+=(nsd)
 perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
+# The C example plugin: clang for wasm32 with wasi-libc.
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || missing+=(wasi-libc)
+ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || missing+=(libclang-rt-14-dev-wasm32)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing test peers: ${missing[*]}"
@@ -31,6 +36,15 @@ fi
 # Plugins are wasm32-wasip2 components in their own workspace; the tests
 # load the built .wasm files.
 cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir plugins/target
+# The example plugins in C, Python and JavaScript, into plugins/target.
+plugins/c/reject-list/build.sh
+venv=plugins/target/venv
+if [ ! -x "$venv/bin/componentize-py" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+fi
+COMPONENTIZE_PY="$venv/bin/componentize-py" plugins/python/reject-list/build.sh
+(cd plugins/js/reject-list && npm ci --silent --no-audit --no-fund && node build.mjs)
 # The plugins' own unit tests (their pure logic) run natively.
 cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs --lib
 

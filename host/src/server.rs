@@ -39,11 +39,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let plugin_dns = crate::delivery::hop::Dns::new(&cfg.outbound.nameservers)
         .ok()
         .map(|d| crate::plugin::Resolver::Live(Arc::new(d)));
-    let runtime = crate::plugin::Runtime::new(
-        cache.clone(),
-        cfg.server.data_dir.join("plugin-cache"),
-        plugin_dns,
-    )?;
+    let runtime = crate::plugin::Runtime::new(cache.clone(), cfg.plugin_cache(), plugin_dns)?;
     let loaded = runtime.load(&cfg.plugins).await?;
     for p in &loaded {
         log.write(&format!(

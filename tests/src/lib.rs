@@ -122,8 +122,9 @@ impl Server {
             format!("nameservers = [\"127.0.0.1:{}\"]\n", ports[2])
         };
         let config = format!(
-            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
-            data = dir.path().join("data").display()
+            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nplugin_cache = \"{cache}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
+            data = dir.path().join("data").display(),
+            cache = plugin_cache().display()
         );
         std::fs::write(dir.path().join("mailgate.toml"), &config).unwrap();
         let mut s = Server {
@@ -172,7 +173,9 @@ impl Server {
                 panic!("mailgate exited at start ({st}): {}", self.stderr());
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                // Compiling a large plugin (Python, JS) the first time
+                // takes a while in a debug build.
+                start.elapsed() < Duration::from_secs(180),
                 "mailgate did not start: {}",
                 self.stderr()
             );
@@ -753,6 +756,12 @@ impl Drop for Nsd {
             let _ = c.wait();
         }
     }
+}
+
+/// Compiled plugin code shared by every test server (keyed by hash), so a
+/// large component is compiled once per test run.
+pub fn plugin_cache() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugin-cache")
 }
 
 /// A plugin component built by `scripts/test.sh` (`plugins/` workspace).

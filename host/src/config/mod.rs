@@ -58,6 +58,10 @@ pub struct Server {
     /// Data directory.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where compiled plugin code is kept (default: `plugin-cache` in the
+    /// data directory).
+    #[serde(default)]
+    pub plugin_cache: Option<PathBuf>,
     /// Local domains.
     pub local_domains: Vec<String>,
     /// Networks allowed to relay.
@@ -481,6 +485,14 @@ impl Config {
     /// The cache database file (TLS ticket keys, later EHLO and DNS caches).
     pub fn cache_db(&self) -> PathBuf {
         self.server.data_dir.join("cache.redb")
+    }
+
+    /// Where compiled plugin code is cached.
+    pub fn plugin_cache(&self) -> PathBuf {
+        self.server
+            .plugin_cache
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("plugin-cache"))
     }
 
     /// The control socket the CLI uses to reach a running server.

@@ -57,6 +57,8 @@ pub fn hook_name(h: Hook) -> &'static str {
     }
 }
 
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// The epoch tick: budgets are counted in these.
 const TICK: Duration = Duration::from_millis(5);
 
@@ -428,7 +430,13 @@ impl Runtime {
         if std::fs::create_dir_all(&self.compiled_dir).is_ok()
             && let Ok(ser) = c.serialize()
         {
-            let tmp = cached.with_extension("tmp");
+            // A name of our own: another process may compile the same
+            // component into the same cache at the same time.
+            let tmp = cached.with_extension(format!(
+                "{}.{}.tmp",
+                std::process::id(),
+                TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
             if std::fs::write(&tmp, ser).is_ok() {
                 let _ = std::fs::rename(&tmp, &cached);
             }
