@@ -36,9 +36,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     let pending = spool.list().len();
-    let plugin_dns = crate::delivery::hop::Dns::new(&cfg.outbound.nameservers)
-        .ok()
-        .map(|d| crate::plugin::Resolver::Live(Arc::new(d)));
+    let plugin_dns = crate::delivery::hop::Dns::new(
+        &cfg.outbound.nameservers,
+        cfg.outbound.dnssec_trust_anchors.as_deref(),
+    )
+    .ok()
+    .map(|d| crate::plugin::Resolver::Live(Arc::new(d)));
     let runtime = crate::plugin::Runtime::new(cache.clone(), cfg.plugin_cache(), plugin_dns)?;
     let loaded = runtime.load(&cfg.plugins).await?;
     for p in &loaded {

@@ -569,3 +569,80 @@ fn plugin_test_answers_dns_from_a_zone_file_and_uses_the_gateway_config() {
         "{text}"
     );
 }
+
+/// `zone` signed by ldns-signzone with one fresh ECDSA key; returns the
+/// signed zone text and the key's DNSKEY record (the trust anchor).
+fn signed_zone(dir: &std::path::Path, zone: &str) -> (String, String) {
+    use mailgate_tests::require;
+    std::fs::write(dir.join("zone"), zone).unwrap();
+    let out = std::process::Command::new(require("ldns-keygen"))
+        .args(["-a", "ECDSAP256SHA256", "-k", "mgtest."])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let base = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let st = std::process::Command::new(require("ldns-signzone"))
+        .args(["-o", "mgtest.", "zone", &base])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (
+        std::fs::read_to_string(dir.join("zone.signed")).unwrap(),
+        std::fs::read_to_string(dir.join(format!("{base}.key"))).unwrap(),
+    )
+}
+
+#[test]
+fn dns_capability_reports_dnssec_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = "$ORIGIN mgtest.\n$TTL 300\n@ IN SOA ns.mgtest. admin.mgtest. 1 3600 600 86400 300\n@ IN NS ns.mgtest.\nns IN A 127.0.0.1\npolicy IN TXT \"signed policy\"\n";
+    let (signed, anchor) = signed_zone(dir.path(), zone);
+    let anchors = dir.path().join("anchors");
+    std::fs::write(&anchors, &anchor).unwrap();
+    let ask = |nsd_port: u16, with_anchor: bool| {
+        let s = Server::start_with(
+            "",
+            &format!(
+                "nameservers = [\"127.0.0.1:{nsd_port}\"]\n{}",
+                if with_anchor {
+                    format!("dnssec_trust_anchors = \"{}\"\n", anchors.display())
+                } else {
+                    String::new()
+                }
+            ),
+            &plugin_table(
+                "misbehave",
+                "misbehave.wasm",
+                "capabilities = [\"log\", \"dns\"]",
+            ),
+        );
+        let mut c = Client::connect(s.port);
+        c.cmd("EHLO client.test");
+        c.cmd("MAIL FROM:<a@example.test>");
+        c.cmd("RCPT TO:<dnssec@local.test>")
+    };
+    let nsd = Nsd::start("mgtest", &signed);
+    // Signed zone, its key as the anchor: validated.
+    let r = ask(nsd.port, true);
+    assert!(
+        r.starts_with("550 5.7.1 secure=true txt: signed policy"),
+        "{r}"
+    );
+    // No anchor for it (the IANA root cannot be reached): not validated,
+    // the answer is still given.
+    let r = ask(nsd.port, false);
+    assert!(
+        r.starts_with("550 5.7.1 secure=false txt: signed policy"),
+        "{r}"
+    );
+    drop(nsd);
+    // The same name unsigned, with the anchor: not secure either.
+    let nsd = Nsd::start("mgtest", zone);
+    let r = ask(nsd.port, true);
+    assert!(
+        r.starts_with("550 5.7.1 secure=false txt: signed policy"),
+        "{r}"
+    );
+}

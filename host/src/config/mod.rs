@@ -215,6 +215,9 @@ pub struct Outbound {
     pub helo_name: Option<String>,
     /// DNS servers.
     pub nameservers: Vec<SocketAddr>,
+    /// DNSSEC trust anchors (a file of DNSKEY or DS records in zone-file
+    /// form); unset: the IANA root anchors.
+    pub dnssec_trust_anchors: Option<std::path::PathBuf>,
     /// Port of MX hosts.
     pub port: u16,
     /// Default TLS policy.
@@ -257,6 +260,7 @@ impl Default for Outbound {
             smarthost: None,
             helo_name: None,
             nameservers: vec![],
+            dnssec_trust_anchors: None,
             port: 25,
             tls: OutboundTls::Opportunistic,
             pipe_connect: true,

@@ -3,6 +3,8 @@
 
 use crate::config::{Config, OutboundTls};
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
 
 /// One host to try, with its addresses in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +77,39 @@ pub fn configured(cfg: &Config, domain: &str) -> (Option<String>, OutboundTls) {
     (smarthost, tls)
 }
 
-/// DNS for next hops: MX, then A/AAAA. hickory caches answers for their TTL.
+/// DNS for next hops: MX, then A/AAAA. hickory caches answers for their
+/// TTL. A second, validating resolver answers [`Dns::records_checked`].
 pub struct Dns {
     resolver: hickory_resolver::TokioResolver,
+    validating: hickory_resolver::TokioResolver,
 }
 
 impl Dns {
-    /// Use `nameservers` ("ip:port"), or the system's when empty.
-    pub fn new(nameservers: &[SocketAddr]) -> Result<Dns, String> {
+    /// Use `nameservers` ("ip:port"), or the system's when empty; DNSSEC
+    /// is validated from the anchors in `trust_anchors` (zone-file DNSKEY
+    /// or DS records), or from the IANA root anchors.
+    pub fn new(nameservers: &[SocketAddr], trust_anchors: Option<&Path>) -> Result<Dns, String> {
+        let anchors = match trust_anchors {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("DNSSEC trust anchors {}: {e}", p.display()))?;
+                let a = hickory_resolver::proto::dnssec::TrustAnchors::from_str(&text)
+                    .map_err(|e| format!("DNSSEC trust anchors {}: {e}", p.display()))?;
+                Some(std::sync::Arc::new(a))
+            }
+            None => None,
+        };
+        Ok(Dns {
+            resolver: Dns::resolver(nameservers, false, None)?,
+            validating: Dns::resolver(nameservers, true, anchors)?,
+        })
+    }
+
+    fn resolver(
+        nameservers: &[SocketAddr],
+        validate: bool,
+        anchors: Option<std::sync::Arc<hickory_resolver::proto::dnssec::TrustAnchors>>,
+    ) -> Result<hickory_resolver::TokioResolver, String> {
         use hickory_resolver::config::{
             ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
         };
@@ -109,11 +136,36 @@ impl Dns {
         let mut opts = ResolverOpts::default();
         opts.attempts = 2;
         opts.timeout = std::time::Duration::from_secs(5);
-        let resolver = builder
-            .with_options(opts)
-            .build()
-            .map_err(|e| format!("DNS resolver: {e}"))?;
-        Ok(Dns { resolver })
+        opts.validate = validate;
+        let mut builder = builder.with_options(opts);
+        if let Some(a) = anchors {
+            builder = builder.with_trust_anchor(a);
+        }
+        builder.build().map_err(|e| format!("DNS resolver: {e}"))
+    }
+
+    /// Like [`Dns::records`], and whether the answer was DNSSEC-validated
+    /// (every record proven secure). An answer that cannot be validated
+    /// (unsigned, no chain to an anchor, bogus) is looked up again without
+    /// validation and reported as not secure.
+    pub async fn records_checked(
+        &self,
+        name: &str,
+        rtype: hickory_resolver::proto::rr::RecordType,
+    ) -> Result<(Vec<String>, bool), String> {
+        use hickory_resolver::proto::dnssec::Proof;
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        if let Ok(l) = self.validating.lookup(fqdn, rtype).await {
+            let recs: Vec<_> = l
+                .answers()
+                .iter()
+                .filter(|r| r.record_type() == rtype)
+                .collect();
+            if !recs.is_empty() && recs.iter().all(|r| r.proof == Proof::Secure) {
+                return Ok((recs.iter().map(|r| r.data.to_string()).collect(), true));
+            }
+        }
+        Ok((self.records(name, rtype).await?, false))
     }
 
     /// Records of one type in presentation form; an empty list when the

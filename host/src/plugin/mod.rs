@@ -319,17 +319,15 @@ impl bindings::mailgate::plugin::dns::Host for State {
             R::Ptr => RecordType::PTR,
             R::Tlsa => RecordType::TLSA,
         };
-        // The resolver does not validate DNSSEC yet (that comes with DANE),
-        // so answers are reported as not secure.
+        // Zone-file answers (offline tests) are not validated.
         let res = match &dns {
-            Resolver::Live(d) => d.records(&name, t).await,
-            Resolver::Zone(z) => z.lookup(&name, t),
+            Resolver::Live(d) => d.records_checked(&name, t).await,
+            Resolver::Zone(z) => z.lookup(&name, t).map(|r| (r, false)),
         };
         match res {
-            Ok(records) => Ok(bindings::mailgate::plugin::dns::Answer {
-                records,
-                secure: false,
-            }),
+            Ok((records, secure)) => {
+                Ok(bindings::mailgate::plugin::dns::Answer { records, secure })
+            }
             Err(e) => Err(CapError::Failed(e)),
         }
     }

@@ -93,7 +93,10 @@ impl Outbound {
         settings: ClientSettings,
         cache: crate::cache::Cache,
     ) -> Result<Outbound, String> {
-        let dns = Dns::new(&cfg.outbound.nameservers)?;
+        let dns = Dns::new(
+            &cfg.outbound.nameservers,
+            cfg.outbound.dnssec_trust_anchors.as_deref(),
+        )?;
         Ok(Outbound {
             hints: crate::delivery::retry::RetryHints::new(
                 cache,

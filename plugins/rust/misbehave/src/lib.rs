@@ -2,7 +2,8 @@
 //! `loop` spins forever, `bomb` allocates until memory runs out, `trap`
 //! panics (a wasm trap), `garbage` answers with reply code 700, `kv` tries
 //! the kv capability and rejects with "kv not granted" when refused,
-//! `dnstxt` rejects with the TXT record of `policy.mgtest`.
+//! `dnstxt` rejects with the TXT record of `policy.mgtest`, `dnssec` with
+//! that record and whether the answer was DNSSEC-validated.
 //! Every accepted message gets `X-Misbehave: seen`.
 
 use mailgate_plugin_sdk::*;
@@ -33,6 +34,14 @@ impl Plugin for Misbehave {
             "garbage" => Response::reject(700, "9.9.9", "not a reply code"),
             "dnstxt" => match dns::lookup("policy.mgtest", dns::RecordType::Txt) {
                 Ok(a) => Response::reject(550, "5.7.1", &format!("txt: {}", a.records.join(" | "))),
+                Err(_) => Response::defer(451, "4.4.3", "dns refused or failed"),
+            },
+            "dnssec" => match dns::lookup("policy.mgtest", dns::RecordType::Txt) {
+                Ok(a) => Response::reject(
+                    550,
+                    "5.7.1",
+                    &format!("secure={} txt: {}", a.secure, a.records.join(" | ")),
+                ),
                 Err(_) => Response::defer(451, "4.4.3", "dns refused or failed"),
             },
             "kv" => match kv::set("probe", b"1", 60) {
