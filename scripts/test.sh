@@ -39,7 +39,7 @@ fi
 cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir plugins/target
 # The example plugins in C, Python and JavaScript, into plugins/target.
 plugins/c/reject-list/build.sh
-venv=plugins/target/venv
+venv="$PWD/plugins/target/venv"
 if [ ! -x "$venv/bin/componentize-py" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1

@@ -565,3 +565,21 @@ fn kill_9_during_outbound_delivery_loses_nothing() {
         got.len() == n
     });
 }
+
+#[test]
+fn queue_only_waits_for_a_flush() {
+    let s = Server::start_with("", "queue_only = true\n", "");
+    let id = submit(&s, "a@example.test", &["alice@local.test"], "held");
+    // Give a delivery every chance to happen: none must.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(s.maildir("local.test", "alice").is_empty());
+    let (ok, q) = s.cli(&["queue", "list"]);
+    assert!(
+        ok && q.contains(&id) && q.contains("alice@local.test"),
+        "{q}"
+    );
+    let (ok, out) = s.cli(&["queue", "flush"]);
+    assert!(ok, "{out}");
+    s.wait_log(&format!("{id} => alice@local.test"), 1);
+    assert_eq!(s.maildir("local.test", "alice").len(), 1);
+}

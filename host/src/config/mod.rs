@@ -224,6 +224,8 @@ pub struct Outbound {
     pub tls: OutboundTls,
     /// Early pipelining as a client.
     pub pipe_connect: bool,
+    /// Accept and spool only; deliver when told (`mailgate queue flush`).
+    pub queue_only: bool,
     /// EHLO cache expiry.
     pub ehlo_cache_expiry: Seconds,
     /// Client TLS resumption.
@@ -264,6 +266,7 @@ impl Default for Outbound {
             port: 25,
             tls: OutboundTls::Opportunistic,
             pipe_connect: true,
+            queue_only: false,
             ehlo_cache_expiry: Seconds(7 * 86400),
             tls_resumption: true,
             max_connections: 20,

@@ -83,9 +83,12 @@ pub struct QueueHandle {
 }
 
 impl QueueHandle {
-    /// Route and deliver a newly spooled message.
+    /// Route and deliver a newly spooled message (unless the queue is
+    /// queue-only: then it waits for a flush).
     pub fn submit(&self, id: String) {
-        let _ = self.tx.send(id);
+        if !self.runner.cfg.outbound.queue_only {
+            let _ = self.tx.send(id);
+        }
     }
 
     /// Make queued recipients due now (one message, or all) and start
@@ -206,6 +209,9 @@ pub fn start(
 impl Runner {
     /// Dispatch every message with recipients to route or due for a retry.
     fn scan(self: Arc<Self>) {
+        if self.cfg.outbound.queue_only {
+            return;
+        }
         let now = chrono::Utc::now().timestamp();
         let warn = self.cfg.outbound.delay_warning.0 as i64;
         for env in self.spool.list() {
