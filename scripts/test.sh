@@ -45,7 +45,7 @@ if [ ! -x "$venv/bin/componentize-py" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
 fi
 COMPONENTIZE_PY="$venv/bin/componentize-py" plugins/python/reject-list/build.sh
-(cd plugins/js/reject-list && npm ci --silent --no-audit --no-fund && node build.mjs)
+(cd plugins/js/reject-list && npm install --silent --no-audit --no-fund && node build.mjs)
 # The plugins' own unit tests (their pure logic) run natively.
 cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs --lib
 

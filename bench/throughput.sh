@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Inbound throughput, mailgate against Exim 4.96 and Postfix 3.7 in the same
+# run, all queue-only with their default durability (each fsyncs a message
+# before its 250), plus smtp-sink (no disk) as the upper reference and the
+# disk's fsync rate. Driven by Postfix's smtp-source at 1 and 20 parallel
+# sessions, 1 KiB and 20 KiB messages, REPS repetitions each; reports the
+# median messages per second and CPU milliseconds per message (the server's
+# whole process tree, from a cpuacct cgroup), and mailgate's ratios.
+# Sessions are persistent (smtp-source -d): Exim holds its 221 to QUIT for
+# up to 200 ms, which would otherwise dominate a new-connection figure.
+#
+#   REPS=3 N20=10000 N1=2000 PLUGINS=0 bench/throughput.sh
+#
+# PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
+# Rust reject-list example; build them first: scripts/test.sh does).
+# Loopback only. Needs root (Exim's private daemon, Postfix's users, the
+# cgroup). Old spools are moved aside during the run and deleted at the
+# end: deleting many files on this ext4 slows the next file creations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+N20=${N20:-10000}
+N1=${N1:-2000}
+PLUGINS=${PLUGINS:-0}
+SIZES=${SIZES:-"1024 20480"}
+SESSIONS=${SESSIONS:-"20 1"}
+SERVERS=${SERVERS:-"mailgate exim postfix sink"}
+
+bin=$(bench/postfix-tools.sh)
+pfx="$(cd "$bin/../.." && pwd)"
+export LD_LIBRARY_PATH="$pfx/usr/lib/postfix"
+cargo build --release --bin mailgate >/dev/null 2>&1
+mg="$PWD/target/release/mailgate"
+[ -x /usr/sbin/exim4 ] || { echo "exim4-daemon-heavy is not installed" >&2; exit 1; }
+getent group postdrop >/dev/null || groupadd -r postdrop
+id postfix >/dev/null 2>&1 || useradd -r -M -d /nonexistent -s /usr/sbin/nologin postfix
+
+work="$PWD/bench/.work/$(date +%s)"
+mkdir -p "$work" bench/results
+chmod 755 "$PWD/bench/.work" "$work"
+out="bench/results/throughput-$(date +%Y%m%d-%H%M%S).txt"
+cg=/sys/fs/cgroup/cpuacct
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+# start_server NAME DIR PORT: starts it inside cgroup mgbench-NAME.
+start_server() {
+    local name=$1 dir=$2 port=$3
+    mkdir -p "$cg/mgbench-$name"
+    local enter="echo \$\$ > $cg/mgbench-$name/cgroup.procs; exec \"\$@\""
+    case $name in
+    mailgate)
+        local plug=""
+        if [ "$PLUGINS" = 1 ]; then
+            plug="
+[[plugin]]
+name = \"srs\"
+path = \"$PWD/plugins/target/wasm32-wasip2/release/srs.wasm\"
+capabilities = [\"clock\"]
+[plugin.config]
+domain = \"local.test\"
+secrets = [\"bench\"]
+
+[[plugin]]
+name = \"reject-list\"
+path = \"$PWD/plugins/target/wasm32-wasip2/release/reject_list.wasm\"
+[plugin.config]
+reject = [\"nobody@remote.test\"]"
+        fi
+        cat > "$dir/m.toml" <<CONF
+[server]
+hostname = "mg.bench.test"
+data_dir = "$dir/data"
+plugin_cache = "$work/plugin-cache"
+local_domains = ["local.test"]
+[[listener]]
+address = "127.0.0.1:$port"
+mode = "plain"
+[limits]
+max_messages_per_connection = 1000000
+[outbound]
+queue_only = true
+nameservers = ["127.0.0.1:9"]
+[log]
+level = "warn"
+$plug
+CONF
+        sh -c "$enter" sh "$mg" serve --config "$dir/m.toml" 2>"$dir/err" &
+        ;;
+    exim)
+        mkdir -p "$dir/spool" "$dir/log"
+        chmod 777 "$dir" "$dir/spool" "$dir/log"
+        cat > "$dir/exim.conf" <<CONF
+primary_hostname = exim.bench.test
+spool_directory = $dir/spool
+log_file_path = $dir/log/%slog
+host_lookup =
+rfc1413_hosts =
+daemon_smtp_ports = $port
+local_interfaces = 127.0.0.1
+queue_only = true
+smtp_accept_max = 200
+smtp_accept_max_per_connection = 1000000
+keep_environment =
+acl_smtp_rcpt = acl_rcpt
+begin acl
+acl_rcpt:
+  accept hosts = 127.0.0.0/8
+  deny
+begin routers
+begin transports
+CONF
+        sh -c "$enter" sh /usr/sbin/exim4 -C "$dir/exim.conf" -bdf 2>"$dir/err" &
+        ;;
+    postfix)
+        mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
+        chown postfix "$dir/data"
+        cp "$pfx/usr/share/postfix/master.cf.dist" "$dir/etc/master.cf"
+        sed -i "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$port inet n - n - - smtpd/" "$dir/etc/master.cf"
+        cat > "$dir/etc/main.cf" <<CONF
+compatibility_level = 3.6
+queue_directory = $dir/spool
+data_directory = $dir/data
+command_directory = $pfx/usr/sbin
+daemon_directory = $pfx/usr/lib/postfix/sbin
+shlib_directory = $pfx/usr/lib/postfix
+meta_directory = $pfx/etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_recipient_restrictions = permit_mynetworks, reject
+# Queue only: every message goes to the hold queue, never to delivery.
+smtpd_sender_restrictions = check_sender_access static:HOLD
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH=$pfx/usr/lib/postfix
+maillog_file = $dir/maillog
+maillog_file_prefixes = $work
+smtputf8_enable = no
+default_process_limit = 100
+CONF
+        sh -c "$enter" sh "$pfx/usr/sbin/postfix" -c "$dir/etc" start >/dev/null 2>"$dir/err"
+        ;;
+    sink)
+        sh -c "$enter" sh "$bin/smtp-sink" -u nobody -c "127.0.0.1:$port" 1024 >/dev/null 2>&1 &
+        ;;
+    esac
+    wait_port "$port" || { echo "$name did not start: $(cat "$dir/err" 2>/dev/null)" >&2; exit 1; }
+    sleep 0.3
+}
+
+stop_server() {
+    local name=$1 dir=$2
+    if [ "$name" = postfix ]; then
+        "$pfx/usr/sbin/postfix" -c "$dir/etc" stop >/dev/null 2>&1 || true
+    fi
+    for p in $(cat "$cg/mgbench-$name/cgroup.procs"); do kill "$p" 2>/dev/null || true; done
+    for _ in $(seq 100); do [ -z "$(cat "$cg/mgbench-$name/cgroup.procs")" ] && break; sleep 0.05; done
+    for p in $(cat "$cg/mgbench-$name/cgroup.procs"); do kill -9 "$p" 2>/dev/null || true; done
+    sleep 0.2
+}
+
+count_queued() {
+    local name=$1 dir=$2
+    case $name in
+    mailgate) "$mg" queue list --config "$dir/m.toml" 2>/dev/null |
+        awk '$3 ~ /^[0-9A-Za-z]+-[0-9A-Za-z]+-[0-9A-Za-z]+$/' | wc -l ;;
+    exim) find "$dir/spool/input" -name '*-H' | wc -l ;;
+    postfix) find "$dir/spool/hold" -type f | wc -l ;;
+    sink) echo - ;;
+    esac
+}
+
+{
+    echo "# bench/throughput.sh $(date -u +%FT%TZ) on $(nproc) cores; REPS=$REPS N20=$N20 N1=$N1 PLUGINS=$PLUGINS"
+    echo "# exim: $(/usr/sbin/exim4 --version | head -1)"
+    echo "# postfix: $("$pfx/usr/sbin/postconf" -d mail_version 2>/dev/null)"
+    python3 bench/fsync-rate.py "$work" 3 | sed 's/^/# /'
+    rm -rf "${work:?}"/f*-*
+    echo "# server sessions size rep messages seconds msg/s cpu_ms/msg queued"
+} | tee "$out"
+
+run=0
+for size in $SIZES; do
+    for s in $SESSIONS; do
+        n=$N20; [ "$s" = 1 ] && n=$N1
+        for rep in $(seq "$REPS"); do
+            for name in $SERVERS; do
+                run=$((run + 1))
+                dir="$work/$name-$run"
+                mkdir -p "$dir"
+                port=$(free_port)
+                start_server "$name" "$dir" "$port"
+                # A warm-up message, not counted.
+                "$bin/smtp-source" -s 1 -m 1 -l "$size" -f a@bench.test -t warm@remote.test "127.0.0.1:$port"
+                u0=$(cat "$cg/mgbench-$name/cpuacct.usage")
+                t0=$(date +%s.%N)
+                # -d: persistent sessions (one connection per session).
+                "$bin/smtp-source" -d -s "$s" -m "$n" -l "$size" -f a@bench.test -t x@remote.test "127.0.0.1:$port"
+                t1=$(date +%s.%N)
+                u1=$(cat "$cg/mgbench-$name/cpuacct.usage")
+                q=$(count_queued "$name" "$dir")
+                stop_server "$name" "$dir"
+                python3 - "$name" "$s" "$size" "$rep" "$n" "$t0" "$t1" "$u0" "$u1" "$q" <<'PY' | tee -a "$out"
+import sys
+name, s, size, rep, n, t0, t1, u0, u1, q = sys.argv[1:]
+el = float(t1) - float(t0)
+cpu_ms = (int(u1) - int(u0)) / 1e6 / int(n)
+print(f"{name} {s} {size} {rep} {n} {el:.2f} {int(n) / el:.0f} {cpu_ms:.3f} {q}")
+PY
+            done
+        done
+    done
+done
+
+python3 - "$out" <<'PY' | tee -a "$out"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+med = {}
+for name, s, size, rep, n, el, rate, cpu, q in rows:
+    med.setdefault((name, s, size), []).append((float(rate), float(cpu)))
+print("# medians: server sessions size msg/s cpu_ms/msg")
+for k, v in sorted(med.items()):
+    print(f"# {k[0]} {k[1]} {k[2]} {statistics.median(r for r, _ in v):.0f} {statistics.median(c for _, c in v):.3f}")
+print("# ratios mailgate/other (msg/s; CPU per message other/mailgate)")
+for (name, s, size), v in sorted(med.items()):
+    if name in ("mailgate", "sink"):
+        continue
+    m = med.get(("mailgate", s, size))
+    if not m:
+        continue
+    mr, mc = statistics.median(r for r, _ in m), statistics.median(c for _, c in m)
+    r, c = statistics.median(x for x, _ in v), statistics.median(y for _, y in v)
+    print(f"# vs {name}, {s} sessions, {size} B: {mr / r:.2f}x messages/s, {c / mc if mc else 0:.2f}x less CPU")
+PY
+for name in $SERVERS; do rmdir "$cg/mgbench-$name" 2>/dev/null || true; done
+echo "results: $out; removing the spools in $work"
+rm -rf "$work"
