@@ -443,7 +443,7 @@ fn write_batch(inner: &Inner, batch: &mut [Req], opts: &SpoolOptions) -> io::Res
         )
     };
     let (file, start, seg_no) = if start > 8 && start + total as u64 > opts.segment_size {
-        rotate(inner, seg_no)?
+        rotate(inner, seg_no, opts.segment_size)?
     } else {
         (file, start, seg_no)
     };
@@ -511,8 +511,11 @@ fn apply_entry(idx: &mut Index, seg: u64, env: Envelope, data_off: u64, data_len
 type LiveCopy = (Envelope, Arc<File>, u64, u64);
 
 /// Start a new segment; copy the live messages of the oldest segment
-/// forward into it so that the oldest can go.
-fn rotate(inner: &Inner, old: u64) -> io::Result<(Arc<File>, u64, u64)> {
+/// forward into it so that the oldest can go, but only when they are few:
+/// at most a quarter of a segment. Copying a mostly live segment (a long
+/// queue, queue-only mode) would fill the new segment at once and make
+/// every following write rotate and copy again.
+fn rotate(inner: &Inner, old: u64, segment_size: u64) -> io::Result<(Arc<File>, u64, u64)> {
     let next = old + 1;
     let seg = create_segment(&inner.dir, next)?;
     let file = Arc::clone(&seg.file);
@@ -521,7 +524,13 @@ fn rotate(inner: &Inner, old: u64) -> io::Result<(Arc<File>, u64, u64)> {
         idx.segs.insert(next, seg);
         idx.current = next;
         let oldest = *idx.segs.keys().next().unwrap();
-        let live = if oldest != old && oldest != next {
+        let live_bytes: u64 = idx
+            .msgs
+            .values()
+            .filter(|e| e.seg == oldest)
+            .map(|e| e.data_len + 512)
+            .sum();
+        let live = if oldest != old && oldest != next && live_bytes <= segment_size / 4 {
             let f = Arc::clone(&idx.segs[&oldest].file);
             idx.msgs
                 .values()

@@ -111,6 +111,29 @@ async fn segments_rotate_copy_forward_and_get_deleted() {
     assert_eq!(s.read_data("KEEP").unwrap(), b"keep me");
 }
 
+#[tokio::test]
+async fn a_long_queue_is_not_copied_forward_again_and_again() {
+    // Queue-only: every message stays live. Each segment must be written
+    // about once; copying whole live segments forward would make every
+    // write rotate and copy a full segment.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spool::open(dir.path(), opts(64 * 1024)).unwrap();
+    let body = vec![b'x'; 20 * 1024];
+    for i in 0..100 {
+        s.commit_message(env(&format!("Q{i}"), &["a@r"]), &body)
+            .await
+            .unwrap();
+    }
+    // 2 MB of live messages in 64 KiB segments: about 32 segments made.
+    // Copying whole live segments forward made a new segment per write.
+    let segs = list_segments(dir.path()).unwrap();
+    let newest = *segs.iter().max().unwrap();
+    assert!(newest <= 45, "{newest} segments made for 2 MB");
+    assert_eq!(s.list().len(), 100);
+    assert_eq!(s.read_data("Q0").unwrap(), body);
+    assert_eq!(s.read_data("Q99").unwrap(), body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_group_and_all_survive() {
     let dir = tempfile::tempdir().unwrap();
