@@ -37,31 +37,27 @@ fn send(s: &Server, from: &str, to: &str) -> String {
     r
 }
 
-/// The envelope sender of the message Exim received for `rcpt`.
-fn exim_sender(ex: &EximServer, rcpt: &str) -> String {
+/// The envelope sender of the first message in Exim's log whose `<=`
+/// line contains `pat` (waiting for it).
+fn exim_sender_where(ex: &EximServer, pat: &str) -> String {
     let start = Instant::now();
     loop {
-        if let Some(l) = ex
-            .lines(" <= ")
-            .into_iter()
-            .find(|l| l.contains(&format!(" for {rcpt}")))
-        {
-            return l
-                .split(" <= ")
-                .nth(1)
-                .unwrap()
-                .split(' ')
-                .next()
-                .unwrap()
-                .to_string();
+        if let Some(l) = ex.lines(" <= ").into_iter().find(|l| l.contains(pat)) {
+            let after = l.split(" <= ").nth(1).unwrap();
+            return after.split(' ').next().unwrap().to_string();
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "Exim got nothing for {rcpt}:\n{}",
+            "Exim got nothing matching {pat:?}:\n{}",
             ex.mainlog()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The envelope sender of the message Exim received for `rcpt`.
+fn exim_sender(ex: &EximServer, rcpt: &str) -> String {
+    exim_sender_where(ex, &format!(" for {rcpt}"))
 }
 
 fn perl(script: &str, args: &[&str]) -> String {
@@ -126,25 +122,7 @@ fn mail_srs_forward_is_verified_by_perl() {
     // An SRS0 sender from another forwarder becomes SRS1 (Mail::SRS::Guarded).
     let first = perl_forward("bob@orig.test", 0).replace("@local.test", "@first.test");
     assert!(send(&s, &first, "fwd@local.test").starts_with("250"));
-    let start = Instant::now();
-    let srs1 = loop {
-        if let Some(l) = ex.lines(" <= SRS1=").into_iter().next() {
-            break l
-                .split(" <= ")
-                .nth(1)
-                .unwrap()
-                .split(' ')
-                .next()
-                .unwrap()
-                .to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            ex.mainlog()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let srs1 = exim_sender_where(&ex, " <= SRS1=");
     assert!(
         srs1.ends_with("@local.test") && srs1.contains("=first.test=="),
         "{srs1}"
