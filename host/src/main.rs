@@ -69,30 +69,34 @@ enum PluginCmd {
     Reload,
     /// Run a plugin offline through every hook it declares, with a context
     /// built from a message file, and print its verdicts and actions.
-    Test {
-        /// The component (.wasm).
-        plugin: PathBuf,
-        /// The message (RFC 5322; LF or CRLF line endings).
-        #[arg(long)]
-        message: PathBuf,
-        /// The plugin's own settings: a TOML file whose table is its config.
-        #[arg(long = "plugin-config")]
-        plugin_config: Option<PathBuf>,
-        /// Grant capabilities (log, clock, random, kv, dns, services,
-        /// directories); default: log, clock, random, kv, and dns with
-        /// --dns. With --config, the plugin's entry there decides.
-        #[arg(long, value_delimiter = ',')]
-        grant: Option<Vec<String>>,
-        /// Answer the plugin's DNS lookups from this zone file.
-        #[arg(long)]
-        dns: Option<PathBuf>,
-        /// Envelope sender (default: the From: address).
-        #[arg(long)]
-        from: Option<String>,
-        /// Envelope recipients (default: the To: addresses).
-        #[arg(long, value_delimiter = ',')]
-        to: Option<Vec<String>>,
-    },
+    Test(TestArgs),
+}
+
+/// Arguments of `mailgate plugin test`.
+#[derive(clap::Args)]
+struct TestArgs {
+    /// The component (.wasm).
+    plugin: PathBuf,
+    /// The message (RFC 5322; LF or CRLF line endings).
+    #[arg(long)]
+    message: PathBuf,
+    /// The plugin's own settings: a TOML file whose table is its config.
+    #[arg(long = "plugin-config")]
+    plugin_config: Option<PathBuf>,
+    /// Grant capabilities (log, clock, random, kv, dns, services,
+    /// directories); default: log, clock, random, kv, and dns with
+    /// --dns. With --config, the plugin's entry there decides.
+    #[arg(long, value_delimiter = ',')]
+    grant: Option<Vec<String>>,
+    /// Answer the plugin's DNS lookups from this zone file.
+    #[arg(long)]
+    dns: Option<PathBuf>,
+    /// Envelope sender (default: the From: address).
+    #[arg(long)]
+    from: Option<String>,
+    /// Envelope recipients (default: the To: addresses).
+    #[arg(long, value_delimiter = ',')]
+    to: Option<Vec<String>>,
 }
 
 #[derive(Subcommand)]
@@ -324,17 +328,6 @@ fn header_addrs(msg: &str, name: &str) -> Vec<String> {
     out
 }
 
-/// Arguments of `mailgate plugin test`.
-struct TestArgs {
-    plugin: PathBuf,
-    message: PathBuf,
-    plugin_config: Option<PathBuf>,
-    grant: Option<Vec<String>>,
-    dns: Option<PathBuf>,
-    from: Option<String>,
-    to: Option<Vec<String>>,
-}
-
 async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
     let TestArgs {
         plugin,
@@ -444,26 +437,7 @@ async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
     let req = match cmd {
         PluginCmd::List => "PLUGINS",
         PluginCmd::Reload => "RELOAD",
-        PluginCmd::Test {
-            plugin,
-            message,
-            plugin_config,
-            grant,
-            dns,
-            from,
-            to,
-        } => {
-            let args = TestArgs {
-                plugin,
-                message,
-                plugin_config,
-                grant,
-                dns,
-                from,
-                to,
-            };
-            return plugin_test(cfg, args).await;
-        }
+        PluginCmd::Test(args) => return plugin_test(cfg, args).await,
     };
     let a = mailgate::control::request(&cfg.control_socket(), req)
         .await
@@ -489,7 +463,7 @@ async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
             }
         }
         PluginCmd::Reload => println!("{} plugin(s) active", a["reloaded"]),
-        PluginCmd::Test { .. } => {}
+        PluginCmd::Test(_) => {}
     }
     Ok(())
 }

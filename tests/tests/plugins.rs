@@ -356,48 +356,23 @@ fn echo_service() -> u16 {
 #[test]
 fn services_capability_reaches_only_named_endpoints() {
     let port = echo_service();
-    let s = Server::start(
-        "",
-        &plugin_table(
-            "probe",
-            "hooks_probe.wasm",
-            &format!(
-                "capabilities = [\"log\", \"services\"]\nservices = {{ echo = \"tcp:127.0.0.1:{port}\" }}"
-            ),
-        ),
-    );
-    let mut c = Client::connect(s.port);
-    c.cmd("EHLO client.test");
-    let r = deliver(&mut c, "svc@local.test", "svc");
+    // The probe's answer to RCPT svc@ with this plugin table.
+    let ask = |table: String| {
+        let s = Server::start("", &plugin_table("probe", "hooks_probe.wasm", &table));
+        let mut c = Client::connect(s.port);
+        c.cmd("EHLO client.test");
+        deliver(&mut c, "svc@local.test", "svc")
+    };
+    let named = format!("services = {{ echo = \"tcp:127.0.0.1:{port}\" }}");
+    let r = ask(format!("capabilities = [\"log\", \"services\"]\n{named}"));
     assert!(r.starts_with("550 5.7.1 echo: pong ping"), "{r}");
-    drop(s);
     // Named but not granted: refused.
-    let s = Server::start(
-        "",
-        &plugin_table(
-            "probe",
-            "hooks_probe.wasm",
-            &format!("services = {{ echo = \"tcp:127.0.0.1:{port}\" }}"),
-        ),
-    );
-    let mut c = Client::connect(s.port);
-    c.cmd("EHLO client.test");
-    let r = deliver(&mut c, "svc@local.test", "svc");
+    let r = ask(named);
     assert!(r.starts_with("550 5.7.1 services refused"), "{r}");
     // Granted, but no service of that name: refused too.
-    let s = Server::start(
-        "",
-        &plugin_table(
-            "probe",
-            "hooks_probe.wasm",
-            &format!(
-                "capabilities = [\"services\"]\nservices = {{ other = \"tcp:127.0.0.1:{port}\" }}"
-            ),
-        ),
-    );
-    let mut c = Client::connect(s.port);
-    c.cmd("EHLO client.test");
-    let r = deliver(&mut c, "svc@local.test", "svc");
+    let r = ask(format!(
+        "capabilities = [\"services\"]\nservices = {{ other = \"tcp:127.0.0.1:{port}\" }}"
+    ));
     assert!(r.starts_with("550 5.7.1 services refused"), "{r}");
 }
 

@@ -725,13 +725,9 @@ impl SessionPlugins {
         out
     }
 
-    /// The plugins (in config order) that implement `hook`.
-    pub fn with_hook(&self, hook: Hook) -> Vec<String> {
-        self.set
-            .iter()
-            .filter(|p| p.hooks.contains(&hook))
-            .map(|p| p.cfg.name.clone())
-            .collect()
+    /// True when some plugin of the set implements `hook`.
+    pub fn has_hook(&self, hook: Hook) -> bool {
+        self.set.iter().any(|p| p.hooks.contains(&hook))
     }
 
     async fn instance(&mut self, i: usize) -> Result<&mut Instance, String> {

@@ -21,10 +21,16 @@ impl Zone {
     /// Parse zone-file text (RFC 1035 master format; `$ORIGIN` and `$TTL`
     /// are understood; without `$ORIGIN` names must be absolute).
     pub fn parse(text: &str, file: &str) -> Result<Zone, String> {
-        let origin = Name::from_str(".").ok();
-        let (_, sets) = Parser::new(text, None, origin)
-            .parse()
-            .map_err(|e| format!("{file}: {e}"))?;
+        let parse = |t: &str| Parser::new(t.to_string(), None, Name::from_str(".").ok()).parse();
+        let (_, sets) = parse(text).map_err(|e| {
+            // The parser does not say where; the shortest failing prefix
+            // does (zone files for tests are small).
+            let lines: Vec<&str> = text.lines().collect();
+            let at = (1..=lines.len())
+                .find(|&n| parse(&(lines[..n].join("\n") + "\n")).is_err())
+                .map_or(String::new(), |n| format!(":{n}"));
+            format!("{file}{at}: {e}")
+        })?;
         let mut records: BTreeMap<(String, RecordType), Vec<String>> = BTreeMap::new();
         for (k, set) in sets {
             let name = key(&k.name.to_string());
@@ -76,6 +82,11 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        assert!(Zone::parse("bad line without type\n", "z").is_err());
+        let e = Zone::parse(
+            "$TTL 60\nok.test. IN A 192.0.2.1\nbad line without type\n",
+            "z",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("z:3: "), "{e}");
     }
 }

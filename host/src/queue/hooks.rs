@@ -70,7 +70,7 @@ pub async fn deliver(
     log: &crate::log::MainLog,
 ) -> Result<Arc<Vec<u8>>, Result1> {
     let mut sp = SessionPlugins::new(Arc::clone(rt));
-    if sp.with_hook(wit::Hook::Deliver).is_empty() {
+    if !sp.has_hook(wit::Hook::Deliver) {
         return Ok(data);
     }
     let d = delivery(env, g, idxs);

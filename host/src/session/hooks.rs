@@ -157,7 +157,7 @@ pub async fn route(
     log: &MainLog,
     host: &str,
 ) -> Result<(), Reply> {
-    if plugins.with_hook(wit::Hook::Route).is_empty() {
+    if !plugins.has_hook(wit::Hook::Route) {
         return Ok(());
     }
     let n = rcpts.len();

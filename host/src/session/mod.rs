@@ -646,6 +646,8 @@ async fn message(
             ));
         }
     }
+    // The context for the route hooks; its variables are also kept with
+    // the message for the delivery hooks.
     let ctx = conn.plugins.is_some().then(|| {
         let rcpts: Vec<String> = tx.rcpts.iter().map(|r| r.address.to_string()).collect();
         hooks::context(&hooks::Known {
