@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod fast_open;
 pub mod listener;
 pub mod log;
 pub mod plugin;

@@ -60,6 +60,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             .clone()
             .unwrap_or_else(|| cfg.server.hostname.clone()),
         pipe_connect: cfg.outbound.pipe_connect,
+        fast_open: cfg.outbound.fast_open,
         connect_timeout: cfg.outbound.connect_timeout.duration(),
         command_timeout: cfg.outbound.command_timeout.duration(),
         data_timeout: cfg.outbound.data_timeout.duration(),
@@ -104,6 +105,11 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         let l = l.get_ref();
         let sock = listener::bind(l.address)
             .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
+        if cfg.server.fast_open_queue > 0
+            && let Err(e) = crate::fast_open::listen(&sock, cfg.server.fast_open_queue)
+        {
+            tracing::debug!(address = %l.address, error = %e, "TCP Fast Open unavailable");
+        }
         addrs.push(format!("{} ({:?})", l.address, l.mode));
         tokio::spawn(listener::accept_loop(
             sock,

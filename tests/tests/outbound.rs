@@ -387,6 +387,44 @@ fn server_that_changes_its_ehlo_answer() {
 }
 
 #[test]
+fn cleartext_early_pipelining_and_a_stale_chunking_entry() {
+    let port = free_port();
+    let ex = EximServer::start(port, "", "tls_advertise_hosts =");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{port}\"\nconnection_idle = \"0s\"\nretry_min = \"1s\"\n"
+        ),
+        "",
+    );
+    let id1 = submit(&s, "a@local.test", &["one@remote.test"], "fill-cache");
+    let log = s.wait_log(&format!("{id1} => "), 1);
+    let l1 = line_with(&log, &format!("{id1} => "));
+    assert!(l1.contains(" L K ") && !l1.contains(" X="), "{l1}");
+    // Early pipelining in clear: EHLO, MAIL, RCPT and BDAT in one flight,
+    // the banner and EHLO replies read with the transaction's.
+    let id2 = submit(&s, "a@local.test", &["two@remote.test"], "early");
+    let log = s.wait_log(&format!("{id2} => "), 1);
+    let l2 = line_with(&log, &format!("{id2} => "));
+    assert!(l2.contains(" L* K "), "{l2}");
+    // Exim stops offering CHUNKING: the cached entry promised it and the
+    // BDAT already went out with the EHLO. The attempt is dropped (Exim
+    // took the content for commands), deferred without a retry hint, and
+    // the rewritten entry makes the retry use DATA, still early.
+    let ex = ex.restart_with("", "tls_advertise_hosts =\nchunking_advertise_hosts =");
+    let id3 = submit(&s, "a@local.test", &["three@remote.test"], "stale");
+    let log = s.wait_log(&format!("{id3} => "), 1);
+    let deferred = line_with(&log, &format!("{id3} == "));
+    assert!(deferred.contains("capabilities changed"), "{deferred}");
+    let l3 = line_with(&log, &format!("{id3} => "));
+    assert!(l3.contains(" L* ") && !l3.contains(" K "), "{l3}");
+    wait_for("exim got it", || ex.lines(" <= a@local.test").len() == 3);
+    // Exactly once, and nothing made of the content.
+    let got = ex.lines(" <= ");
+    assert_eq!(got.len(), 3, "{}", ex.mainlog());
+}
+
+#[test]
 fn queue_list_shows_errors_and_retry_delivers_now() {
     let port = free_port();
     // No server yet: the delivery is deferred for an hour.

@@ -73,6 +73,9 @@ pub struct Server {
     /// Issue session tickets.
     #[serde(default = "yes")]
     pub tls_resumption: bool,
+    /// Pending TCP Fast Open connections per listener (0: off).
+    #[serde(default = "fast_open_queue")]
+    pub fast_open_queue: u32,
     /// Grace period on SIGTERM.
     #[serde(default = "thirty_secs")]
     pub shutdown_timeout: Seconds,
@@ -83,6 +86,9 @@ fn default_data_dir() -> PathBuf {
 }
 fn yes() -> bool {
     true
+}
+fn fast_open_queue() -> u32 {
+    256
 }
 fn thirty_secs() -> Seconds {
     Seconds(30)
@@ -224,6 +230,8 @@ pub struct Outbound {
     pub tls: OutboundTls,
     /// Early pipelining as a client.
     pub pipe_connect: bool,
+    /// TCP Fast Open for early-pipelined connections.
+    pub fast_open: bool,
     /// Accept and spool only; deliver when told (`mailgate queue flush`).
     pub queue_only: bool,
     /// EHLO cache expiry.
@@ -266,6 +274,7 @@ impl Default for Outbound {
             port: 25,
             tls: OutboundTls::Opportunistic,
             pipe_connect: true,
+            fast_open: false,
             queue_only: false,
             ehlo_cache_expiry: Seconds(7 * 86400),
             tls_resumption: true,
@@ -527,6 +536,7 @@ mod tests {
         assert_eq!(min.server.relay_networks, def.server.relay_networks);
         assert_eq!(min.server.pipe_connect_hosts, def.server.pipe_connect_hosts);
         assert_eq!(min.server.tls_resumption, def.server.tls_resumption);
+        assert_eq!(min.server.fast_open_queue, def.server.fast_open_queue);
         assert_eq!(min.server.shutdown_timeout, def.server.shutdown_timeout);
         assert_eq!(format!("{:?}", min.limits), format!("{:?}", def.limits));
         assert_eq!(format!("{:?}", min.tls), format!("{:?}", def.tls));

@@ -1,9 +1,15 @@
 //! The SMTP client: one connection to one server address, several messages
 //! over it. EHLO with HELO fallback, STARTTLS, PIPELINING, CHUNKING, SIZE,
 //! 8BITMIME, SMTPUTF8 and DSN, and Exim's early pipelining (PIPECONNECT):
-//! with a fresh cache entry, EHLO (and STARTTLS) go out before the banner.
+//! with a fresh cache entry nothing waits for the banner. In clear, EHLO goes
+//! out with the first transaction (EHLO, MAIL, RCPT, BDAT in one flight);
+//! with STARTTLS, EHLO and STARTTLS go out together, and after the handshake
+//! the second EHLO travels with the transaction when the cache knows the
+//! encrypted capabilities too. Optionally the first flight rides in the SYN
+//! (TCP Fast Open). The replies owed are read, and checked against the
+//! cache, before the transaction's own.
 
-use super::ehlo_cache::EhloCache;
+use super::ehlo_cache::{EhloCache, Entry};
 use super::reply::{ReplyParser, ServerReply};
 use super::tls::ClientTls;
 use crate::config::OutboundTls;
@@ -97,6 +103,42 @@ impl Caps {
             pipe_connect: f(7),
             enhanced: f(8),
         }
+    }
+
+    /// The capabilities that shape the commands of a transaction (what
+    /// early pipelining took from the cache before the server spoke).
+    fn transaction_bits(&self) -> u16 {
+        const SHAPING: u16 = 0b11_1111; // pipelining ..= dsn
+        self.bits() & SHAPING
+    }
+
+    /// Usable for early pipelining: the server offers PIPECONNECT and
+    /// PIPELINING.
+    fn early(&self) -> bool {
+        self.pipe_connect && self.pipelining
+    }
+}
+
+/// Replies early pipelining still owes: the EHLO line goes out with the
+/// first transaction, and the banner's and EHLO's replies are read (and
+/// checked against the cache) before the transaction's.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// The banner has not been read yet (cleartext connection).
+    banner: bool,
+    /// The cache entry the connection was started from.
+    entry: Entry,
+    /// The EHLO is the one after STARTTLS (the entry's encrypted half).
+    tls: bool,
+}
+
+impl Pending {
+    fn cached(&self) -> Caps {
+        Caps::from_bits(if self.tls {
+            self.entry.crypted.unwrap_or(0)
+        } else {
+            self.entry.clear
+        })
     }
 }
 
@@ -240,6 +282,8 @@ pub struct ClientSettings {
     pub tls: ClientTls,
     /// EHLO cache.
     pub ehlo_cache: EhloCache,
+    /// Send early-pipelined first flights in the SYN (TCP Fast Open).
+    pub fast_open: bool,
 }
 
 enum CStream {
@@ -311,6 +355,13 @@ pub struct Connection {
     pub early_pipe: bool,
     /// Messages sent so far.
     pub sent: usize,
+    /// Replies owed by early pipelining, read with the first transaction.
+    pending: Option<Pending>,
+    /// The conversation is out of step (a failure while reading what
+    /// early pipelining was owed): do not use it again.
+    broken: bool,
+    helo: String,
+    ehlo_cache: EhloCache,
     command_timeout: Duration,
     data_timeout: Duration,
 }
@@ -362,12 +413,25 @@ impl Connection {
         self.read_reply(&stage, self.command_timeout).await
     }
 
-    async fn tcp(addr: SocketAddr, s: &ClientSettings) -> Result<TcpStream, Failure> {
-        match tokio::time::timeout(s.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(t)) => {
-                let _ = t.set_nodelay(true);
-                Ok(t)
-            }
+    /// Connect; with `fast_open` the connect returns at once and the SYN
+    /// leaves with the first write (see [`crate::fast_open::connect`]).
+    async fn tcp(
+        addr: SocketAddr,
+        s: &ClientSettings,
+        fast_open: bool,
+    ) -> Result<TcpStream, Failure> {
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| Failure::io(Stage::Connect, e))?;
+        let _ = sock.set_nodelay(true);
+        if fast_open && let Err(e) = crate::fast_open::connect(&sock) {
+            tracing::debug!(%addr, error = %e, "TCP Fast Open unavailable");
+        }
+        match tokio::time::timeout(s.connect_timeout, sock.connect(addr)).await {
+            Ok(Ok(t)) => Ok(t),
             Ok(Err(e)) => Err(Failure::io(Stage::Connect, e)),
             Err(_) => Err(Failure::io(Stage::Connect, "connect timed out")),
         }
@@ -443,7 +507,22 @@ impl Connection {
         allow_early: bool,
         allow_tls: bool,
     ) -> Result<Connection, Retry> {
-        let tcp = Self::tcp(addr, s).await.map_err(Retry::No)?;
+        let want_tls =
+            allow_tls && matches!(policy, OutboundTls::Opportunistic | OutboundTls::Required);
+        // A usable cache entry; when TLS is required, only one that
+        // promises STARTTLS (else the normal path finds out).
+        let early = if allow_early {
+            s.ehlo_cache.get(addr)
+        } else {
+            None
+        }
+        .filter(|e| {
+            let c = Caps::from_bits(e.clear);
+            c.early() && (policy != OutboundTls::Required || c.starttls)
+        });
+        let tcp = Self::tcp(addr, s, early.is_some() && s.fast_open)
+            .await
+            .map_err(Retry::No)?;
         let mut c = Connection {
             stream: CStream::Plain(tcp),
             parser: ReplyParser::default(),
@@ -456,94 +535,52 @@ impl Connection {
             tls: None,
             early_pipe: false,
             sent: 0,
+            pending: None,
+            broken: false,
+            helo: s.helo.clone(),
+            ehlo_cache: s.ehlo_cache.clone(),
             command_timeout: s.command_timeout,
             data_timeout: s.data_timeout,
         };
         if policy == OutboundTls::Implicit {
             c.handshake(s, Stage::Connect).await.map_err(Retry::No)?;
         }
-        let want_tls =
-            allow_tls && matches!(policy, OutboundTls::Opportunistic | OutboundTls::Required);
-        let cached = if allow_early {
-            s.ehlo_cache.get(addr)
-        } else {
-            None
-        };
-        let early = cached
-            .map(|e| Caps::from_bits(e.clear))
-            .filter(|c| c.pipe_connect && c.pipelining);
-        let caps;
-        let mut sent_starttls = false;
-        if let Some(cached_caps) = early {
-            // Early pipelining: EHLO (and STARTTLS) before the banner.
-            let mut out = format!("EHLO {}\r\n", s.helo);
-            if want_tls && cached_caps.starttls {
-                out.push_str("STARTTLS\r\n");
-                sent_starttls = true;
+        let clear;
+        if let Some(entry) = early {
+            c.early_pipe = true;
+            let cached = Caps::from_bits(entry.clear);
+            if !(want_tls && cached.starttls) {
+                // Cleartext: nothing to say before the first transaction,
+                // which carries the EHLO (and, with Fast Open, the SYN).
+                c.caps = cached;
+                c.pending = Some(Pending {
+                    banner: true,
+                    entry,
+                    tls: false,
+                });
+                return Ok(c);
             }
+            // EHLO and STARTTLS before the banner; the handshake needs
+            // their replies.
+            let out = format!("EHLO {}\r\nSTARTTLS\r\n", s.helo);
             c.write(out.as_bytes(), &Stage::Greeting)
                 .await
                 .map_err(Retry::No)?;
-            c.early_pipe = true;
-            let banner = c.read_reply(&Stage::Greeting, s.command_timeout).await;
-            let banner = match banner {
-                Ok(b) if b.code == 220 => b,
-                Ok(b) => {
-                    s.ehlo_cache.remove(addr);
-                    return Err(Retry::No(Failure::reply(Stage::Greeting, b)));
-                }
-                Err(f) => {
-                    s.ehlo_cache.remove(addr);
-                    return Err(if sent_starttls {
-                        Retry::WithoutEarlyPipe(f)
-                    } else {
-                        Retry::No(f)
-                    });
-                }
+            let pending = Pending {
+                banner: true,
+                entry,
+                tls: false,
             };
-            c.greeting = banner.first_line();
-            let ehlo = match c.read_reply(&Stage::Ehlo, s.command_timeout).await {
-                Ok(r) if r.is_ok() => r,
+            clear = c.reap(pending).await.map_err(Retry::WithoutEarlyPipe)?;
+            match c.read_reply(&Stage::StartTls, s.command_timeout).await {
+                Ok(r) if r.code == 220 => {}
                 Ok(r) => {
                     s.ehlo_cache.remove(addr);
-                    let f = Failure::reply(Stage::Ehlo, r);
-                    return Err(if sent_starttls {
-                        Retry::WithoutEarlyPipe(f)
-                    } else {
-                        Retry::No(f)
-                    });
+                    return Err(Retry::WithoutEarlyPipe(Failure::reply(Stage::StartTls, r)));
                 }
                 Err(f) => {
                     s.ehlo_cache.remove(addr);
-                    return Err(if sent_starttls {
-                        Retry::WithoutEarlyPipe(f)
-                    } else {
-                        Retry::No(f)
-                    });
-                }
-            };
-            c.ehlo_response = ehlo.first_line();
-            caps = Caps::parse(&ehlo);
-            if caps.bits() != cached_caps.bits() {
-                if caps.pipe_connect && caps.pipelining {
-                    // Exim: rewrite the entry and carry on.
-                    s.ehlo_cache.put(addr, caps, None);
-                } else {
-                    // Exim: delete it; no more early pipelining here.
-                    s.ehlo_cache.remove(addr);
-                }
-            }
-            if sent_starttls {
-                match c.read_reply(&Stage::StartTls, s.command_timeout).await {
-                    Ok(r) if r.code == 220 => {}
-                    Ok(r) => {
-                        s.ehlo_cache.remove(addr);
-                        return Err(Retry::WithoutEarlyPipe(Failure::reply(Stage::StartTls, r)));
-                    }
-                    Err(f) => {
-                        s.ehlo_cache.remove(addr);
-                        return Err(Retry::WithoutEarlyPipe(f));
-                    }
+                    return Err(Retry::WithoutEarlyPipe(f));
                 }
             }
         } else {
@@ -557,52 +594,122 @@ impl Connection {
             c.greeting = banner.first_line();
             let ehlo = c.ehlo(&s.helo).await.map_err(Retry::No)?;
             c.ehlo_response = ehlo.first_line();
-            caps = Caps::parse(&ehlo);
-            if s.pipe_connect
-                && caps.pipe_connect
-                && caps.pipelining
-                && policy != OutboundTls::Implicit
-            {
-                s.ehlo_cache.put(addr, caps, None);
-            }
-        }
-        c.caps = caps;
-        if c.tls.is_none() && want_tls {
-            if !sent_starttls {
-                if !caps.starttls {
-                    if policy == OutboundTls::Required {
-                        return Err(Retry::No(Failure::local(
-                            "TLS is required but the server did not offer STARTTLS".into(),
-                            false,
-                        )));
-                    }
-                    return Ok(c);
+            clear = Caps::parse(&ehlo);
+            c.caps = clear;
+            let tls_next = c.tls.is_none() && want_tls && clear.starttls;
+            if !tls_next {
+                if policy == OutboundTls::Required && c.tls.is_none() {
+                    return Err(Retry::No(Failure::local(
+                        "TLS is required but the server did not offer STARTTLS".into(),
+                        false,
+                    )));
                 }
-                let r = c
-                    .command("STARTTLS", Stage::StartTls)
-                    .await
-                    .map_err(Retry::No)?;
-                if r.code != 220 {
-                    let f = Failure::reply(Stage::StartTls, r);
-                    return Err(if policy == OutboundTls::Required {
-                        Retry::No(f)
-                    } else {
-                        Retry::InClear(f)
-                    });
+                if s.pipe_connect && clear.early() && policy != OutboundTls::Implicit {
+                    s.ehlo_cache.put(addr, clear, None);
                 }
+                return Ok(c);
             }
-            if let Err(f) = c.handshake(s, Stage::StartTls).await {
+            let r = c
+                .command("STARTTLS", Stage::StartTls)
+                .await
+                .map_err(Retry::No)?;
+            if r.code != 220 {
+                let f = Failure::reply(Stage::StartTls, r);
                 return Err(if policy == OutboundTls::Required {
                     Retry::No(f)
                 } else {
                     Retry::InClear(f)
                 });
             }
-            let ehlo = c.ehlo(&s.helo).await.map_err(Retry::No)?;
-            c.ehlo_response = ehlo.first_line();
-            c.caps = Caps::parse(&ehlo);
+        }
+        if let Err(f) = c.handshake(s, Stage::StartTls).await {
+            return Err(if policy == OutboundTls::Required {
+                Retry::No(f)
+            } else {
+                Retry::InClear(f)
+            });
+        }
+        // After STARTTLS: the EHLO goes with the first transaction when the
+        // cache knows what it will say.
+        let crypted = early
+            .and_then(|e| e.crypted)
+            .map(Caps::from_bits)
+            .filter(|c| c.early());
+        if let (Some(entry), Some(cc)) = (early, crypted)
+            && clear.bits() == entry.clear
+        {
+            c.caps = cc;
+            c.pending = Some(Pending {
+                banner: false,
+                entry,
+                tls: true,
+            });
+            return Ok(c);
+        }
+        let ehlo = c.ehlo(&s.helo).await.map_err(Retry::No)?;
+        c.ehlo_response = ehlo.first_line();
+        c.caps = Caps::parse(&ehlo);
+        if s.pipe_connect && clear.early() {
+            let crypted = c.caps.early().then_some(c.caps);
+            s.ehlo_cache.put(addr, clear, crypted);
         }
         Ok(c)
+    }
+
+    /// Read the replies early pipelining is owed (banner, EHLO) and check
+    /// the EHLO against the cache entry, as Exim does: a changed answer
+    /// that still offers PIPECONNECT rewrites the entry, one without it
+    /// deletes it; a bad banner or EHLO deletes it and fails (temporarily:
+    /// the next attempt goes without early pipelining). Returns the
+    /// capabilities now offered.
+    async fn reap(&mut self, p: Pending) -> Result<Caps, Failure> {
+        let owed = async {
+            if p.banner {
+                let b = self
+                    .read_reply(&Stage::Greeting, self.command_timeout)
+                    .await?;
+                if b.code != 220 {
+                    return Err(Failure::reply(Stage::Greeting, b));
+                }
+                self.greeting = b.first_line();
+            }
+            let e = self.read_reply(&Stage::Ehlo, self.command_timeout).await?;
+            if !e.is_ok() {
+                return Err(Failure {
+                    permanent: false,
+                    ..Failure::reply(Stage::Ehlo, e)
+                });
+            }
+            Ok(e)
+        };
+        let ehlo = match owed.await {
+            Ok(e) => e,
+            Err(f) => {
+                self.ehlo_cache.remove(self.addr);
+                self.broken = true;
+                return Err(f);
+            }
+        };
+        self.ehlo_response = ehlo.first_line();
+        let now = Caps::parse(&ehlo);
+        if now.bits() != p.cached().bits() {
+            if now.early() {
+                let (clear, crypted) = if p.tls {
+                    (p.entry.clear, Some(now.bits()))
+                } else {
+                    (now.bits(), p.entry.crypted)
+                };
+                self.ehlo_cache.put_bits(self.addr, clear, crypted);
+            } else {
+                self.ehlo_cache.remove(self.addr);
+            }
+        }
+        Ok(now)
+    }
+
+    /// Whether the connection may carry another message.
+    pub fn reusable(&self) -> bool {
+        !self.broken
     }
 
     /// Send one message. `Err` is a failure for every recipient; otherwise
@@ -672,6 +779,9 @@ impl Connection {
                 .await
         };
         self.sent += 1;
+        if self.broken {
+            return result;
+        }
         if !matches!(&result, Ok(v) if v.iter().any(|o| matches!(o, RcptOutcome::Delivered(_)))) {
             // Leave the connection clean for the next message.
             if let Ok(r) = self.command("RSET", Stage::Mail(job.sender.clone())).await
@@ -701,7 +811,11 @@ impl Connection {
         mail_stage: &Stage,
     ) -> Result<Vec<RcptOutcome>, Failure> {
         let (content, bdat) = self.content(job);
-        let mut out = format!("{mail}\r\n");
+        let pending = self.pending.take();
+        let mut out = match pending {
+            Some(_) => format!("EHLO {}\r\n{mail}\r\n", self.helo),
+            None => format!("{mail}\r\n"),
+        };
         for r in rcpts {
             out.push_str(r);
             out.push_str("\r\n");
@@ -712,7 +826,26 @@ impl Connection {
         } else {
             out.extend_from_slice(b"DATA\r\n");
         }
-        self.write(&out, mail_stage).await?;
+        if let Err(f) = self.write(&out, mail_stage).await {
+            if pending.is_some() {
+                // Nothing was read yet: a refused (Fast Open) connect or a
+                // reset shows up here; it is about the host.
+                self.broken = true;
+                return Err(Failure {
+                    stage: Stage::Connect,
+                    ..f
+                });
+            }
+            return Err(f);
+        }
+        // What the commands were built from, when the server had not yet
+        // said what it offers.
+        let mut assumed = None;
+        if let Some(p) = pending {
+            let now = self.reap(p).await?;
+            assumed = Some(self.caps);
+            self.caps = now;
+        }
         let mail_r = self.read_reply(mail_stage, self.command_timeout).await?;
         let mut outcomes = Vec::new();
         for (i, r) in job.rcpts.iter().enumerate() {
@@ -721,10 +854,28 @@ impl Connection {
             outcomes.push((i, rr));
         }
         let data_r = self.read_reply(&Stage::Data, self.data_timeout).await?;
+        let accepted = outcomes.iter().any(|(_, r)| r.is_ok());
+        if let Some(a) = assumed
+            && a.transaction_bits() & !self.caps.transaction_bits() != 0
+            && !(bdat && accepted && data_r.is_ok())
+        {
+            // The commands used something a stale cache entry (now fixed)
+            // promised and the server no longer offers: its answers say
+            // nothing about the message. Drop the connection (an open DATA
+            // is abandoned, never ended) and try again later.
+            self.broken = true;
+            return Err(Failure {
+                stage: Stage::Ehlo,
+                text: "the server's capabilities changed since they were cached; \
+                       will retry"
+                    .into(),
+                reply: None,
+                permanent: false,
+            });
+        }
         if !mail_r.is_ok() {
             return Err(Failure::reply(mail_stage.clone(), mail_r));
         }
-        let accepted = outcomes.iter().any(|(_, r)| r.is_ok());
         let final_r = if bdat {
             data_r
         } else if data_r.code == 354 && accepted {

@@ -71,10 +71,15 @@ impl EhloCache {
 
     /// Store or replace.
     pub fn put(&self, addr: SocketAddr, clear: Caps, crypted: Option<Caps>) {
+        self.put_bits(addr, clear.bits(), crypted.map(|c| c.bits()));
+    }
+
+    /// Store or replace, from capability bitmaps.
+    pub fn put_bits(&self, addr: SocketAddr, clear: u16, crypted: Option<u16>) {
         let e = Entry {
             stored: now(),
-            clear: clear.bits(),
-            crypted: crypted.map(|c| c.bits()),
+            clear,
+            crypted,
         };
         let k = key(addr);
         let r: Result<(), redb::Error> = (|| {

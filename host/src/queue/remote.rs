@@ -4,7 +4,9 @@
 //! failed (a DSN to the sender).
 
 use crate::config::Config;
-use crate::delivery::client::{ClientSettings, Connection, Failure, Job, JobRcpt, RcptOutcome};
+use crate::delivery::client::{
+    ClientSettings, Connection, Failure, Job, JobRcpt, RcptOutcome, Stage,
+};
 use crate::delivery::dsn::{self, RcptReport};
 use crate::delivery::hop::{Dns, RouteError};
 use crate::log::MainLog;
@@ -135,7 +137,7 @@ impl Outbound {
     }
 
     fn put_idle(&self, c: Connection) {
-        if c.sent >= self.cfg.outbound.max_messages_per_connection {
+        if c.sent >= self.cfg.outbound.max_messages_per_connection || !c.reusable() {
             tokio::spawn(c.quit());
             return;
         }
@@ -334,12 +336,29 @@ impl Outbound {
                         self.put_idle(conn);
                         return res;
                     }
+                    Err(f) if matches!(f.stage, Stage::Connect | Stage::Greeting | Stage::Ehlo) => {
+                        // Early pipelining read the banner and EHLO only
+                        // now: a failure there is about this host, as in
+                        // `open`; try the next. (A cache found stale is
+                        // not the host's fault.)
+                        if f.stage != Stage::Ehlo || f.reply.is_some() {
+                            self.hints.failed(addr, now);
+                        }
+                        log.write(&format!(
+                            "{} H={} [{}]:{}: {}",
+                            env.id,
+                            host.name,
+                            addr.ip(),
+                            addr.port(),
+                            f.text
+                        ));
+                        last = Some(Result1::Deferred(report(&f, Some(&conn), None)));
+                        continue;
+                    }
                     Err(f) => {
                         let rep = report(&f, Some(&conn), None);
                         let permanent = f.permanent;
-                        if f.reply.is_some()
-                            || matches!(f.stage, crate::delivery::client::Stage::Local)
-                        {
+                        if f.reply.is_some() || matches!(f.stage, Stage::Local) {
                             self.put_idle(conn);
                         } else {
                             tokio::spawn(conn.quit());
