@@ -9,24 +9,31 @@ use std::sync::Mutex;
 /// An append-only main log file.
 pub struct MainLog {
     file: Mutex<File>,
+    millisec: bool,
 }
 
 impl MainLog {
-    /// Open (create) the log file, creating its directory.
-    pub fn open(path: &Path) -> std::io::Result<MainLog> {
+    /// Open (create) the log file, creating its directory; `millisec`
+    /// adds milliseconds to the timestamps (Exim's `+millisec`).
+    pub fn open(path: &Path, millisec: bool) -> std::io::Result<MainLog> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(MainLog {
             file: Mutex::new(file),
+            millisec,
         })
     }
 
     /// Write one line, prefixed with the local time. Each line is a single
     /// write, so lines from concurrent sessions never interleave.
     pub fn write(&self, line: &str) {
-        let ts = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+        let ts = chrono::Local::now().format(if self.millisec {
+            "%Y-%m-%d %H:%M:%S%.3f"
+        } else {
+            "%Y-%m-%d %H:%M:%S"
+        });
         let mut s = format!("{ts} {line}");
         s.retain(|c| c != '\n' && c != '\r');
         s.push('\n');

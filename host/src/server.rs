@@ -20,7 +20,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let data = &cfg.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log = Arc::new(
-        MainLog::open(&cfg.expand_path(&cfg.log.mainlog))
+        MainLog::open(&cfg.expand_path(&cfg.log.mainlog), cfg.log.millisec)
             .map_err(|e| format!("main log {}: {e}", cfg.log.mainlog))?,
     );
     let spool_dir = cfg.spool_dir();

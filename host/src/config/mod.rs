@@ -338,6 +338,8 @@ impl Default for Local {
 pub struct Log {
     /// Main log path template.
     pub mainlog: String,
+    /// Timestamps with milliseconds.
+    pub millisec: bool,
     /// Tracing level.
     pub level: String,
 }
@@ -346,6 +348,7 @@ impl Default for Log {
     fn default() -> Self {
         Log {
             mainlog: "{data_dir}/log/mainlog".into(),
+            millisec: false,
             level: "info".into(),
         }
     }
