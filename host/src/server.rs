@@ -23,6 +23,15 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         MainLog::open(&cfg.expand_path(&cfg.log.mainlog), cfg.log.millisec)
             .map_err(|e| format!("main log {}: {e}", cfg.log.mainlog))?,
     );
+    let files = raise_open_file_limit();
+    let wanted = cfg.limits.max_connections as u64 + 2 * cfg.outbound.max_connections as u64 + 64;
+    if files < wanted {
+        log.write(&format!(
+            "warning: the open file limit ({files}) is below what limits.max_connections \
+             ({}) needs (about {wanted}); raise it (ulimit -n, LimitNOFILE)",
+            cfg.limits.max_connections
+        ));
+    }
     let spool_dir = cfg.spool_dir();
     let spool = Spool::open(
         &spool_dir,
@@ -181,4 +190,29 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         "mailgate daemon stopped ({left} session(s) cut off)"
     ));
     Ok(())
+}
+
+/// Raise the soft limit on open files to the hard limit (every connection
+/// is a descriptor); returns the limit now in force.
+fn raise_open_file_limit() -> u64 {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return u64::MAX;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                l.rlim_cur = l.rlim_max;
+            }
+        }
+    }
+    l.rlim_cur as u64
 }

@@ -367,3 +367,39 @@ fn a_client_dribbling_bytes_still_hits_the_command_timeout() {
     assert!(r.starts_with("421 4.4.2"), "{r}");
     assert!(start.elapsed() < Duration::from_secs(6));
 }
+
+#[test]
+fn a_client_that_never_reads_is_cut_and_others_are_served() {
+    let s = Server::start("", "[limits]\ncommand_timeout = \"2s\"\n");
+    let mut greedy = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    greedy.set_nonblocking(true).unwrap();
+    // Pipeline EHLOs (each answered with a dozen lines) and read nothing,
+    // until our sends block: the server has stopped reading us.
+    let chunk = b"EHLO greedy.test\r\n".repeat(256);
+    let start = std::time::Instant::now();
+    let mut blocked_since: Option<std::time::Instant> = None;
+    let cut = loop {
+        use std::io::Write;
+        match greedy.write(&chunk) {
+            Ok(_) => blocked_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *blocked_since.get_or_insert_with(std::time::Instant::now);
+                // Meanwhile another client is served normally.
+                if since.elapsed() < Duration::from_millis(20) {
+                    let mut c = Client::connect(s.port);
+                    c.send(b"EHLO polite.test\r\n");
+                    assert!(c.reply().starts_with("250"));
+                    c.send(b"QUIT\r\n");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(_) => break true,
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+    };
+    assert!(cut, "the server kept a client that never reads");
+    let log = s.wait_log("lost while writing: write timed out", 1);
+    assert!(log.contains("SMTP connection from"), "{log}");
+}

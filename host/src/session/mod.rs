@@ -274,7 +274,12 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                     command_deadline = Instant::now() + cfg.limits.command_timeout.duration();
                 }
                 if let Err(e) = conn.write_out(&out).await {
-                    tracing::debug!(error = %e, "write failed");
+                    // Exim's wording; a client that stops reading ends
+                    // here after the command timeout.
+                    shared.log.write(&format!(
+                        "SMTP connection from {} lost while writing: {e}",
+                        conn.host()
+                    ));
                     return;
                 }
                 if *shared.shutdown.borrow() && session.is_idle() && !session.has_buffered_input() {
