@@ -319,10 +319,11 @@ fn notify_never_and_null_sender_get_no_bounce() {
     assert!(s.maildir("local.test", "sender").is_empty());
 }
 
-#[test]
-fn server_that_stops_advertising_pipeconnect() {
+/// Exim (with these main options) as the smarthost of a gateway that keeps
+/// no idle connections and retries after a second.
+fn exim_behind_gateway(exim_options: &str) -> (EximServer, Server) {
     let port = free_port();
-    let ex = EximServer::start(port, "", "");
+    let ex = EximServer::start(port, "", exim_options);
     let s = Server::start_with(
         "",
         &format!(
@@ -330,6 +331,12 @@ fn server_that_stops_advertising_pipeconnect() {
         ),
         "",
     );
+    (ex, s)
+}
+
+#[test]
+fn server_that_stops_advertising_pipeconnect() {
+    let (ex, s) = exim_behind_gateway("");
     let id1 = submit(&s, "a@local.test", &["one@remote.test"], "fill-cache");
     s.wait_log(&format!("{id1} Completed"), 1);
     // Exim no longer offers PIPECONNECT. Our early EHLO+STARTTLS is a
@@ -388,15 +395,7 @@ fn server_that_changes_its_ehlo_answer() {
 
 #[test]
 fn cleartext_early_pipelining_and_a_stale_chunking_entry() {
-    let port = free_port();
-    let ex = EximServer::start(port, "", "tls_advertise_hosts =");
-    let s = Server::start_with(
-        "",
-        &format!(
-            "smarthost = \"127.0.0.1:{port}\"\nconnection_idle = \"0s\"\nretry_min = \"1s\"\n"
-        ),
-        "",
-    );
+    let (ex, s) = exim_behind_gateway("tls_advertise_hosts =");
     let id1 = submit(&s, "a@local.test", &["one@remote.test"], "fill-cache");
     let log = s.wait_log(&format!("{id1} => "), 1);
     let l1 = line_with(&log, &format!("{id1} => "));

@@ -273,14 +273,7 @@ impl Outbound {
                             }
                             Err(f) => {
                                 self.hints.failed(addr, now);
-                                log.write(&format!(
-                                    "{} H={} [{}]:{}: {}",
-                                    env.id,
-                                    host.name,
-                                    addr.ip(),
-                                    addr.port(),
-                                    f.text
-                                ));
+                                log_host_failure(log, &env.id, &host.name, addr, &f);
                                 let rep = report(&f, None, Some((&host.name, addr)));
                                 // A 5xx greeting or EHLO is about this host; try the next.
                                 last = Some(Result1::Deferred(rep));
@@ -344,14 +337,7 @@ impl Outbound {
                         if f.stage != Stage::Ehlo || f.reply.is_some() {
                             self.hints.failed(addr, now);
                         }
-                        log.write(&format!(
-                            "{} H={} [{}]:{}: {}",
-                            env.id,
-                            host.name,
-                            addr.ip(),
-                            addr.port(),
-                            f.text
-                        ));
+                        log_host_failure(log, &env.id, &host.name, addr, &f);
                         last = Some(Result1::Deferred(report(&f, Some(&conn), None)));
                         continue;
                     }
@@ -475,4 +461,14 @@ pub fn dsn_message(
         vars: vec![],
     };
     Some((env2, body))
+}
+
+/// The log line for a host that failed before a transaction started.
+fn log_host_failure(log: &MainLog, id: &str, host: &str, addr: SocketAddr, f: &Failure) {
+    log.write(&format!(
+        "{id} H={host} [{}]:{}: {}",
+        addr.ip(),
+        addr.port(),
+        f.text
+    ));
 }
