@@ -194,6 +194,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
 
 /// Raise the soft limit on open files to the hard limit (every connection
 /// is a descriptor); returns the limit now in force.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 fn raise_open_file_limit() -> u64 {
     let mut l = libc::rlimit {
         rlim_cur: 0,
