@@ -23,23 +23,55 @@ pub fn mailgate_bin() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1.
+/// The ports handed to listeners in tests: below Linux's ephemeral range
+/// (32768-60999), so no outgoing connection of a parallel test (an Exim
+/// client, a load loop, mailgate's own deliveries) can take one as its
+/// source port between the choice and the server's bind.
+const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+
+/// A TCP (and UDP) port on 127.0.0.1 that no other test of any process
+/// running now has been given, and that nothing listens on.
+///
+/// Ports come from [`PORT_RANGE`], outside the ephemeral range. Each
+/// handed-out port is claimed with an exclusive `flock` on a file under
+/// the temporary directory, held until this process exits, so parallel
+/// tests in this process and concurrently running test binaries never get
+/// the same one; a port some unrelated program listens on is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::os::fd::AsRawFd;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    // Each process starts at its own place in the range, so claims rarely
+    // contend.
+    let base = std::process::id().wrapping_mul(2_654_435_761) % span;
+    let locks = std::env::temp_dir().join("mailgate-test-ports");
+    std::fs::create_dir_all(&locks).expect("port lock directory");
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = PORT_RANGE.start + ((base + n) % span) as u16;
+        let Ok(file) = std::fs::File::create(locks.join(port.to_string())) else {
+            continue;
+        };
+        // SAFETY: flock(2) on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            HELD.lock().unwrap().push(file);
+            return port;
+        }
+    }
+    panic!("no free port left in {PORT_RANGE:?}")
 }
 
-/// `n` distinct free ports on 127.0.0.1 (all bound at once while chosen).
+/// `n` distinct ports, each from [`free_port`].
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    (0..n).map(|_| free_port()).collect()
 }
 
 /// Make a self-signed P-256 certificate and key with openssl.
