@@ -2,7 +2,7 @@
 //! replies (or errors) and never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mailgate::delivery::reply::ReplyParser;
+use mailgate::smtp::client::reply::ReplyParser;
 
 fn replies(chunks: &[&[u8]]) -> Vec<String> {
     let mut p = ReplyParser::default();

@@ -10,8 +10,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mailgate::cache::Cache;
+use mailgate::config::plugin::{Capability, OnFailure, PluginConfig};
 use mailgate::plugin::bindings::mailgate::plugin::types as wit;
-use mailgate::plugin::config::{Capability, OnFailure, PluginConfig};
 use mailgate::plugin::{Call, Runtime, SessionPlugins};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -340,7 +340,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
         from,
         to,
     } = args;
-    use mailgate::plugin::config::{Capability, OnFailure, PluginConfig};
+    use mailgate::config::plugin::{Capability, OnFailure, PluginConfig};
     let msg = std::fs::read(&message).map_err(|e| format!("{}: {e}", message.display()))?;
     let text = String::from_utf8_lossy(&msg).to_string();
     let own_config = plugin_config.is_some();

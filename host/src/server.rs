@@ -4,10 +4,11 @@
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::listener::{self, ConnCounts};
+use crate::inbound::listener::{self, ConnCounts};
+use crate::inbound::session::Shared;
 use crate::log::MainLog;
-use crate::queue::{self, route::Router};
-use crate::session::Shared;
+use crate::queue;
+use crate::routing::Router;
 use crate::spool::{Spool, SpoolOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     let pending = spool.list().len();
-    let plugin_dns = crate::delivery::hop::Dns::new(
+    let plugin_dns = crate::dns::Dns::new(
         &cfg.outbound.nameservers,
         cfg.outbound.dnssec_trust_anchors.as_deref(),
     )
@@ -62,7 +63,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         ));
     }
     runtime.swap(loaded);
-    let settings = crate::delivery::client::ClientSettings {
+    let settings = crate::outbound::client::ClientSettings {
         helo: cfg
             .outbound
             .helo_name
@@ -73,21 +74,22 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         connect_timeout: cfg.outbound.connect_timeout.duration(),
         command_timeout: cfg.outbound.command_timeout.duration(),
         data_timeout: cfg.outbound.data_timeout.duration(),
-        tls: crate::delivery::tls::ClientTls::new(cfg.outbound.tls_resumption),
-        ehlo_cache: crate::delivery::ehlo_cache::EhloCache::new(
+        tls: crate::outbound::tls::ClientTls::new(cfg.outbound.tls_resumption),
+        ehlo_cache: crate::outbound::ehlo_cache::EhloCache::new(
             cache.clone(),
             cfg.outbound.ehlo_cache_expiry.0,
         ),
     };
-    let outbound = match queue::remote::Outbound::new(Arc::clone(&cfg), settings, cache.clone()) {
-        Ok(o) => Some(Arc::new(o)),
-        Err(e) => {
-            log.write(&format!(
-                "outbound delivery disabled: {e}; remote mail stays queued"
-            ));
-            None
-        }
-    };
+    let outbound =
+        match crate::outbound::deliver::Outbound::new(Arc::clone(&cfg), settings, cache.clone()) {
+            Ok(o) => Some(Arc::new(o)),
+            Err(e) => {
+                log.write(&format!(
+                    "outbound delivery disabled: {e}; remote mail stays queued"
+                ));
+                None
+            }
+        };
     let queue = queue::start(
         Arc::clone(&cfg),
         outbound.clone(),
@@ -115,7 +117,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         let sock = listener::bind(l.address)
             .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
         if cfg.server.fast_open_queue > 0
-            && let Err(e) = crate::fast_open::listen(&sock, cfg.server.fast_open_queue)
+            && let Err(e) = crate::net::fast_open::listen(&sock, cfg.server.fast_open_queue)
         {
             tracing::debug!(address = %l.address, error = %e, "TCP Fast Open unavailable");
         }

@@ -591,7 +591,8 @@ impl EximServer {
     /// Start on 127.0.0.1 (and any extra `interfaces`) at `port`.
     /// `options` are main-section lines; ACLs reject or defer by local part
     /// (`reject*`, `defer*`), sender (`mailreject*`, `maildefer*`) and
-    /// subject (`reject-data`, `defer-data`).
+    /// subject (`reject-data`, `defer-data`); a subject with `slow-data`
+    /// waits 150 ms before the end of data is answered.
     pub fn start(port: u16, interfaces: &str, options: &str) -> EximServer {
         let dir = tempfile::tempdir().unwrap();
         EximServer::start_in(dir, port, interfaces, options)
@@ -644,6 +645,8 @@ acl_rcpt:
        message = 4.2.0 try again later
   accept
 acl_data:
+  warn condition = ${{if match{{$h_subject:}}{{slow-data}}}}
+       delay = 150ms
   deny condition = ${{if match{{$h_subject:}}{{reject-data}}}}
        message = 5.7.0 content refused
   defer condition = ${{if match{{$h_subject:}}{{defer-data}}}}

@@ -1,9 +1,10 @@
 //! The TOML configuration: types, defaults (the embedded `default.toml`),
 //! parsing with errors that name the file, line, column and reason.
 
+pub mod plugin;
 mod types;
 
-pub use types::{ByteSize, HostList, Network, Seconds};
+pub use types::{ByteSize, HostList, Network, Seconds, parse_smarthost};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -46,7 +47,7 @@ pub struct Config {
     pub log: Log,
     /// `[[plugin]]`, in the order they run.
     #[serde(default, rename = "plugin")]
-    pub plugins: Vec<crate::plugin::config::PluginConfig>,
+    pub plugins: Vec<plugin::PluginConfig>,
 }
 
 /// `[server]`
@@ -468,11 +469,11 @@ impl Config {
                 .filter_map(|d| d.smarthost.as_ref()),
         );
         for h in hosts {
-            if let Err(e) = crate::delivery::hop::parse_smarthost(h) {
+            if let Err(e) = parse_smarthost(h) {
                 return Err(err(key_span("smarthost"), format!("smarthost {h:?}: {e}")));
             }
         }
-        crate::plugin::config::validate(&cfg.plugins, name)?;
+        plugin::validate(&cfg.plugins, name)?;
         for (name_, targets) in &cfg.aliases {
             if targets.is_empty() {
                 return Err(err(

@@ -193,6 +193,33 @@ impl<'de> Deserialize<'de> for HostList {
     }
 }
 
+/// Parse `host:port`, `[ip]:port`, `ip:port`, or a bare host (port 25).
+pub fn parse_smarthost(s: &str) -> Result<(String, u16), String> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or("missing ]")?;
+        ip.parse::<IpAddr>()
+            .map_err(|_| format!("bad address {ip}"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("bad port {p}"))?,
+            None if after.is_empty() => 25,
+            None => return Err(format!("unexpected {after:?}")),
+        };
+        return Ok((ip.to_string(), port));
+    }
+    if s.parse::<IpAddr>().is_ok() {
+        return Ok((s.to_string(), 25));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p}"))?),
+        None => (s, 25),
+    };
+    if host.is_empty() || host.contains([' ', '/']) {
+        return Err(format!("bad host name {host:?}"));
+    }
+    Ok((host.to_string(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +248,25 @@ mod tests {
         assert_eq!(parse_duration("7d"), Some(604800));
         assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration("m"), None);
+    }
+
+    #[test]
+    fn smarthosts() {
+        assert_eq!(
+            parse_smarthost("relay.test:587").unwrap(),
+            ("relay.test".into(), 587)
+        );
+        assert_eq!(
+            parse_smarthost("relay.test").unwrap(),
+            ("relay.test".into(), 25)
+        );
+        assert_eq!(
+            parse_smarthost("127.0.0.1:2525").unwrap(),
+            ("127.0.0.1".into(), 2525)
+        );
+        assert_eq!(parse_smarthost("[::1]:26").unwrap(), ("::1".into(), 26));
+        assert_eq!(parse_smarthost("::1").unwrap(), ("::1".into(), 25));
+        assert!(parse_smarthost("relay:x").is_err());
+        assert!(parse_smarthost("[nope]:25").is_err());
     }
 }

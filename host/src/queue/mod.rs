@@ -3,77 +3,18 @@
 //! outbound delivery (visible with `mailgate queue list`). A message leaves
 //! the spool when every recipient is delivered or has failed for good.
 
-pub mod hooks;
-pub mod maildir;
-pub mod remote;
-pub mod route;
+pub mod bounce;
+pub mod schedule;
 
 use crate::config::Config;
 use crate::log::MainLog;
-use crate::spool::{Envelope, RcptState, RecipientEntry, Spool};
-use remote::{Outbound, Result1};
-use route::{Route, Router};
+use crate::outbound::deliver::{Outbound, Report, Result1};
+use crate::routing::{Route, Router};
+use crate::spool::{Envelope, RcptState, Spool};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
-
-/// Route freshly accepted recipients before the message is spooled, so the
-/// first spool record already holds their final states: remote recipients
-/// become `queued`, aliases `expanded` (with their targets added), local
-/// mailboxes stay `pending` for the queue runner. Routing is pure
-/// computation, and doing it here saves a second fsync per message.
-/// Returns true when some recipient still needs delivery.
-pub fn preroute(router: &Router, rcpts: &mut Vec<RecipientEntry>) -> bool {
-    preroute_from(router, rcpts, 0)
-}
-
-/// [`preroute`] for the recipients from index `start` on (those added by a
-/// plugin's redirect); the earlier ones are left as they are.
-pub fn preroute_from(router: &Router, rcpts: &mut Vec<RecipientEntry>, start: usize) -> bool {
-    let n = rcpts.len();
-    for i in start..n {
-        let addr = rcpts[i].address.clone();
-        let Ok(routes) = router.route(&addr) else {
-            // Left pending: the queue runner fails it with a logged reason.
-            continue;
-        };
-        let direct = routes.len() == 1
-            && match &routes[0] {
-                Route::Remote(a) => *a == addr,
-                Route::Local { address, .. } => address.eq_ignore_ascii_case(&addr),
-            };
-        if direct {
-            if let Route::Remote(_) = routes[0] {
-                rcpts[i].state = RcptState::Queued;
-                rcpts[i].detail = Some("waiting for outbound delivery".into());
-            }
-            continue;
-        }
-        rcpts[i].state = RcptState::Expanded;
-        rcpts[i].detail = Some(format!("expanded to {} addresses", routes.len()));
-        for route in routes {
-            let mut child = RecipientEntry::new(
-                match &route {
-                    Route::Remote(a) => a.clone(),
-                    Route::Local { address, .. } => address.clone(),
-                },
-                rcpts[i].notify,
-                rcpts[i].orcpt.clone(),
-            );
-            child.parent = Some(i);
-            child.sender = rcpts[i].sender.clone();
-            if let Route::Remote(_) = route {
-                child.state = RcptState::Queued;
-                child.detail = Some("waiting for outbound delivery".into());
-            }
-            rcpts.push(child);
-        }
-    }
-    rcpts
-        .iter()
-        .any(|r| matches!(r.state, RcptState::Pending | RcptState::Queued))
-}
 
 /// Handle used by sessions to hand over newly spooled messages.
 #[derive(Clone)]
@@ -267,47 +208,25 @@ impl Runner {
             if env.recipients[i].state != RcptState::Pending {
                 continue;
             }
-            let addr = env.recipients[i].address.clone();
-            match self.router.route(&addr) {
+            match crate::routing::expand(&self.router, &mut env.recipients, i) {
                 Err(reason) => {
+                    let addr = &env.recipients[i].address;
                     self.log.write(&format!("{id} ** {addr}: {reason}"));
                     let r = &mut env.recipients[i];
                     r.state = RcptState::Failed;
-                    r.detail = Some(reason);
+                    r.detail = Some(reason.to_string());
                     changed = true;
                 }
-                Ok(routes) => {
-                    let direct = routes.len() == 1
-                        && match &routes[0] {
-                            Route::Remote(a) => *a == addr,
-                            Route::Local { address, .. } => address.eq_ignore_ascii_case(&addr),
-                        };
-                    if direct {
-                        let via = env.recipients[i]
+                Ok(routed) => {
+                    for (j, route) in routed {
+                        let via = env.recipients[j]
                             .parent
                             .and_then(|p| env.recipients.get(p))
                             .map(|p| p.address.clone());
-                        changed |= self.apply(&mut env, i, &routes[0], via.as_deref(), &mut data);
-                    } else {
-                        env.recipients[i].state = RcptState::Expanded;
-                        env.recipients[i].detail =
-                            Some(format!("expanded to {} addresses", routes.len()));
-                        changed = true;
-                        for route in &routes {
-                            let parent = &env.recipients[i];
-                            let mut child = RecipientEntry::new(
-                                match route {
-                                    Route::Remote(a) => a.clone(),
-                                    Route::Local { address, .. } => address.clone(),
-                                },
-                                parent.notify,
-                                parent.orcpt.clone(),
-                            );
-                            child.parent = Some(i);
-                            env.recipients.push(child);
-                            let j = env.recipients.len() - 1;
-                            self.apply(&mut env, j, route, Some(&addr), &mut data);
-                        }
+                        // Anything but a direct local mailbox changed state
+                        // in the expansion itself.
+                        changed |= j != i || !matches!(route, Route::Local { .. });
+                        changed |= self.apply(&mut env, j, &route, via.as_deref(), &mut data);
                     }
                 }
             }
@@ -335,7 +254,7 @@ impl Runner {
         };
         let now = chrono::Utc::now().timestamp();
         let forced = self.forced.lock().unwrap().remove(id);
-        let groups = remote::due_groups(&env, if forced { i64::MAX } else { now });
+        let groups = schedule::due_groups(&env, if forced { i64::MAX } else { now });
         let mut fail_reports = Vec::new();
         let mut delay_reports = Vec::new();
         let mut changed = false;
@@ -358,7 +277,7 @@ impl Runner {
                     let all = |r: Result1| idxs.iter().map(|&i| (i, r.clone())).collect();
                     let Some(rt) = rt else {
                         if g.transport.is_some() {
-                            return all(Result1::Deferred(remote::Report {
+                            return all(Result1::Deferred(Report {
                                 host_field: String::new(),
                                 text: "plugins are not running".into(),
                                 reply: None,
@@ -371,9 +290,16 @@ impl Runner {
                             .await;
                     };
                     if g.transport.is_some() {
-                        return hooks::transport(&rt, &env2, &g, &idxs, data).await;
+                        return crate::plugin::dispatch::delivery::transport(
+                            &rt, &env2, &g, &idxs, data,
+                        )
+                        .await;
                     }
-                    match hooks::deliver(&rt, &env2, &g, &idxs, data, &log).await {
+                    match crate::plugin::dispatch::delivery::deliver(
+                        &rt, &env2, &g, &idxs, data, &log,
+                    )
+                    .await
+                    {
                         Ok(data) => {
                             o.deliver_domain(&env2, &g.sender, data, &g.domain, &idxs, &log)
                                 .await
@@ -422,8 +348,8 @@ impl Runner {
                             r.state = RcptState::Failed;
                             r.next_attempt = None;
                             r.detail = Some(rep.text.clone());
-                            if crate::delivery::dsn::wanted(r.notify, "failed") {
-                                fail_reports.push(remote::rcpt_report(r, "failed", &rep));
+                            if crate::outbound::dsn::wanted(r.notify, "failed") {
+                                fail_reports.push(bounce::rcpt_report(r, "failed", &rep));
                             }
                         }
                         Result1::Deferred(rep) => {
@@ -437,16 +363,16 @@ impl Runner {
                                 r.state = RcptState::Failed;
                                 r.next_attempt = None;
                                 r.detail = Some(text.clone());
-                                if crate::delivery::dsn::wanted(r.notify, "failed") {
+                                if crate::outbound::dsn::wanted(r.notify, "failed") {
                                     let mut rep = rep.clone();
                                     rep.text = text;
                                     if rep.status.starts_with('4') {
                                         rep.status = "5.4.7".into();
                                     }
-                                    fail_reports.push(remote::rcpt_report(r, "failed", &rep));
+                                    fail_reports.push(bounce::rcpt_report(r, "failed", &rep));
                                 }
                             } else {
-                                let next = remote::next_retry(&self.cfg, r.attempts, now);
+                                let next = schedule::next_retry(&self.cfg, r.attempts, now);
                                 self.log.write(&format!(
                                     "{id} == {addr}{via} {rt} defer {}: {}",
                                     rep.host_field, rep.text
@@ -466,8 +392,8 @@ impl Runner {
                 if r.state == RcptState::Queued && !r.warned {
                     r.warned = true;
                     changed = true;
-                    if crate::delivery::dsn::wanted(r.notify, "delayed") {
-                        let rep = remote::Report {
+                    if crate::outbound::dsn::wanted(r.notify, "delayed") {
+                        let rep = Report {
                             host_field: String::new(),
                             text: r
                                 .detail
@@ -477,7 +403,7 @@ impl Runner {
                             status: "4.4.7".into(),
                             remote: None,
                         };
-                        delay_reports.push(remote::rcpt_report(r, "delayed", &rep));
+                        delay_reports.push(bounce::rcpt_report(r, "delayed", &rep));
                     }
                 }
             }
@@ -487,9 +413,9 @@ impl Runner {
                 continue;
             }
             let content = self.spool.read_data(id).unwrap_or_default();
-            if let Some((mut denv, body)) = remote::dsn_message(&self.cfg, &env, &content, &reports)
+            if let Some((mut denv, body)) = bounce::dsn_message(&self.cfg, &env, &content, &reports)
             {
-                let work = preroute(&self.router, &mut denv.recipients);
+                let work = crate::routing::preroute(&self.router, &mut denv.recipients);
                 let did = denv.id.clone();
                 let size = body.len();
                 match self.spool.commit_message(denv, &body).await {
@@ -559,7 +485,7 @@ impl Runner {
                     }
                 }
                 let sender = env.sender.clone();
-                match maildir::deliver(
+                match crate::local::maildir::deliver(
                     maildir,
                     &self.hostname,
                     &sender,

@@ -1,8 +1,10 @@
 //! The SMTP protocol, free of I/O: addresses, commands, replies, the content
-//! readers and the server session state machine.
+//! readers, the server session state machine and the client conversation.
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod data;
+pub mod header;
 pub mod reply;
 pub mod server;

@@ -3,8 +3,8 @@
 //! holds capability bitmaps for cleartext and after TLS, and when it was
 //! stored. Entries older than the expiry are ignored and deleted.
 
-use super::client::Caps;
 use crate::cache::Cache;
+use crate::smtp::client::Caps;
 use redb::{ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

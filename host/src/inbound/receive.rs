@@ -1,7 +1,7 @@
 //! Accepting a message: the Received: header, the envelope, the durable
 //! spool write, the `<=` log line and the hand-over to the queue.
 
-use super::{ConnView, Shared};
+use super::session::{ConnView, Shared};
 use crate::log::{host_field, printable};
 use crate::smtp::command::Body;
 use crate::smtp::reply::Reply;
@@ -105,7 +105,7 @@ pub async fn accept(
     )>,
 ) -> Result<String, Reply> {
     let cfg = &shared.cfg;
-    let id = super::next_id();
+    let id = super::session::next_id();
     let utf8 = tx.params.smtputf8;
     let (proto, with) = protocol(tx.esmtp, view.tls.is_some(), utf8);
     let now = chrono::Local::now();
@@ -129,11 +129,11 @@ pub async fn accept(
             )
         })
         .collect();
-    let mut local_work = crate::queue::preroute(&shared.router, &mut recipients);
+    let mut local_work = crate::routing::preroute(&shared.router, &mut recipients);
     let mut vars = Vec::new();
     if let Some((plugins, ctx)) = route {
         let host = host_field(Some(&tx.helo), &view.ip.to_string(), view.port);
-        super::hooks::route(
+        crate::plugin::dispatch::session::route(
             plugins,
             &ctx,
             &shared.router,

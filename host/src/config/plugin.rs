@@ -1,6 +1,6 @@
 //! `[[plugin]]` tables of the configuration.
 
-use crate::config::{ByteSize, ConfigError};
+use super::{ByteSize, ConfigError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,16 @@ pub enum OnFailure {
     Continue,
     /// Fail closed: a temporary failure (451 4.3.0).
     Tempfail,
+}
+
+impl std::fmt::Display for OnFailure {
+    /// As the log names the policy: `continue` or `tempfail`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnFailure::Continue => "continue",
+            OnFailure::Tempfail => "tempfail",
+        })
+    }
 }
 
 /// A capability a plugin may be granted.
@@ -107,7 +117,7 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
             });
         }
         for (name, addr) in &p.services {
-            if let Err(e) = super::services::ServiceAddr::parse(addr) {
+            if let Err(e) = ServiceAddr::parse(addr) {
                 return Err(ConfigError {
                     file: file.into(),
                     position: None,
@@ -147,4 +157,34 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
         }
     }
     Ok(())
+}
+/// Where a named service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceAddr {
+    /// A unix socket path.
+    Unix(std::path::PathBuf),
+    /// `host:port`.
+    Tcp(String),
+}
+
+impl ServiceAddr {
+    /// Parse `unix:/path` or `tcp:host:port`.
+    pub fn parse(s: &str) -> Result<ServiceAddr, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(format!("{s:?}: empty socket path"));
+            }
+            return Ok(ServiceAddr::Unix(p.into()));
+        }
+        if let Some(hp) = s.strip_prefix("tcp:") {
+            let ok = hp
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("{s:?}: expected tcp:HOST:PORT"));
+            }
+            return Ok(ServiceAddr::Tcp(hp.to_string()));
+        }
+        Err(format!("{s:?}: expected unix:/path or tcp:HOST:PORT"))
+    }
 }

@@ -1,36 +1,14 @@
-//! Plugin hooks on the delivery side: `on-deliver` before each outgoing
+//! The delivery side of dispatch: `on-deliver` before each outgoing
 //! SMTP transaction (header changes to the copy sent, or stopping the
 //! delivery) and `on-transport` for recipients a route hook handed to a
 //! plugin. A fresh instance per transaction, as in sessions.
 
-use super::remote::{Group, Report, Result1};
+use super::{envelope_context as context, log_failures};
+use crate::outbound::deliver::{Group, Report, Result1};
 use crate::plugin::bindings::mailgate::plugin::types as wit;
-use crate::plugin::config::OnFailure;
 use crate::plugin::{Call, Runtime, SessionPlugins};
 use crate::spool::Envelope;
 use std::sync::Arc;
-
-/// The hook context for a spooled message.
-pub fn context(env: &Envelope) -> wit::Context {
-    wit::Context {
-        client_ip: env.client_ip.clone(),
-        client_port: env.client_port,
-        client_name: None,
-        helo: Some(env.helo.clone()),
-        tls: env.tls.as_ref().map(|t| wit::TlsInfo {
-            version: t.version.clone(),
-            cipher: t.cipher.clone(),
-            resumed: t.resumed,
-            sni: t.sni.clone(),
-        }),
-        auth_user: None,
-        sender: Some(env.sender.clone()),
-        recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
-        message_id: Some(env.id.clone()),
-        vars: env.vars.clone(),
-        checks: vec![],
-    }
-}
 
 fn delivery(env: &Envelope, g: &Group, idxs: &[usize]) -> wit::Delivery {
     wit::Delivery {
@@ -77,18 +55,12 @@ pub async fn deliver(
     let o = sp
         .run(&context(env), Call::Deliver(&d, Arc::clone(&data)))
         .await;
-    for (name, reason, policy) in &o.failures {
-        log.write(&format!(
-            "{} plugin {name} failed at delivery to {}: {reason}; policy {}",
-            env.id,
-            g.domain,
-            if *policy == OnFailure::Tempfail {
-                "tempfail"
-            } else {
-                "continue"
-            }
-        ));
-    }
+    log_failures(
+        log,
+        &env.id,
+        &format!("delivery to {}", g.domain),
+        &o.failures,
+    );
     match o.verdict {
         Some(wit::Verdict::Reject(r)) => {
             return Err(Result1::Failed(report(
@@ -119,7 +91,7 @@ pub async fn deliver(
             wit::Action::AddHeader((n, v)) => add.push_str(&format!("{n}: {v}\r\n")),
             wit::Action::RemoveHeader(n) => {
                 let c = content.get_or_insert_with(|| data.to_vec());
-                crate::session::hooks::remove_header(c, &n);
+                crate::smtp::header::remove_header(c, &n);
             }
             other => tracing::debug!(id = %env.id, ?other, "action ignored at delivery"),
         }

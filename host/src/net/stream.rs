@@ -5,14 +5,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
-/// Plain or encrypted server-side stream.
-pub enum Stream {
+/// Plain or encrypted stream, for either side: `T` is
+/// `tokio_rustls::server::TlsStream` for sessions and
+/// `tokio_rustls::client::TlsStream` for outbound connections.
+pub enum Stream<T> {
     /// Cleartext.
     Plain(TcpStream),
-    /// After STARTTLS or on an implicit-TLS listener.
-    Tls(Box<TlsStream<TcpStream>>),
+    /// After STARTTLS or with implicit TLS.
+    Tls(Box<T>),
     /// Transient state while the TCP stream is being moved into TLS.
     Closed,
 }
@@ -21,7 +22,7 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "stream is being upgraded")
 }
 
-impl AsyncRead for Stream {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -35,7 +36,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

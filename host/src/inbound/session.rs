@@ -2,22 +2,21 @@
 //! over a TCP or TLS stream, applies policy, spools accepted messages and
 //! writes the main log.
 
-pub mod hooks;
-pub mod policy;
-pub mod receive;
-pub mod stream;
-
+use super::{policy, receive};
 use crate::config::{Config, ListenerMode};
 use crate::log::{MainLog, host_field, printable};
+use crate::net::stream;
+use crate::plugin::dispatch::{self, session as hooks};
 use crate::queue::QueueHandle;
-use crate::queue::route::Router;
+use crate::routing::Router;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Check, CloseReason, Session, SessionConfig, Step, Verdict};
 use crate::spool::{Spool, TlsDetails, new_message_id};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stream::Stream;
+
+type Stream = stream::Stream<tokio_rustls::server::TlsStream<TcpStream>>;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -442,14 +441,16 @@ async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Dec
     let mut pending = std::mem::take(&mut conn.pending);
     let host = conn.host();
     let d = {
-        let known = hooks::Known {
-            ip: conn.ip,
-            port: conn.port,
+        let known_vars = vars.clone();
+        let known = dispatch::Facts {
+            client_ip: conn.ip.to_string(),
+            client_port: conn.port,
             helo: conn.helo.as_deref(),
             tls: conn.tls.as_ref(),
             sender: conn.sender.as_deref(),
-            rcpts: &conn.rcpts,
-            vars: &vars.clone(),
+            recipients: conn.rcpts.clone(),
+            message_id: None,
+            vars: &known_vars,
         };
         hooks::run(
             &mut plugins,
@@ -654,14 +655,14 @@ async fn message(
     // The context for the route hooks; its variables are also kept with
     // the message for the delivery hooks.
     let ctx = conn.plugins.is_some().then(|| {
-        let rcpts: Vec<String> = tx.rcpts.iter().map(|r| r.address.to_string()).collect();
-        hooks::context(&hooks::Known {
-            ip: conn.ip,
-            port: conn.port,
+        dispatch::context(&dispatch::Facts {
+            client_ip: conn.ip.to_string(),
+            client_port: conn.port,
             helo: conn.helo.as_deref(),
             tls: conn.tls.as_ref(),
             sender: conn.sender.as_deref(),
-            rcpts: &rcpts,
+            recipients: tx.rcpts.iter().map(|r| r.address.to_string()).collect(),
+            message_id: None,
             vars: &conn.vars,
         })
     });

@@ -1,5 +1,5 @@
-//! Routing: local domains to maildirs (with alias expansion), everything
-//! else to the outbound queue.
+//! The routing tables: local domains to maildirs (with alias expansion),
+//! everything else to the outbound queue.
 
 use crate::config::{Config, ConfigError};
 use std::collections::{BTreeMap, HashSet};
@@ -30,6 +30,17 @@ pub struct Router {
 }
 
 const MAX_DEPTH: usize = 10;
+
+/// Why an address cannot be routed at all (it fails, with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrouteable {
+    /// Aliases nest deeper than ten levels.
+    #[error("alias expansion of {0} is too deep")]
+    TooDeep(String),
+    /// A local domain without such a user (when `local.users` is set).
+    #[error("Unrouteable address {0}: unknown user")]
+    UnknownUser(String),
+}
 
 fn split(addr: &str) -> (&str, &str) {
     match addr.rfind('@') {
@@ -181,7 +192,7 @@ impl Router {
 
     /// Route an address: local mailboxes (after alias expansion) and remote
     /// addresses. An error means the address cannot be routed at all.
-    pub fn route(&self, address: &str) -> Result<Vec<Route>, String> {
+    pub fn route(&self, address: &str) -> Result<Vec<Route>, Unrouteable> {
         let mut out = Vec::new();
         let mut seen = Vec::new();
         self.route_into(address, 0, &mut seen, &mut out)?;
@@ -196,7 +207,7 @@ impl Router {
         depth: usize,
         seen: &mut Vec<String>,
         out: &mut Vec<Route>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unrouteable> {
         let (local, domain) = split(address);
         let (l, d) = (local.to_lowercase(), domain.to_lowercase());
         if !self.is_local(&d) {
@@ -205,7 +216,7 @@ impl Router {
         }
         let key = format!("{l}@{d}");
         if depth > MAX_DEPTH {
-            return Err(format!("alias expansion of {address} is too deep"));
+            return Err(Unrouteable::TooDeep(address.to_string()));
         }
         if !seen.contains(&key)
             && let Some(targets) = self.alias(&l, &d)
@@ -227,7 +238,7 @@ impl Router {
             && !seen.contains(&key)
             && l != "postmaster"
         {
-            return Err(format!("Unrouteable address {address}: unknown user"));
+            return Err(Unrouteable::UnknownUser(address.to_string()));
         }
         out.push(Route::Local {
             maildir: self.maildir_for(&l, &d),

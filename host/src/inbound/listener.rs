@@ -2,7 +2,7 @@
 //! (in total and per client IP) enforced before a session starts.
 
 use crate::config::{Config, ListenerMode};
-use crate::session::{self, ConnInfo, Shared, canonical_ip};
+use crate::inbound::session::{self, ConnInfo, Shared, canonical_ip};
 use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

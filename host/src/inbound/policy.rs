@@ -1,7 +1,7 @@
 //! Policy decisions on HELO, MAIL and RCPT: relay control and local users.
 
 use crate::config::Config;
-use crate::queue::route::Router;
+use crate::routing::Router;
 use crate::smtp::address::Address;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::Verdict;

@@ -1,55 +1,17 @@
-//! Calling plugins from a session: building the context, turning verdicts
-//! into SMTP replies, applying actions to the transaction, logging failures.
+//! The SMTP stages' side of dispatch: running a stage's hook for a
+//! session, turning verdicts into SMTP replies, applying actions to the
+//! transaction, and the route hooks over the recipients to be spooled.
 
+use super::{Facts, context, log_failures};
+use crate::config::plugin::OnFailure;
 use crate::log::MainLog;
 use crate::plugin::bindings::mailgate::plugin::types as wit;
-use crate::plugin::config::OnFailure;
 use crate::plugin::{Call, Outcome, SessionPlugins};
 use crate::smtp::address::Address;
+use crate::smtp::header::remove_header;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Recipient, Transaction};
-use crate::spool::{RcptState, RecipientEntry, TlsDetails};
-use std::net::IpAddr;
-
-/// What the session knows, for the plugin context.
-pub struct Known<'a> {
-    /// Client IP.
-    pub ip: IpAddr,
-    /// Client port.
-    pub port: u16,
-    /// HELO name.
-    pub helo: Option<&'a str>,
-    /// TLS.
-    pub tls: Option<&'a TlsDetails>,
-    /// Sender, once given.
-    pub sender: Option<&'a str>,
-    /// Recipients accepted so far.
-    pub rcpts: &'a [String],
-    /// Variables set so far.
-    pub vars: &'a [(String, String)],
-}
-
-/// The WIT context.
-pub fn context(k: &Known<'_>) -> wit::Context {
-    wit::Context {
-        client_ip: k.ip.to_string(),
-        client_port: k.port,
-        client_name: None,
-        helo: k.helo.map(str::to_string),
-        tls: k.tls.map(|t| wit::TlsInfo {
-            version: t.version.clone(),
-            cipher: t.cipher.clone(),
-            resumed: t.resumed,
-            sni: t.sni.clone(),
-        }),
-        auth_user: None,
-        sender: k.sender.map(str::to_string),
-        recipients: k.rcpts.to_vec(),
-        message_id: None,
-        vars: k.vars.to_vec(),
-        checks: vec![],
-    }
-}
+use crate::spool::{RcptState, RecipientEntry};
 
 fn reply(r: &wit::SmtpReply) -> Reply {
     let enh = r.enhanced.trim();
@@ -85,7 +47,7 @@ pub async fn run(
     plugins: &mut SessionPlugins,
     log: &MainLog,
     host: &str,
-    k: &Known<'_>,
+    k: &Facts<'_>,
     call: Call<'_>,
     vars: &mut Vec<(String, String)>,
     pending: &mut Vec<wit::Action>,
@@ -104,15 +66,7 @@ pub async fn run(
         actions,
         failures,
     } = plugins.run(&ctx, call).await;
-    for (name, reason, policy) in failures {
-        let p = match policy {
-            OnFailure::Continue => "continue",
-            OnFailure::Tempfail => "tempfail",
-        };
-        log.write(&format!(
-            "{host} plugin {name} failed at {stage}: {reason}; policy {p}"
-        ));
-    }
+    log_failures(log, host, stage, &failures);
     for a in actions {
         match a {
             wit::Action::SetVar((k, v)) => {
@@ -152,7 +106,7 @@ pub fn take_redirect(pending: &mut Vec<wit::Action>) -> Option<String> {
 pub async fn route(
     plugins: &mut SessionPlugins,
     ctx: &wit::Context,
-    router: &crate::queue::route::Router,
+    router: &crate::routing::Router,
     rcpts: &mut Vec<RecipientEntry>,
     log: &MainLog,
     host: &str,
@@ -173,20 +127,13 @@ pub async fn route(
             remote,
         };
         let (d, transport, failures) = plugins.route(ctx, &info).await;
-        let mut tempfail = false;
-        for (name, reason, policy) in failures {
-            tempfail |= policy == OnFailure::Tempfail;
-            log.write(&format!(
-                "{host} plugin {name} failed at routing <{}>: {reason}; policy {}",
-                info.recipient,
-                if policy == OnFailure::Tempfail {
-                    "tempfail"
-                } else {
-                    "continue"
-                }
-            ));
-        }
-        if tempfail {
+        log_failures(
+            log,
+            host,
+            &format!("routing <{}>", info.recipient),
+            &failures,
+        );
+        if failures.iter().any(|f| f.2 == OnFailure::Tempfail) {
             return Err(Reply::new(
                 451,
                 "4.3.0",
@@ -214,7 +161,7 @@ pub async fn route(
                     rcpts[i].detail = Some(format!("redirected by a plugin to {a}"));
                     rcpts.push(child);
                     target = rcpts.len() - 1;
-                    crate::queue::preroute_from(router, rcpts, target);
+                    crate::routing::preroute_from(router, rcpts, target);
                 }
                 Err(e) => log.write(&format!(
                     "{host} plugin route of <{}> to {:?} ignored: {e}",
@@ -290,39 +237,5 @@ pub fn apply(
         let mut d = top.into_bytes();
         d.extend_from_slice(&tx.data);
         tx.data = d;
-    }
-}
-
-/// Remove every field `name` (with its continuation lines) from the header.
-pub fn remove_header(data: &mut Vec<u8>, name: &str) {
-    let end = memchr::memmem::find(data, b"\r\n\r\n").map_or(data.len(), |i| i + 2);
-    let mut out = Vec::with_capacity(data.len());
-    let mut skipping = false;
-    let mut pos = 0;
-    while pos < end {
-        let nl = memchr::memchr(b'\n', &data[pos..end]).map_or(end, |i| pos + i + 1);
-        let line = &data[pos..nl];
-        let cont = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
-        if !cont {
-            skipping = line.len() > name.len()
-                && line[name.len()] == b':'
-                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes());
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-        pos = nl;
-    }
-    out.extend_from_slice(&data[end..]);
-    *data = out;
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn header_removal() {
-        let mut d = b"A: 1\r\nX-Spam: yes\r\n\tmore\r\nB: 2\r\n\r\nX-Spam: body\r\n".to_vec();
-        super::remove_header(&mut d, "x-spam");
-        assert_eq!(d, b"A: 1\r\nB: 2\r\n\r\nX-Spam: body\r\n");
     }
 }

@@ -10,114 +10,19 @@
 //! cache, before the transaction's own.
 
 use super::ehlo_cache::{EhloCache, Entry};
-use super::reply::{ReplyParser, ServerReply};
 use super::tls::ClientTls;
 use crate::config::OutboundTls;
-use crate::smtp::command::{Notify, Ret};
+use crate::smtp::client::reply::{ReplyParser, ServerReply};
+use crate::smtp::client::transaction::{
+    Job, check_local, content, mail_command, outcomes as rcpt_outcomes, rcpt_commands,
+};
+use crate::smtp::client::{Caps, Failure, RcptOutcome, Stage};
 use crate::spool::TlsDetails;
-use std::fmt;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-
-/// What a server offers in its EHLO reply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Caps {
-    /// PIPELINING
-    pub pipelining: bool,
-    /// CHUNKING
-    pub chunking: bool,
-    /// SIZE (with the limit, 0 for none given)
-    pub size: Option<u64>,
-    /// 8BITMIME
-    pub eightbit: bool,
-    /// SMTPUTF8
-    pub smtputf8: bool,
-    /// DSN
-    pub dsn: bool,
-    /// STARTTLS
-    pub starttls: bool,
-    /// PIPECONNECT (or the older X_PIPE_CONNECT / PIPE_CONNECT)
-    pub pipe_connect: bool,
-    /// ENHANCEDSTATUSCODES
-    pub enhanced: bool,
-}
-
-impl Caps {
-    /// From an EHLO reply (the first line is the greeting).
-    pub fn parse(r: &ServerReply) -> Caps {
-        let mut c = Caps::default();
-        for line in r.lines.iter().skip(1) {
-            let mut w = line.split_ascii_whitespace();
-            let kw = w.next().unwrap_or("").to_ascii_uppercase();
-            match kw.as_str() {
-                "PIPELINING" => c.pipelining = true,
-                "CHUNKING" => c.chunking = true,
-                "SIZE" => c.size = Some(w.next().and_then(|v| v.parse().ok()).unwrap_or(0)),
-                "8BITMIME" => c.eightbit = true,
-                "SMTPUTF8" => c.smtputf8 = true,
-                "DSN" => c.dsn = true,
-                "STARTTLS" => c.starttls = true,
-                "PIPECONNECT" | "X_PIPE_CONNECT" | "PIPE_CONNECT" => c.pipe_connect = true,
-                "ENHANCEDSTATUSCODES" => c.enhanced = true,
-                _ => {}
-            }
-        }
-        c
-    }
-
-    /// As a bitmap for the cache (SIZE only as present/absent).
-    pub fn bits(&self) -> u16 {
-        [
-            self.pipelining,
-            self.chunking,
-            self.size.is_some(),
-            self.eightbit,
-            self.smtputf8,
-            self.dsn,
-            self.starttls,
-            self.pipe_connect,
-            self.enhanced,
-        ]
-        .iter()
-        .enumerate()
-        .fold(0, |acc, (i, &b)| acc | (u16::from(b) << i))
-    }
-
-    /// From a cache bitmap.
-    pub fn from_bits(b: u16) -> Caps {
-        let f = |i: u16| b & (1 << i) != 0;
-        Caps {
-            pipelining: f(0),
-            chunking: f(1),
-            size: f(2).then_some(0),
-            eightbit: f(3),
-            smtputf8: f(4),
-            dsn: f(5),
-            starttls: f(6),
-            pipe_connect: f(7),
-            enhanced: f(8),
-        }
-    }
-
-    /// The capabilities that shape the commands of a transaction (what
-    /// early pipelining took from the cache before the server spoke).
-    fn transaction_bits(&self) -> u16 {
-        const SHAPING: u16 = 0b11_1111; // pipelining ..= dsn
-        self.bits() & SHAPING
-    }
-
-    /// Usable for early pipelining: the server offers PIPECONNECT and
-    /// PIPELINING.
-    fn early(&self) -> bool {
-        self.pipe_connect && self.pipelining
-    }
-}
 
 /// Replies early pipelining still owes: the EHLO line goes out with the
 /// first transaction, and the banner's and EHLO's replies are read (and
@@ -142,130 +47,6 @@ impl Pending {
     }
 }
 
-/// Where in the conversation something went wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stage {
-    /// TCP connect or TLS-on-connect handshake.
-    Connect,
-    /// The banner.
-    Greeting,
-    /// EHLO/HELO.
-    Ehlo,
-    /// STARTTLS or its handshake.
-    StartTls,
-    /// MAIL FROM.
-    Mail(String),
-    /// RCPT TO.
-    Rcpt(String),
-    /// DATA.
-    Data,
-    /// After the content (final dot or last BDAT).
-    Content,
-    /// Before the transaction: our own policy (size, SMTPUTF8).
-    Local,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Stage::Connect => f.write_str("while connecting"),
-            Stage::Greeting => f.write_str("in the greeting"),
-            Stage::Ehlo => f.write_str("after EHLO"),
-            Stage::StartTls => f.write_str("after STARTTLS"),
-            Stage::Mail(a) => write!(f, "after MAIL FROM:<{a}>"),
-            Stage::Rcpt(a) => write!(f, "after RCPT TO:<{a}>"),
-            Stage::Data => f.write_str("after DATA"),
-            Stage::Content => f.write_str("after end of data"),
-            Stage::Local => f.write_str("before sending"),
-        }
-    }
-}
-
-/// A failure that applies to every recipient of the attempt.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    /// Where.
-    pub stage: Stage,
-    /// The server's reply, when there was one.
-    pub reply: Option<ServerReply>,
-    /// Human text for logs and DSNs.
-    pub text: String,
-    /// True for a 5xx or a condition that will never change.
-    pub permanent: bool,
-}
-
-impl Failure {
-    fn io(stage: Stage, e: impl fmt::Display) -> Failure {
-        Failure {
-            text: format!("{e} {stage}"),
-            stage,
-            reply: None,
-            permanent: false,
-        }
-    }
-
-    fn reply(stage: Stage, r: ServerReply) -> Failure {
-        Failure {
-            text: format!(
-                "SMTP error from remote mail server {stage}: {}",
-                r.one_line()
-            ),
-            permanent: r.is_permanent(),
-            stage,
-            reply: Some(r),
-        }
-    }
-
-    /// A failure decided locally.
-    pub fn local(text: String, permanent: bool) -> Failure {
-        Failure {
-            stage: Stage::Local,
-            reply: None,
-            text,
-            permanent,
-        }
-    }
-}
-
-/// One recipient of a job.
-#[derive(Debug, Clone)]
-pub struct JobRcpt {
-    /// Address.
-    pub address: String,
-    /// DSN NOTIFY to pass on.
-    pub notify: Option<Notify>,
-    /// DSN ORCPT to pass on.
-    pub orcpt: Option<String>,
-}
-
-/// A message to send.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// Envelope sender ("" for <>).
-    pub sender: String,
-    /// Recipients.
-    pub rcpts: Vec<JobRcpt>,
-    /// Content (CRLF, not dot-stuffed).
-    pub data: Arc<Vec<u8>>,
-    /// BODY=8BITMIME.
-    pub eightbit: bool,
-    /// Needs SMTPUTF8.
-    pub smtputf8: bool,
-    /// DSN RET.
-    pub ret: Option<Ret>,
-    /// DSN ENVID.
-    pub envid: Option<String>,
-}
-
-/// Outcome for one recipient of a transaction that got through MAIL.
-#[derive(Debug, Clone)]
-pub enum RcptOutcome {
-    /// Accepted: the final reply.
-    Delivered(ServerReply),
-    /// Refused at RCPT or after the data; with the failure.
-    Refused(Failure),
-}
-
 /// Settings shared by all connections.
 pub struct ClientSettings {
     /// EHLO name.
@@ -286,53 +67,7 @@ pub struct ClientSettings {
     pub fast_open: bool,
 }
 
-enum CStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Gone,
-}
-
-impl AsyncRead for CStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            CStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            CStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            CStream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl AsyncWrite for CStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            CStream::Plain(s) => Pin::new(s).poll_write(cx, b),
-            CStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
-            CStream::Gone => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            CStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            CStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            CStream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            CStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            CStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            CStream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
+type CStream = crate::net::stream::Stream<TlsStream<TcpStream>>;
 
 /// An open connection, ready for MAIL.
 pub struct Connection {
@@ -414,7 +149,7 @@ impl Connection {
     }
 
     /// Connect; with `fast_open` the connect returns at once and the SYN
-    /// leaves with the first write (see [`crate::fast_open::connect`]).
+    /// leaves with the first write (see [`crate::net::fast_open::connect`]).
     async fn tcp(
         addr: SocketAddr,
         s: &ClientSettings,
@@ -427,7 +162,7 @@ impl Connection {
         }
         .map_err(|e| Failure::io(Stage::Connect, e))?;
         let _ = sock.set_nodelay(true);
-        if fast_open && let Err(e) = crate::fast_open::connect(&sock) {
+        if fast_open && let Err(e) = crate::net::fast_open::connect(&sock) {
             tracing::debug!(%addr, error = %e, "TCP Fast Open unavailable");
         }
         match tokio::time::timeout(s.connect_timeout, sock.connect(addr)).await {
@@ -438,7 +173,7 @@ impl Connection {
     }
 
     async fn handshake(&mut self, s: &ClientSettings, stage: Stage) -> Result<(), Failure> {
-        let CStream::Plain(tcp) = std::mem::replace(&mut self.stream, CStream::Gone) else {
+        let CStream::Plain(tcp) = std::mem::replace(&mut self.stream, CStream::Closed) else {
             return Err(Failure::io(stage, "TLS already active"));
         };
         let cfg = s.tls.config_for(self.addr, &self.host);
@@ -716,60 +451,9 @@ impl Connection {
     /// one outcome per recipient, in order.
     pub async fn send(&mut self, job: &Job) -> Result<Vec<RcptOutcome>, Failure> {
         let caps = self.caps;
-        if job.smtputf8 && !caps.smtputf8 {
-            return Err(Failure::local(
-                "the message needs SMTPUTF8 and the server does not offer it".into(),
-                true,
-            ));
-        }
-        if let Some(max) = caps.size.filter(|&m| m > 0)
-            && job.data.len() as u64 > max
-        {
-            return Err(Failure::local(
-                format!(
-                    "message of {} octets is larger than the server's SIZE limit {max}",
-                    job.data.len()
-                ),
-                true,
-            ));
-        }
-        let mut mail = format!("MAIL FROM:<{}>", job.sender);
-        if caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", job.data.len()));
-        }
-        if job.eightbit && caps.eightbit {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if job.smtputf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        if caps.dsn {
-            if let Some(r) = job.ret {
-                mail.push_str(match r {
-                    Ret::Full => " RET=FULL",
-                    Ret::Hdrs => " RET=HDRS",
-                });
-            }
-            if let Some(e) = &job.envid {
-                mail.push_str(&format!(" ENVID={e}"));
-            }
-        }
-        let rcpt_lines: Vec<String> = job
-            .rcpts
-            .iter()
-            .map(|r| {
-                let mut l = format!("RCPT TO:<{}>", r.address);
-                if caps.dsn {
-                    if let Some(n) = r.notify {
-                        l.push_str(&format!(" NOTIFY={}", n.to_param()));
-                    }
-                    if let Some(o) = &r.orcpt {
-                        l.push_str(&format!(" ORCPT={o}"));
-                    }
-                }
-                l
-            })
-            .collect();
+        check_local(job, &caps)?;
+        let mail = mail_command(job, &caps);
+        let rcpt_lines = rcpt_commands(job, &caps);
         let mail_stage = Stage::Mail(job.sender.clone());
         let result = if caps.pipelining {
             self.send_pipelined(job, &mail, &rcpt_lines, &mail_stage)
@@ -793,16 +477,6 @@ impl Connection {
         result
     }
 
-    fn content(&self, job: &Job) -> (Vec<u8>, bool) {
-        if self.caps.chunking {
-            let mut v = format!("BDAT {} LAST\r\n", job.data.len()).into_bytes();
-            v.extend_from_slice(&job.data);
-            (v, true)
-        } else {
-            (dot_stuff(&job.data), false)
-        }
-    }
-
     async fn send_pipelined(
         &mut self,
         job: &Job,
@@ -810,7 +484,7 @@ impl Connection {
         rcpts: &[String],
         mail_stage: &Stage,
     ) -> Result<Vec<RcptOutcome>, Failure> {
-        let (content, bdat) = self.content(job);
+        let (content, bdat) = content(job, &self.caps);
         let pending = self.pending.take();
         let mut out = match pending {
             Some(_) => format!("EHLO {}\r\n{mail}\r\n", self.helo),
@@ -890,7 +564,7 @@ impl Connection {
         } else {
             data_r
         };
-        Ok(self.outcomes(job, outcomes, final_r, bdat))
+        Ok(rcpt_outcomes(job, outcomes, final_r, bdat))
     }
 
     async fn send_lockstep(
@@ -910,7 +584,7 @@ impl Connection {
             outcomes.push((i, rr));
         }
         if !outcomes.iter().any(|(_, r)| r.is_ok()) {
-            return Ok(self.outcomes(
+            return Ok(rcpt_outcomes(
                 job,
                 outcomes,
                 ServerReply {
@@ -920,7 +594,7 @@ impl Connection {
                 false,
             ));
         }
-        let (content, bdat) = self.content(job);
+        let (content, bdat) = content(job, &self.caps);
         let final_r = if bdat {
             self.write(&content, &Stage::Content).await?;
             self.read_reply(&Stage::Content, self.data_timeout).await?
@@ -932,35 +606,7 @@ impl Connection {
             self.write(&content, &Stage::Content).await?;
             self.read_reply(&Stage::Content, self.data_timeout).await?
         };
-        Ok(self.outcomes(job, outcomes, final_r, bdat))
-    }
-
-    fn outcomes(
-        &self,
-        job: &Job,
-        rcpt: Vec<(usize, ServerReply)>,
-        final_r: ServerReply,
-        bdat: bool,
-    ) -> Vec<RcptOutcome> {
-        let final_stage = if bdat || final_r.code != 354 {
-            Stage::Content
-        } else {
-            Stage::Data
-        };
-        rcpt.into_iter()
-            .map(|(i, r)| {
-                if !r.is_ok() {
-                    RcptOutcome::Refused(Failure::reply(
-                        Stage::Rcpt(job.rcpts[i].address.clone()),
-                        r,
-                    ))
-                } else if final_r.is_ok() {
-                    RcptOutcome::Delivered(final_r.clone())
-                } else {
-                    RcptOutcome::Refused(Failure::reply(final_stage.clone(), final_r.clone()))
-                }
-            })
-            .collect()
+        Ok(rcpt_outcomes(job, outcomes, final_r, bdat))
     }
 
     /// Say QUIT (without waiting long for the answer) and close.
@@ -979,59 +625,4 @@ enum Retry {
     No(Failure),
     WithoutEarlyPipe(Failure),
     InClear(Failure),
-}
-
-/// Dot-stuff content for DATA and append the terminator.
-pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in data {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !data.is_empty() && !data.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caps_and_bits() {
-        let r = ServerReply {
-            code: 250,
-            lines: [
-                "mx hi",
-                "PIPELINING",
-                "SIZE 1000",
-                "X_PIPE_CONNECT",
-                "STARTTLS",
-                "CHUNKING",
-                "DSN",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        };
-        let c = Caps::parse(&r);
-        assert!(c.pipelining && c.pipe_connect && c.starttls && c.chunking && c.dsn);
-        assert_eq!(c.size, Some(1000));
-        assert!(!c.smtputf8);
-        let back = Caps::from_bits(c.bits());
-        assert_eq!(back.bits(), c.bits());
-    }
-
-    #[test]
-    fn stuffing() {
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n..\r\n"), b"a\r\n..b\r\n...\r\n.\r\n");
-        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
-        assert_eq!(dot_stuff(b""), b".\r\n");
-    }
 }

@@ -3,44 +3,13 @@
 //! and to nothing else. Every read, write and connect is bounded by the
 //! plugin's time budget, since a host call does not see epoch interrupts.
 
-use super::State;
-use super::bindings::mailgate::plugin::services::{Host, HostConnection};
-use super::bindings::mailgate::plugin::types::CapError;
-use super::config::Capability;
+use crate::config::plugin::{Capability, ServiceAddr};
+use crate::plugin::State;
+use crate::plugin::bindings::mailgate::plugin::services::{Host, HostConnection};
+use crate::plugin::bindings::mailgate::plugin::types::CapError;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmtime::component::Resource;
-
-/// Where a named service listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceAddr {
-    /// A unix socket path.
-    Unix(std::path::PathBuf),
-    /// `host:port`.
-    Tcp(String),
-}
-
-impl ServiceAddr {
-    /// Parse `unix:/path` or `tcp:host:port`.
-    pub fn parse(s: &str) -> Result<ServiceAddr, String> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err(format!("{s:?}: empty socket path"));
-            }
-            return Ok(ServiceAddr::Unix(p.into()));
-        }
-        if let Some(hp) = s.strip_prefix("tcp:") {
-            let ok = hp
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
-                return Err(format!("{s:?}: expected tcp:HOST:PORT"));
-            }
-            return Ok(ServiceAddr::Tcp(hp.to_string()));
-        }
-        Err(format!("{s:?}: expected unix:/path or tcp:HOST:PORT"))
-    }
-}
 
 /// An open service connection (the `connection` resource).
 pub enum ServiceConn {

@@ -4,14 +4,13 @@
 //! failed (a DSN to the sender).
 
 use crate::config::Config;
-use crate::delivery::client::{
-    ClientSettings, Connection, Failure, Job, JobRcpt, RcptOutcome, Stage,
-};
-use crate::delivery::dsn::{self, RcptReport};
-use crate::delivery::hop::{Dns, RouteError};
+use crate::dns::Dns;
 use crate::log::MainLog;
-use crate::spool::{Envelope, RcptState, RecipientEntry};
-use std::collections::{BTreeMap, HashMap};
+use crate::outbound::client::{ClientSettings, Connection};
+use crate::outbound::hop::RouteError;
+use crate::smtp::client::{Failure, Job, JobRcpt, RcptOutcome, Stage};
+use crate::spool::Envelope;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Shared outbound state.
 pub struct Outbound {
     cfg: Arc<Config>,
-    hints: crate::delivery::retry::RetryHints,
+    hints: crate::outbound::retry::RetryHints,
     settings: ClientSettings,
     dns: Dns,
     pool: Mutex<HashMap<SocketAddr, Vec<(Connection, Instant)>>>,
@@ -100,7 +99,7 @@ impl Outbound {
             cfg.outbound.dnssec_trust_anchors.as_deref(),
         )?;
         Ok(Outbound {
-            hints: crate::delivery::retry::RetryHints::new(
+            hints: crate::outbound::retry::RetryHints::new(
                 cache,
                 cfg.outbound.retry_min.0,
                 cfg.outbound.retry_max.0,
@@ -192,7 +191,7 @@ impl Outbound {
         log: &MainLog,
     ) -> Vec<(usize, Result1)> {
         let all = |r: Result1| rcpts.iter().map(|&i| (i, r.clone())).collect::<Vec<_>>();
-        let route = match self.dns.route(&self.cfg, domain).await {
+        let route = match super::hop::route(&self.dns, &self.cfg, domain).await {
             Ok(r) => r,
             Err(RouteError::Temporary(t)) => {
                 return all(Result1::Deferred(Report {
@@ -372,15 +371,6 @@ impl Outbound {
     }
 }
 
-/// The next retry time after `attempts` attempts.
-pub fn next_retry(cfg: &Config, attempts: u32, now: i64) -> i64 {
-    let min = cfg.outbound.retry_min.0.max(1);
-    let max = cfg.outbound.retry_max.0.max(min);
-    let shift = attempts.saturating_sub(1).min(30);
-    let delay = min.saturating_mul(1u64 << shift).min(max);
-    now + delay as i64
-}
-
 /// One outgoing transaction's worth of due recipients.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Group {
@@ -390,77 +380,6 @@ pub struct Group {
     pub domain: String,
     /// The envelope sender for this transaction.
     pub sender: String,
-}
-
-/// Group due queued recipients by transport, domain and envelope sender
-/// (a route hook may have given some recipients their own sender).
-pub fn due_groups(env: &Envelope, now: i64) -> BTreeMap<Group, Vec<usize>> {
-    let mut m: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
-    for (i, r) in env.recipients.iter().enumerate() {
-        if r.state == RcptState::Queued && r.next_attempt.is_none_or(|t| t <= now) {
-            let g = Group {
-                transport: r.transport.clone(),
-                domain: r
-                    .address
-                    .rsplit_once('@')
-                    .map_or("", |x| x.1)
-                    .to_lowercase(),
-                sender: r.sender.clone().unwrap_or_else(|| env.sender.clone()),
-            };
-            m.entry(g).or_default().push(i);
-        }
-    }
-    m
-}
-
-/// Build the DSN report entry for a recipient.
-pub fn rcpt_report(r: &RecipientEntry, action: &'static str, rep: &Report) -> RcptReport {
-    RcptReport {
-        address: r.address.clone(),
-        orcpt: r.orcpt.clone(),
-        action,
-        status: rep.status.clone(),
-        remote_host: rep.remote.as_ref().map(|x| x.0.clone()),
-        remote_addr: rep.remote.as_ref().map(|x| x.1.clone()),
-        greeting: rep.remote.as_ref().map(|x| x.2.clone()),
-        helo_response: rep.remote.as_ref().map(|x| x.3.clone()),
-        diagnostic_code: rep.reply.clone(),
-        diagnostic: rep.text.clone(),
-    }
-}
-
-/// Build a DSN message for `env`; `None` for the null sender.
-pub fn dsn_message(
-    cfg: &Config,
-    env: &Envelope,
-    content: &[u8],
-    reports: &[RcptReport],
-) -> Option<(Envelope, Vec<u8>)> {
-    if env.sender.is_empty() || reports.is_empty() {
-        return None;
-    }
-    let id = crate::spool::new_message_id();
-    let now = chrono::Local::now();
-    let body = dsn::build(&cfg.server.hostname, env, content, reports, &id, now);
-    let mut rcpts = vec![RecipientEntry::new(env.sender.clone(), None, None)];
-    let env2 = Envelope {
-        id,
-        received_at: now.timestamp(),
-        sender: String::new(),
-        helo: cfg.server.hostname.clone(),
-        client_ip: "127.0.0.1".into(),
-        client_port: 0,
-        protocol: "local".into(),
-        tls: None,
-        body_8bitmime: true,
-        smtputf8: env.smtputf8,
-        ret: None,
-        envid: None,
-        size: body.len() as u64,
-        recipients: std::mem::take(&mut rcpts),
-        vars: vec![],
-    };
-    Some((env2, body))
 }
 
 /// The log line for a host that failed before a transaction started.

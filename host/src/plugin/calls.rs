@@ -1,0 +1,341 @@
+//! Calling hooks: the plugins of one session in config order, a fresh
+//! instance per transaction, answers validated, failures counted and
+//! given their plugin's failure policy.
+
+use super::bindings::mailgate::plugin::types::{self as wit, Hook};
+use super::engine::{Loaded, Runtime};
+use super::host::message::MessageData;
+use super::instance::Instance;
+use crate::config::plugin::OnFailure;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use wasmtime::component::Resource;
+
+/// The outcome of running a hook through every plugin that has it.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The deciding verdict (`None`: everyone said continue).
+    pub verdict: Option<wit::Verdict>,
+    /// Actions collected, in plugin order.
+    pub actions: Vec<wit::Action>,
+    /// Failures, for the log: (plugin, reason, policy).
+    pub failures: Vec<(String, String, OnFailure)>,
+}
+
+/// Which hook to call, with its arguments.
+pub enum Call<'a> {
+    /// on-connect
+    Connect,
+    /// on-helo
+    Helo,
+    /// on-mail-from
+    MailFrom,
+    /// on-rcpt-to
+    RcptTo(&'a str),
+    /// on-data
+    Data(Arc<Vec<u8>>),
+    /// on-deliver: the transaction and the message as it will be sent.
+    Deliver(&'a wit::Delivery, Arc<Vec<u8>>),
+}
+
+impl Call<'_> {
+    fn hook(&self) -> Hook {
+        match self {
+            Call::Connect => Hook::Connect,
+            Call::Helo => Hook::Helo,
+            Call::MailFrom => Hook::MailFrom,
+            Call::RcptTo(_) => Hook::RcptTo,
+            Call::Data(_) => Hook::Data,
+            Call::Deliver(..) => Hook::Deliver,
+        }
+    }
+}
+
+/// The plugins of one session: the set it started with, and one instance
+/// per plugin for the current transaction.
+pub struct SessionPlugins {
+    rt: Arc<Runtime>,
+    set: Arc<Vec<Arc<Loaded>>>,
+    instances: Vec<Option<Instance>>,
+}
+
+impl SessionPlugins {
+    /// Snapshot the current set.
+    pub fn new(rt: Arc<Runtime>) -> SessionPlugins {
+        let set = rt.current();
+        let n = set.len();
+        SessionPlugins {
+            rt,
+            set,
+            instances: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// True when no plugin is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// End of a transaction: the next call gets fresh instances.
+    pub fn reset(&mut self) {
+        for i in self.instances.iter_mut() {
+            *i = None;
+        }
+    }
+
+    /// Run a hook through the plugins in config order.
+    pub async fn run(&mut self, ctx: &wit::Context, call: Call<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let hook = call.hook();
+        let set = Arc::clone(&self.set);
+        for (i, p) in set.iter().enumerate() {
+            if !p.hooks.contains(&hook) {
+                continue;
+            }
+            p.calls.fetch_add(1, Ordering::Relaxed);
+            let res = self.call_one(i, ctx, &call).await;
+            match res {
+                Ok(resp) => {
+                    out.actions.extend(resp.actions);
+                    match resp.verdict {
+                        wit::Verdict::Continue => {}
+                        v => {
+                            out.verdict = Some(v);
+                            break;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    // A failed instance may be poisoned: dropped.
+                    self.failed(i);
+                    out.failures
+                        .push((p.cfg.name.clone(), reason, p.cfg.on_failure));
+                    if p.cfg.on_failure == OnFailure::Tempfail {
+                        out.verdict = Some(wit::Verdict::Defer(wit::SmtpReply {
+                            code: 451,
+                            enhanced: "4.3.0".into(),
+                            text: "Temporary local problem; try again later".into(),
+                        }));
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// True when some plugin of the set implements `hook`.
+    pub fn has_hook(&self, hook: Hook) -> bool {
+        self.set.iter().any(|p| p.hooks.contains(&hook))
+    }
+
+    async fn instance(&mut self, i: usize) -> Result<&mut Instance, String> {
+        if self.instances[i].is_none() {
+            let p = Arc::clone(&self.set[i]);
+            self.instances[i] = Some(Instance::new(&self.rt, p).await?);
+        }
+        let inst = self.instances[i].as_mut().expect("instance just created");
+        inst.reset_budget();
+        Ok(inst)
+    }
+
+    /// Count a failure of plugin `i` and drop its (maybe poisoned) instance.
+    fn failed(&mut self, i: usize) {
+        self.set[i].failures.fetch_add(1, Ordering::Relaxed);
+        self.instances[i] = None;
+    }
+
+    /// Run the route hook of every plugin that has it, in config order,
+    /// each seeing the decision of the one before. Returns the final
+    /// decision, the plugin that asked to be the transport (if any), and
+    /// failures as in [`Outcome`].
+    pub async fn route(
+        &mut self,
+        ctx: &wit::Context,
+        info: &wit::RouteInfo,
+    ) -> (
+        wit::RouteDecision,
+        Option<String>,
+        Vec<(String, String, OnFailure)>,
+    ) {
+        let mut info = info.clone();
+        let mut sender = None;
+        let mut transport = None;
+        let mut failures = Vec::new();
+        let set = Arc::clone(&self.set);
+        for (i, p) in set.iter().enumerate() {
+            if !p.hooks.contains(&Hook::Route) {
+                continue;
+            }
+            p.calls.fetch_add(1, Ordering::Relaxed);
+            let r = match self.instance(i).await {
+                Ok(inst) => inst
+                    .bindings
+                    .mailgate_plugin_plugin()
+                    .call_on_route(&mut inst.store, ctx, &info)
+                    .await
+                    .map_err(describe_error),
+                Err(e) => Err(e),
+            };
+            let r = r.and_then(|d| {
+                if d.recipient.is_empty()
+                    || d.recipient.contains(['\r', '\n', '<', '>'])
+                    || d.sender
+                        .as_ref()
+                        .is_some_and(|s| s.contains(['\r', '\n', '<', '>']))
+                {
+                    Err("malformed answer: bad address in route decision".to_string())
+                } else {
+                    Ok(d)
+                }
+            });
+            match r {
+                Ok(d) => {
+                    info.recipient = d.recipient;
+                    if d.sender.is_some() {
+                        sender = d.sender;
+                    }
+                    if d.transport && transport.is_none() {
+                        transport = Some(p.cfg.name.clone());
+                    }
+                }
+                Err(reason) => {
+                    self.failed(i);
+                    failures.push((p.cfg.name.clone(), reason, p.cfg.on_failure));
+                }
+            }
+        }
+        (
+            wit::RouteDecision {
+                recipient: info.recipient,
+                sender,
+                transport: transport.is_some(),
+            },
+            transport,
+            failures,
+        )
+    }
+
+    /// Hand a delivery to the transport hook of plugin `name`.
+    pub async fn transport(
+        &mut self,
+        name: &str,
+        ctx: &wit::Context,
+        d: &wit::Delivery,
+        data: Arc<Vec<u8>>,
+    ) -> Result<wit::TransportResult, String> {
+        let Some(i) = self.set.iter().position(|p| p.cfg.name == name) else {
+            return Err(format!("plugin {name} is not loaded"));
+        };
+        if !self.set[i].hooks.contains(&Hook::Transport) {
+            return Err(format!("plugin {name} has no transport hook"));
+        }
+        self.set[i].calls.fetch_add(1, Ordering::Relaxed);
+        let r = async {
+            let inst = self.instance(i).await?;
+            let res = inst
+                .store
+                .data_mut()
+                .table
+                .push(MessageData::new(data))
+                .map_err(|e| e.to_string())?;
+            let borrowed = Resource::<MessageData>::new_borrow(res.rep());
+            let r = inst
+                .bindings
+                .mailgate_plugin_plugin()
+                .call_on_transport(&mut inst.store, ctx, d, borrowed)
+                .await;
+            let _ = inst.store.data_mut().table.delete(res);
+            r.map_err(describe_error)
+        }
+        .await;
+        if r.is_err() {
+            self.failed(i);
+        }
+        r
+    }
+
+    async fn call_one(
+        &mut self,
+        i: usize,
+        ctx: &wit::Context,
+        call: &Call<'_>,
+    ) -> Result<wit::Response, String> {
+        let inst = self.instance(i).await?;
+        let api = inst.bindings.mailgate_plugin_plugin();
+        let r = match call {
+            Call::Connect => api.call_on_connect(&mut inst.store, ctx).await,
+            Call::Helo => api.call_on_helo(&mut inst.store, ctx).await,
+            Call::MailFrom => api.call_on_mail_from(&mut inst.store, ctx).await,
+            Call::RcptTo(r) => api.call_on_rcpt_to(&mut inst.store, ctx, r).await,
+            Call::Data(d) | Call::Deliver(_, d) => {
+                let res = inst
+                    .store
+                    .data_mut()
+                    .table
+                    .push(MessageData::new(Arc::clone(d)))
+                    .map_err(|e| e.to_string())?;
+                let borrowed = Resource::<MessageData>::new_borrow(res.rep());
+                let r = match call {
+                    Call::Deliver(del, _) => {
+                        api.call_on_deliver(&mut inst.store, ctx, del, borrowed)
+                            .await
+                    }
+                    _ => api.call_on_data(&mut inst.store, ctx, borrowed).await,
+                };
+                let _ = inst.store.data_mut().table.delete(res);
+                r
+            }
+        };
+        let resp = r.map_err(describe_error)?;
+        validate(&resp)?;
+        Ok(resp)
+    }
+}
+
+pub(super) fn describe_error(e: wasmtime::Error) -> String {
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        return match t {
+            wasmtime::Trap::Interrupt => "time budget exceeded".into(),
+            wasmtime::Trap::OutOfFuel => "fuel budget exceeded".into(),
+            other => format!("trap: {other}"),
+        };
+    }
+    let s = format!("{e:#}");
+    if s.contains("forcing trap when growing memory") {
+        "memory budget exceeded".into()
+    } else {
+        s.lines().next().unwrap_or("failure").to_string()
+    }
+}
+
+/// Refuse malformed answers: bad reply codes, header injection.
+pub(super) fn validate(r: &wit::Response) -> Result<(), String> {
+    let check_reply = |rep: &wit::SmtpReply, lo: u16, hi: u16| {
+        if !(lo..=hi).contains(&rep.code) {
+            return Err(format!(
+                "malformed answer: reply code {} out of range",
+                rep.code
+            ));
+        }
+        if rep.text.contains(['\r', '\n']) || rep.enhanced.contains(['\r', '\n']) {
+            return Err("malformed answer: line break in reply text".into());
+        }
+        Ok(())
+    };
+    match &r.verdict {
+        wit::Verdict::Reject(rep) => check_reply(rep, 500, 599)?,
+        wit::Verdict::Defer(rep) => check_reply(rep, 400, 499)?,
+        _ => {}
+    }
+    for a in &r.actions {
+        if let wit::Action::AddHeader((name, value)) = a {
+            let bad_name =
+                name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+            if bad_name || value.contains(['\r', '\n']) {
+                return Err(format!("malformed answer: bad header {name:?}"));
+            }
+        }
+    }
+    Ok(())
+}

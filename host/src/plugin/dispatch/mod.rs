@@ -1,0 +1,112 @@
+//! Dispatch: the one adapter between the mail flow and the plugins. It
+//! builds the hook [`wit::Context`] from what a stage knows, runs the hooks,
+//! logs failures with their policy, and turns verdicts and actions back
+//! into what the stage does: SMTP replies and transaction changes for
+//! sessions ([`session`]), header changes or outcomes for deliveries
+//! ([`delivery`]).
+
+pub mod delivery;
+pub mod session;
+
+use crate::config::plugin::OnFailure;
+use crate::log::MainLog;
+use crate::plugin::bindings::mailgate::plugin::types as wit;
+use crate::spool::{Envelope, TlsDetails};
+
+/// What a stage knows about the message and its client, for the context.
+pub struct Facts<'a> {
+    /// Client IP address, as text.
+    pub client_ip: String,
+    /// Client port.
+    pub client_port: u16,
+    /// HELO name, once given.
+    pub helo: Option<&'a str>,
+    /// TLS of the inbound connection.
+    pub tls: Option<&'a TlsDetails>,
+    /// Envelope sender, once given ("" for <>).
+    pub sender: Option<&'a str>,
+    /// Recipients accepted so far.
+    pub recipients: Vec<String>,
+    /// The queue id, once the message has one.
+    pub message_id: Option<&'a str>,
+    /// Variables set by earlier hooks.
+    pub vars: &'a [(String, String)],
+}
+
+/// The hook context for `f`.
+pub fn context(f: &Facts<'_>) -> wit::Context {
+    wit::Context {
+        client_ip: f.client_ip.clone(),
+        client_port: f.client_port,
+        client_name: None,
+        helo: f.helo.map(str::to_string),
+        tls: f.tls.map(|t| wit::TlsInfo {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+            resumed: t.resumed,
+            sni: t.sni.clone(),
+        }),
+        auth_user: None,
+        sender: f.sender.map(str::to_string),
+        recipients: f.recipients.clone(),
+        message_id: f.message_id.map(str::to_string),
+        vars: f.vars.to_vec(),
+        checks: vec![],
+    }
+}
+
+/// The hook context for a spooled message (delivery-time hooks).
+pub fn envelope_context(env: &Envelope) -> wit::Context {
+    context(&Facts {
+        client_ip: env.client_ip.clone(),
+        client_port: env.client_port,
+        helo: Some(&env.helo),
+        tls: env.tls.as_ref(),
+        sender: Some(&env.sender),
+        recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
+        message_id: Some(&env.id),
+        vars: &env.vars,
+    })
+}
+
+/// Log each plugin failure of a hook run: `{who} plugin {name} failed at
+/// {stage}: {reason}; policy {policy}`, `who` being the client host or the
+/// message id.
+pub fn log_failures(
+    log: &MainLog,
+    who: &str,
+    stage: &str,
+    failures: &[(String, String, OnFailure)],
+) {
+    for (name, reason, policy) in failures {
+        log.write(&format!(
+            "{who} plugin {name} failed at {stage}: {reason}; policy {policy}"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_carries_what_the_stage_knows() {
+        let vars = vec![("k".to_string(), "v".to_string())];
+        let c = context(&Facts {
+            client_ip: "192.0.2.7".into(),
+            client_port: 4000,
+            helo: Some("c.test"),
+            tls: None,
+            sender: Some(""),
+            recipients: vec!["a@b.test".into()],
+            message_id: None,
+            vars: &vars,
+        });
+        assert_eq!(c.client_ip, "192.0.2.7");
+        assert_eq!(c.helo.as_deref(), Some("c.test"));
+        assert_eq!(c.sender.as_deref(), Some(""));
+        assert_eq!(c.recipients, vec!["a@b.test".to_string()]);
+        assert_eq!(c.vars, vars);
+        assert!(c.tls.is_none() && c.message_id.is_none() && c.checks.is_empty());
+    }
+}

@@ -1,0 +1,209 @@
+//! The wasmtime engine (pooling allocator, epoch interruption, fuel), the
+//! compile cache, and the loaded plugin set that reloads swap atomically.
+
+use super::bindings;
+use super::bindings::mailgate::plugin::types::Hook;
+use super::instance::Instance;
+use super::instance::TICK;
+use super::state::{Resolver, State};
+use crate::cache::Cache;
+use crate::config::plugin::{Capability, PluginConfig};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A loaded plugin.
+pub struct Loaded {
+    /// Its configuration.
+    pub cfg: PluginConfig,
+    /// SHA-256 of the component, hex.
+    pub hash: String,
+    /// Version from its manifest.
+    pub version: String,
+    /// Hooks from its manifest.
+    pub hooks: Vec<Hook>,
+    pub(super) caps: HashSet<Capability>,
+    pub(super) pre: bindings::MailgatePluginPre<State>,
+    pub(super) config_json: String,
+    /// Hook calls made.
+    pub calls: AtomicU64,
+    /// Failures (traps, timeouts, bad answers).
+    pub failures: AtomicU64,
+}
+
+/// The runtime: one engine, the current set of plugins.
+pub struct Runtime {
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<State>,
+    pub(super) current: RwLock<Arc<Vec<Arc<Loaded>>>>,
+    pub(super) cache: Cache,
+    pub(super) compiled_dir: PathBuf,
+    pub(super) dns: Option<Resolver>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Runtime {
+    /// Create the engine (pooling allocator, epoch interruption, fuel) and
+    /// start the epoch ticker. Compiled code is cached in `compiled_dir`.
+    pub fn new(
+        cache: Cache,
+        compiled_dir: PathBuf,
+        dns: Option<Resolver>,
+    ) -> Result<Arc<Runtime>, String> {
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        cfg.consume_fuel(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1000)
+            .total_core_instances(2000)
+            .total_memories(1000)
+            .total_tables(2000)
+            .total_stacks(1000)
+            .max_memory_size(256 << 20)
+            // Per-transaction instances make reset cost matter: reset only
+            // the pages an instance dirtied, with memset, instead of
+            // madvise (whose TLB shootdowns hit every core), and batch the
+            // decommits that remain.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .decommit_batch_size(32);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| format!("wasm engine: {e}"))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("WASI: {e}"))?;
+        bindings::MailgatePlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| format!("linker: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(e) = weak.upgrade() {
+                    e.increment_epoch();
+                    drop(e);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            current: RwLock::new(Arc::new(Vec::new())),
+            cache,
+            compiled_dir,
+            dns,
+        }))
+    }
+
+    fn compile(&self, path: &Path) -> Result<(Component, String), String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let hash = hex(digest.as_ref());
+        let cached = self.compiled_dir.join(format!("{hash}-wasmtime48.cwasm"));
+        if cached.exists() {
+            // SAFETY: the file is our own serialisation of this exact
+            // component (named by its hash), made by this engine version.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                return Ok((c, hash));
+            }
+        }
+        let c = Component::new(&self.engine, &bytes)
+            .map_err(|e| format!("{}: not a valid component: {e}", path.display()))?;
+        if std::fs::create_dir_all(&self.compiled_dir).is_ok()
+            && let Ok(ser) = c.serialize()
+        {
+            // A name of our own: another process may compile the same
+            // component into the same cache at the same time.
+            let tmp = cached.with_extension(format!(
+                "{}.{}.tmp",
+                std::process::id(),
+                TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            if std::fs::write(&tmp, ser).is_ok() {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+        }
+        Ok((c, hash))
+    }
+
+    /// Load (compile, link, ask for the manifest, init) a set of plugins.
+    /// Nothing changes on error.
+    pub async fn load(&self, cfgs: &[PluginConfig]) -> Result<Vec<Arc<Loaded>>, String> {
+        let mut out = Vec::new();
+        for cfg in cfgs {
+            let (component, hash) = self
+                .compile(&cfg.path)
+                .map_err(|e| format!("plugin {}: {e}", cfg.name))?;
+            let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+                format!(
+                    "plugin {}: does not fit the mailgate:plugin@0.1.0 contract: {e}",
+                    cfg.name
+                )
+            })?;
+            let pre = bindings::MailgatePluginPre::new(pre).map_err(|e| {
+                format!(
+                    "plugin {}: does not export mailgate:plugin/plugin@0.1.0: {e}",
+                    cfg.name
+                )
+            })?;
+            let mut loaded = Loaded {
+                cfg: cfg.clone(),
+                hash,
+                version: String::new(),
+                hooks: Vec::new(),
+                caps: cfg.capabilities.iter().copied().collect(),
+                pre,
+                config_json: cfg.config_json(),
+                calls: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            };
+            // Probe: instantiate once, read the manifest, run init.
+            let probe = Arc::new(Loaded {
+                ..clone_loaded(&loaded)
+            });
+            let mut inst = Instance::new(self, Arc::clone(&probe))
+                .await
+                .map_err(|e| format!("plugin {}: {e}", cfg.name))?;
+            let m = inst
+                .describe()
+                .await
+                .map_err(|e| format!("plugin {}: describe failed: {e}", cfg.name))?;
+            loaded.version = m.version;
+            loaded.hooks = m.hooks.into_iter().collect();
+            out.push(Arc::new(loaded));
+        }
+        Ok(out)
+    }
+
+    /// Make `plugins` the current set (sessions in flight keep theirs).
+    pub fn swap(&self, plugins: Vec<Arc<Loaded>>) {
+        *self.current.write().unwrap() = Arc::new(plugins);
+    }
+
+    /// The current set.
+    pub fn current(&self) -> Arc<Vec<Arc<Loaded>>> {
+        Arc::clone(&self.current.read().unwrap())
+    }
+}
+
+pub(super) fn clone_loaded(l: &Loaded) -> Loaded {
+    Loaded {
+        cfg: l.cfg.clone(),
+        hash: l.hash.clone(),
+        version: l.version.clone(),
+        hooks: l.hooks.clone(),
+        caps: l.caps.clone(),
+        pre: l.pre.clone(),
+        config_json: l.config_json.clone(),
+        calls: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+    }
+}

@@ -1,0 +1,210 @@
+//! `mailgate plugin test`: run one plugin offline through every hook it
+//! declares, against a message file, and describe its answers.
+
+use super::bindings::hook_name;
+use super::bindings::mailgate::plugin::types::{self as wit, Hook};
+use super::calls::{Call, Outcome, SessionPlugins};
+use super::engine::Runtime;
+use super::state::Resolver;
+use super::zone;
+use crate::cache::Cache;
+use crate::config::plugin::PluginConfig;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Run a plugin offline through every hook it declares, with a context
+/// built from a message file, and describe what it answered. Used by
+/// `mailgate plugin test`.
+pub async fn test_offline(
+    cfg: &PluginConfig,
+    message: &[u8],
+    sender: &str,
+    recipients: &[String],
+    work_dir: &Path,
+    zone: Option<zone::Zone>,
+) -> Result<String, String> {
+    let cache = Cache::open(&work_dir.join("cache.redb")).map_err(|e| e.to_string())?;
+    let dns = zone.map(|z| Resolver::Zone(Arc::new(z)));
+    let rt = Runtime::new(cache, work_dir.join("compiled"), dns)?;
+    let loaded = rt.load(std::slice::from_ref(cfg)).await?;
+    let p = Arc::clone(&loaded[0]);
+    rt.swap(loaded);
+    let mut out = format!(
+        "plugin {} {} (sha256 {})\nhooks: {}\n",
+        p.cfg.name,
+        p.version,
+        p.hash,
+        p.hooks
+            .iter()
+            .map(|h| hook_name(*h))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut sp = SessionPlugins::new(Arc::clone(&rt));
+    let mut ctx = super::dispatch::context(&super::dispatch::Facts {
+        client_ip: "192.0.2.1".into(),
+        client_port: 50000,
+        helo: Some("client.example"),
+        tls: None,
+        sender: None,
+        recipients: vec![],
+        message_id: None,
+        vars: &[],
+    });
+    let hooked = |h: Hook| p.hooks.contains(&h);
+    let show = |hook: &str, o: &Outcome| {
+        let mut s = format!("{hook}: ");
+        s.push_str(&match &o.verdict {
+            None => "continue".to_string(),
+            Some(v) => verdict_text(v),
+        });
+        for a in &o.actions {
+            s.push_str(&format!("\n    {}", action_text(a)));
+        }
+        for (_, why, policy) in &o.failures {
+            s.push_str(&format!("\n    FAILED: {why} (policy {policy:?})"));
+        }
+        s.push('\n');
+        s
+    };
+    let apply_vars = |ctx: &mut wit::Context, o: &Outcome| {
+        for a in &o.actions {
+            if let wit::Action::SetVar((k, v)) = a {
+                ctx.vars.retain(|(n, _)| n != k);
+                ctx.vars.push((k.clone(), v.clone()));
+            }
+        }
+    };
+    let mark = |h: Hook, name: String| {
+        if hooked(h) {
+            name
+        } else {
+            format!("{name} (not hooked)")
+        }
+    };
+    let o = sp.run(&ctx, Call::Connect).await;
+    out.push_str(&show(&mark(Hook::Connect, "connect".into()), &o));
+    apply_vars(&mut ctx, &o);
+    let o = sp.run(&ctx, Call::Helo).await;
+    out.push_str(&show(&mark(Hook::Helo, "helo".into()), &o));
+    apply_vars(&mut ctx, &o);
+    ctx.sender = Some(sender.to_string());
+    let o = sp.run(&ctx, Call::MailFrom).await;
+    out.push_str(&show(
+        &mark(Hook::MailFrom, format!("mail-from <{sender}>")),
+        &o,
+    ));
+    apply_vars(&mut ctx, &o);
+    for r in recipients {
+        let o = sp.run(&ctx, Call::RcptTo(r)).await;
+        out.push_str(&show(&mark(Hook::RcptTo, format!("rcpt-to <{r}>")), &o));
+        apply_vars(&mut ctx, &o);
+        if o.verdict
+            .as_ref()
+            .is_none_or(|v| !matches!(v, wit::Verdict::Reject(_) | wit::Verdict::Defer(_)))
+        {
+            ctx.recipients.push(r.clone());
+        }
+    }
+    let mut data = message.to_vec();
+    if !data.windows(2).any(|w| w == b"\r\n") {
+        // A file with LF line endings: canonicalise to CRLF.
+        data = String::from_utf8_lossy(message)
+            .replace('\n', "\r\n")
+            .into_bytes();
+    }
+    let data = Arc::new(data);
+    let o = sp.run(&ctx, Call::Data(Arc::clone(&data))).await;
+    out.push_str(&show(&mark(Hook::Data, "data".into()), &o));
+    apply_vars(&mut ctx, &o);
+    // Routing and delivery, as if every recipient were remote.
+    ctx.message_id = Some("offline-test".into());
+    let mut transports: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut outgoing: Vec<(String, String)> = Vec::new();
+    for r in ctx.recipients.clone() {
+        let info = wit::RouteInfo {
+            recipient: r.clone(),
+            original: None,
+            remote: true,
+        };
+        if !hooked(Hook::Route) {
+            out.push_str(&format!("route <{r}> (not hooked): unchanged\n"));
+            outgoing.push((sender.to_string(), r));
+            continue;
+        }
+        let (d, transport, failures) = sp.route(&ctx, &info).await;
+        let mut line = format!("route <{r}>: recipient <{}>", d.recipient);
+        if let Some(s) = &d.sender {
+            line.push_str(&format!(", sender <{s}>"));
+        }
+        if let Some(t) = &transport {
+            line.push_str(&format!(", transport {t}"));
+        }
+        for (_, why, policy) in &failures {
+            line.push_str(&format!("\n    FAILED: {why} (policy {policy:?})"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        let s = d.sender.unwrap_or_else(|| sender.to_string());
+        match transport {
+            Some(t) => transports.push((t, d.recipient, Some(s))),
+            None => outgoing.push((s, d.recipient)),
+        }
+    }
+    for (s, r) in &outgoing {
+        let del = wit::Delivery {
+            message_id: "offline-test".into(),
+            sender: s.clone(),
+            recipients: vec![r.clone()],
+            domain: r.rsplit_once('@').map_or("", |x| x.1).to_lowercase(),
+        };
+        let o = sp.run(&ctx, Call::Deliver(&del, Arc::clone(&data))).await;
+        out.push_str(&show(&mark(Hook::Deliver, format!("deliver <{r}>")), &o));
+    }
+    for (t, r, s) in transports {
+        let del = wit::Delivery {
+            message_id: "offline-test".into(),
+            sender: s.unwrap_or_default(),
+            recipients: vec![r.clone()],
+            domain: String::new(),
+        };
+        let line = match sp.transport(&t, &ctx, &del, Arc::clone(&data)).await {
+            Ok(wit::TransportResult::Delivered(x)) => format!("delivered: {x}"),
+            Ok(wit::TransportResult::Deferred(x)) => format!("deferred: {x}"),
+            Ok(wit::TransportResult::Failed(x)) => format!("failed: {x}"),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        out.push_str(&format!("transport <{r}>: {line}\n"));
+    }
+    out.push_str(&format!(
+        "calls: {}, failures: {}\n",
+        p.calls.load(Ordering::Relaxed),
+        p.failures.load(Ordering::Relaxed)
+    ));
+    Ok(out)
+}
+
+fn verdict_text(v: &wit::Verdict) -> String {
+    match v {
+        wit::Verdict::Continue => "continue".into(),
+        wit::Verdict::Accept => "accept".into(),
+        wit::Verdict::Reject(r) => format!("reject {} {} {}", r.code, r.enhanced, r.text),
+        wit::Verdict::Defer(r) => format!("defer {} {} {}", r.code, r.enhanced, r.text),
+        wit::Verdict::Discard => "discard".into(),
+        wit::Verdict::Quarantine(why) => format!("quarantine ({why})"),
+    }
+}
+
+fn action_text(a: &wit::Action) -> String {
+    match a {
+        wit::Action::AddHeader((n, v)) => format!("add-header {n}: {v}"),
+        wit::Action::RemoveHeader(n) => format!("remove-header {n}"),
+        wit::Action::SetSender(s) => format!("set-sender <{s}>"),
+        wit::Action::AddRecipient(r) => format!("add-recipient <{r}>"),
+        wit::Action::RemoveRecipient(r) => format!("remove-recipient <{r}>"),
+        wit::Action::SetVar((k, v)) => format!("set-var {k}={v}"),
+        wit::Action::AddAuthResult(e) => format!("add-auth-result {e}"),
+        wit::Action::Redirect(r) => format!("redirect <{r}>"),
+    }
+}

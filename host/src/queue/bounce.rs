@@ -1,0 +1,57 @@
+//! Bounces and delay warnings: the DSN (RFC 3464) report entries for
+//! recipients and the DSN message itself, spooled from the null sender.
+
+use crate::config::Config;
+use crate::outbound::deliver::Report;
+use crate::outbound::dsn::{self, RcptReport};
+use crate::spool::{Envelope, RecipientEntry};
+
+/// Build the DSN report entry for a recipient.
+pub fn rcpt_report(r: &RecipientEntry, action: &'static str, rep: &Report) -> RcptReport {
+    RcptReport {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        action,
+        status: rep.status.clone(),
+        remote_host: rep.remote.as_ref().map(|x| x.0.clone()),
+        remote_addr: rep.remote.as_ref().map(|x| x.1.clone()),
+        greeting: rep.remote.as_ref().map(|x| x.2.clone()),
+        helo_response: rep.remote.as_ref().map(|x| x.3.clone()),
+        diagnostic_code: rep.reply.clone(),
+        diagnostic: rep.text.clone(),
+    }
+}
+
+/// Build a DSN message for `env`; `None` for the null sender.
+pub fn dsn_message(
+    cfg: &Config,
+    env: &Envelope,
+    content: &[u8],
+    reports: &[RcptReport],
+) -> Option<(Envelope, Vec<u8>)> {
+    if env.sender.is_empty() || reports.is_empty() {
+        return None;
+    }
+    let id = crate::spool::new_message_id();
+    let now = chrono::Local::now();
+    let body = dsn::build(&cfg.server.hostname, env, content, reports, &id, now);
+    let mut rcpts = vec![RecipientEntry::new(env.sender.clone(), None, None)];
+    let env2 = Envelope {
+        id,
+        received_at: now.timestamp(),
+        sender: String::new(),
+        helo: cfg.server.hostname.clone(),
+        client_ip: "127.0.0.1".into(),
+        client_port: 0,
+        protocol: "local".into(),
+        tls: None,
+        body_8bitmime: true,
+        smtputf8: env.smtputf8,
+        ret: None,
+        envid: None,
+        size: body.len() as u64,
+        recipients: std::mem::take(&mut rcpts),
+        vars: vec![],
+    };
+    Some((env2, body))
+}
