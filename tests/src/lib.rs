@@ -592,7 +592,7 @@ impl EximServer {
     /// `options` are main-section lines; ACLs reject or defer by local part
     /// (`reject*`, `defer*`), sender (`mailreject*`, `maildefer*`) and
     /// subject (`reject-data`, `defer-data`); a subject with `slow-data`
-    /// waits 150 ms before the end of data is answered.
+    /// waits a second before the end of data is answered.
     pub fn start(port: u16, interfaces: &str, options: &str) -> EximServer {
         let dir = tempfile::tempdir().unwrap();
         EximServer::start_in(dir, port, interfaces, options)
@@ -646,7 +646,7 @@ acl_rcpt:
   accept
 acl_data:
   warn condition = ${{if match{{$h_subject:}}{{slow-data}}}}
-       delay = 150ms
+       delay = 1s
   deny condition = ${{if match{{$h_subject:}}{{reject-data}}}}
        message = 5.7.0 content refused
   defer condition = ${{if match{{$h_subject:}}{{defer-data}}}}

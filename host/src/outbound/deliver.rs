@@ -60,8 +60,8 @@ fn report(f: &Failure, conn: Option<&Connection>, host: Option<(&str, SocketAddr
             Some((
                 c.host.clone(),
                 format!("[{}]:{}", c.addr.ip(), c.addr.port()),
-                c.greeting.clone(),
-                c.ehlo_response.clone(),
+                c.conv.greeting.clone(),
+                c.conv.ehlo_response.clone(),
             )),
         ),
         (None, Some((h, a))) => (format!("H={h} [{}]:{}", a.ip(), a.port()), None),
@@ -136,7 +136,7 @@ impl Outbound {
     }
 
     fn put_idle(&self, c: Connection) {
-        if c.sent >= self.cfg.outbound.max_messages_per_connection || !c.reusable() {
+        if c.conv.sent >= self.cfg.outbound.max_messages_per_connection || !c.reusable() {
             tokio::spawn(c.quit());
             return;
         }
@@ -294,10 +294,10 @@ impl Outbound {
                             if let Some(t) = &c.tls {
                                 s.push_str(&format!(" X={} CV=no", t.log_field()));
                             }
-                            if c.caps.pipelining {
-                                s.push_str(if c.early_pipe { " L*" } else { " L" });
+                            if c.conv.caps.pipelining {
+                                s.push_str(if c.conv.early_pipe { " L*" } else { " L" });
                             }
-                            if c.caps.chunking {
+                            if c.conv.caps.chunking {
                                 s.push_str(" K");
                             }
                             s.push_str(&format!(

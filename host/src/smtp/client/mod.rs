@@ -4,6 +4,7 @@
 //! over a socket.
 
 pub mod caps;
+pub mod conversation;
 pub mod outcome;
 pub mod reply;
 pub mod transaction;

@@ -44,7 +44,7 @@ impl fmt::Display for Stage {
 }
 
 /// A failure that applies to every recipient of the attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// Where.
     pub stage: Stage,
@@ -92,7 +92,7 @@ impl Failure {
 }
 
 /// Outcome for one recipient of a transaction that got through MAIL.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptOutcome {
     /// Accepted: the final reply.
     Delivered(ServerReply),
