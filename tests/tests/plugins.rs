@@ -621,3 +621,83 @@ fn dns_capability_reports_dnssec_validation() {
         "{r}"
     );
 }
+
+/// What Exim's spool holds of the probe's WASI headers, per message, once
+/// `n` messages with subject `subject` have arrived.
+fn probe_headers(ex: &mailgate_tests::EximServer, subject: &str, n: usize) -> Vec<(u64, String)> {
+    let input = ex.dir.path().join("spool/input");
+    let start = Instant::now();
+    loop {
+        let files: Vec<String> = std::fs::read_dir(&input)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with("-H"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .filter(|h| h.contains(&format!("Subject: {subject}")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= n {
+            return files
+                .iter()
+                .map(|h| {
+                    let field = |name: &str| {
+                        h.lines()
+                            .find_map(|l| l.split_once(&format!("{name}: ")).map(|x| x.1))
+                            .unwrap_or_else(|| panic!("no {name} in {h}"))
+                            .trim()
+                            .to_string()
+                    };
+                    (
+                        field("X-Probe-Clock").parse().unwrap(),
+                        field("X-Probe-Random"),
+                    )
+                })
+                .collect();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            ex.mainlog()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// WASI's own clocks and random numbers are real only with the `clock` and
+/// `random` grants: without them the plugin reads the epoch and the same
+/// "random" seed in every instance.
+#[test]
+fn wasi_clock_and_random_are_real_only_when_granted() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (grants, subject) in [
+        ("", "ungranted"),
+        ("capabilities = [\"clock\", \"random\"]", "granted"),
+    ] {
+        let ex = mailgate_tests::EximServer::start(mailgate_tests::free_port(), "", "");
+        let s = Server::start_with(
+            "",
+            &format!("smarthost = \"127.0.0.1:{}\"\n", ex.port),
+            &plugin_table("probe", "hooks_probe.wasm", grants),
+        );
+        let mut c = Client::connect(s.port);
+        c.cmd("EHLO client.test");
+        for _ in 0..2 {
+            assert!(deliver(&mut c, "x@remote.test", subject).starts_with("250"));
+        }
+        let h = probe_headers(&ex, subject, 2);
+        if grants.is_empty() {
+            assert!(h.iter().all(|(clock, _)| *clock == 0), "{h:?}");
+            assert_eq!(h[0].1, h[1].1, "a fixed seed in every instance");
+        } else {
+            assert!(
+                h.iter().all(|(clock, _)| clock.abs_diff(now) < 600),
+                "{h:?}"
+            );
+            assert_ne!(h[0].1, h[1].1, "each instance its own seed");
+        }
+    }
+}

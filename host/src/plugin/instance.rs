@@ -31,6 +31,7 @@ impl Instance {
             .trap_on_grow_failure(true)
             .build();
         let mut wasi = WasiCtxBuilder::new();
+        super::sandbox::restrict(&mut wasi, &plugin.caps);
         if plugin.caps.contains(&Capability::Directories) {
             for (name, dir) in &plugin.cfg.directories {
                 wasi.preopened_dir(dir, format!("/{name}"), wasmtime_wasi::FsPerms::ReadWrite)

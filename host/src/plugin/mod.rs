@@ -16,6 +16,7 @@ pub mod engine;
 pub mod host;
 pub mod instance;
 pub mod offline;
+pub mod sandbox;
 pub mod state;
 pub mod zone;
 

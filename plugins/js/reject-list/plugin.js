@@ -9,6 +9,9 @@
 //   path = "plugins/target/js/reject_list_js.wasm"
 //   timeout_ms = 2000
 //   memory = "64M"
+//   capabilities = []  # the JS runtime may read wasi:random and the clocks;
+//                      # without the grants they answer a fixed seed and the
+//                      # epoch, which this plugin does not mind
 //   [plugin.config]
 //   reject = ["bob@local.test"]
 //

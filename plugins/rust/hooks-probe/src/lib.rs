@@ -4,8 +4,11 @@
 //! * route: recipients whose local part starts with `file-` are taken for
 //!   this plugin's transport, which writes the message under the preopened
 //!   directory `/out` (directories capability).
-//! * deliver: adds `X-Deliver-Hook: <domain> <sender>` to the copy sent;
-//!   refuses deliveries to the domain `refuse.test`.
+//! * deliver: adds `X-Deliver-Hook: <domain> <sender>` to the copy sent,
+//!   and what WASI itself says of time and randomness (`X-Probe-Clock`:
+//!   wall-clock seconds; `X-Probe-Random`: a hash keyed by std's random
+//!   hash seed), which the host only makes real when `clock` / `random`
+//!   are granted; refuses deliveries to the domain `refuse.test`.
 
 use mailgate_plugin_sdk::*;
 
@@ -53,10 +56,24 @@ impl Plugin for Probe {
         if d.domain == "refuse.test" {
             return Response::reject(550, "5.7.1", "no deliveries to refuse.test");
         }
-        Response::next().with(Action::AddHeader((
-            "X-Deliver-Hook".into(),
-            format!("{} {}", d.domain, d.sender),
-        )))
+        use std::hash::{BuildHasher, RandomState};
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_secs());
+        let random = RandomState::new().hash_one("probe");
+        Response::next()
+            .with(Action::AddHeader((
+                "X-Deliver-Hook".into(),
+                format!("{} {}", d.domain, d.sender),
+            )))
+            .with(Action::AddHeader((
+                "X-Probe-Clock".into(),
+                clock.to_string(),
+            )))
+            .with(Action::AddHeader((
+                "X-Probe-Random".into(),
+                format!("{random:016x}"),
+            )))
     }
 
     fn on_transport(_ctx: &Context, d: &Delivery, msg: &Message) -> TransportResult {
