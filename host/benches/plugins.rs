@@ -74,7 +74,10 @@ fn setup(cfg: PluginConfig) -> Setup {
         .unwrap();
     let cache = Cache::open(&dir.path().join("cache.redb")).unwrap();
     let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-plugin-cache");
-    let plugins = Runtime::new(cache, compiled, None).unwrap();
+    let compiled =
+        mailgate::plugin::cache::CompileCache::open(&compiled, &dir.path().join("compiled.key"))
+            .unwrap();
+    let plugins = Runtime::new(cache, Some(compiled), None).unwrap();
     let loaded = rt.block_on(plugins.load(&[cfg])).expect("plugin loads");
     plugins.swap(loaded);
     Setup {

@@ -52,7 +52,11 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     )
     .ok()
     .map(|d| crate::plugin::Resolver::Live(Arc::new(d)));
-    let runtime = crate::plugin::Runtime::new(cache.clone(), cfg.plugin_cache(), plugin_dns)?;
+    let compiled =
+        crate::plugin::cache::CompileCache::open(&cfg.plugin_cache(), &cfg.plugin_cache_key())
+            .map_err(|e| tracing::warn!(error = %e, "plugins run without a compile cache"))
+            .ok();
+    let runtime = crate::plugin::Runtime::new(cache.clone(), compiled, plugin_dns)?;
     let loaded = runtime.load(&cfg.plugins).await?;
     for p in &loaded {
         log.write(&format!(

@@ -153,10 +153,21 @@ impl Server {
         } else {
             format!("nameservers = [\"127.0.0.1:{}\"]\n", ports[2])
         };
+        // Every test server shares one compile cache (and its key), so a
+        // large plugin is compiled once per run, unless the test brings its
+        // own.
+        let compile_cache = if server_extra.contains("plugin_cache") {
+            String::new()
+        } else {
+            format!(
+                "plugin_cache = \"{}\"\nplugin_cache_key = \"{}\"\n",
+                plugin_cache().display(),
+                plugin_cache().with_extension("key").display()
+            )
+        };
         let config = format!(
-            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\nplugin_cache = \"{cache}\"\nlocal_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
+            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\n{compile_cache}local_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
             data = dir.path().join("data").display(),
-            cache = plugin_cache().display()
         );
         std::fs::write(dir.path().join("mailgate.toml"), &config).unwrap();
         let mut s = Server {

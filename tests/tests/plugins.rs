@@ -701,3 +701,58 @@ fn wasi_clock_and_random_are_real_only_when_granted() {
         }
     }
 }
+
+/// Somebody who can write the compile cache replaces a plugin's compiled
+/// code with other native code (here: another plugin's, compiled by a
+/// gateway with another key). The gateway refuses the entry, compiles the
+/// component it was configured with, and runs that.
+#[test]
+fn a_forged_compile_cache_entry_is_never_loaded() {
+    let d = tempfile::tempdir().unwrap();
+    let cache_for = |name: &str| {
+        format!(
+            "plugin_cache = \"{0}/{name}\"\nplugin_cache_key = \"{0}/{name}.key\"",
+            d.path().display()
+        )
+    };
+    let reject_list = plugin_table(
+        "rl",
+        "reject_list.wasm",
+        "[plugin.config]\nreject = [\"bob@local.test\"]",
+    );
+    // The attacker's code: the misbehave plugin, compiled elsewhere.
+    drop(Server::start(
+        &cache_for("elsewhere"),
+        &plugin_table("mb", "misbehave.wasm", ""),
+    ));
+    let foreign = std::fs::read_dir(d.path().join("elsewhere"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+        .expect("a compiled entry")
+        .path();
+    let mut s = Server::start(&cache_for("ours"), &reject_list);
+    let ours = std::fs::read_dir(d.path().join("ours"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+        .expect("a compiled entry")
+        .path();
+    std::fs::copy(&foreign, &ours).unwrap();
+    s.restart();
+    assert!(
+        s.stderr().contains("compiled code in the cache refused"),
+        "{}",
+        s.stderr()
+    );
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<bob@local.test>");
+    assert!(r.starts_with("550"), "the configured plugin runs: {r}");
+    // The entry was rewritten with our own code.
+    assert_ne!(
+        std::fs::read(&ours).unwrap(),
+        std::fs::read(&foreign).unwrap()
+    );
+}

@@ -63,6 +63,11 @@ pub struct Server {
     /// data directory).
     #[serde(default)]
     pub plugin_cache: Option<PathBuf>,
+    /// The secret that signs compiled plugin code in the cache (default:
+    /// `plugin-cache.key` in the data directory; created, mode 0600, when
+    /// missing). Gateways sharing a cache share this key.
+    #[serde(default)]
+    pub plugin_cache_key: Option<PathBuf>,
     /// Local domains.
     pub local_domains: Vec<String>,
     /// Networks allowed to relay.
@@ -513,6 +518,14 @@ impl Config {
             .plugin_cache
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("plugin-cache"))
+    }
+
+    /// The key file of the compile cache.
+    pub fn plugin_cache_key(&self) -> PathBuf {
+        self.server
+            .plugin_cache_key
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("plugin-cache.key"))
     }
 
     /// The control socket the CLI uses to reach a running server.

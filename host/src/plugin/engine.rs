@@ -3,19 +3,18 @@
 
 use super::bindings;
 use super::bindings::mailgate::plugin::types::Hook;
+use super::cache::CompileCache;
 use super::instance::Instance;
 use super::instance::TICK;
 use super::state::{Resolver, State};
 use crate::cache::Cache;
 use crate::config::plugin::{Capability, PluginConfig};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A loaded plugin.
 pub struct Loaded {
@@ -42,7 +41,7 @@ pub struct Runtime {
     pub(super) linker: Linker<State>,
     pub(super) current: RwLock<Arc<Vec<Arc<Loaded>>>>,
     pub(super) cache: Cache,
-    pub(super) compiled_dir: PathBuf,
+    pub(super) compiled: Option<CompileCache>,
     pub(super) dns: Option<Resolver>,
 }
 
@@ -52,10 +51,11 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Runtime {
     /// Create the engine (pooling allocator, epoch interruption, fuel) and
-    /// start the epoch ticker. Compiled code is cached in `compiled_dir`.
+    /// start the epoch ticker. Compiled code is kept in `compiled` (none:
+    /// every load compiles).
     pub fn new(
         cache: Cache,
-        compiled_dir: PathBuf,
+        compiled: Option<CompileCache>,
         dns: Option<Resolver>,
     ) -> Result<Arc<Runtime>, String> {
         let mut cfg = Config::new();
@@ -98,7 +98,7 @@ impl Runtime {
             linker,
             current: RwLock::new(Arc::new(Vec::new())),
             cache,
-            compiled_dir,
+            compiled,
             dns,
         }))
     }
@@ -107,29 +107,33 @@ impl Runtime {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
         let hash = hex(digest.as_ref());
-        let cached = self.compiled_dir.join(format!("{hash}-wasmtime48.cwasm"));
-        if cached.exists() {
-            // SAFETY: the file is our own serialisation of this exact
-            // component (named by its hash), made by this engine version.
-            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                return Ok((c, hash));
+        if let Some(cc) = &self.compiled {
+            match cc.load(&hash) {
+                Ok(Some(code)) => {
+                    // SAFETY: these bytes are what this gateway serialised
+                    // for this exact component with this wasmtime version:
+                    // the keyed digest over them was verified in memory (see
+                    // `plugin::cache`), so nobody else's code is loaded.
+                    match unsafe { Component::deserialize(&self.engine, &code) } {
+                        Ok(c) => return Ok((c, hash)),
+                        Err(e) => {
+                            tracing::warn!(plugin = %path.display(), error = %e, "cached code did not load; compiling")
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(plugin = %path.display(), error = %e, "compiled code in the cache refused; compiling")
+                }
             }
         }
         let c = Component::new(&self.engine, &bytes)
             .map_err(|e| format!("{}: not a valid component: {e}", path.display()))?;
-        if std::fs::create_dir_all(&self.compiled_dir).is_ok()
+        if let Some(cc) = &self.compiled
             && let Ok(ser) = c.serialize()
+            && let Err(e) = cc.store(&hash, &ser)
         {
-            // A name of our own: another process may compile the same
-            // component into the same cache at the same time.
-            let tmp = cached.with_extension(format!(
-                "{}.{}.tmp",
-                std::process::id(),
-                TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            if std::fs::write(&tmp, ser).is_ok() {
-                let _ = std::fs::rename(&tmp, &cached);
-            }
+            tracing::warn!(plugin = %path.display(), error = %e, "cannot cache compiled code");
         }
         Ok((c, hash))
     }

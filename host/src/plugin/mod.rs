@@ -10,6 +10,7 @@
 //! set they started with.
 
 pub mod bindings;
+pub mod cache;
 pub mod calls;
 pub mod dispatch;
 pub mod engine;

@@ -26,7 +26,13 @@ pub async fn test_offline(
 ) -> Result<String, String> {
     let cache = Cache::open(&work_dir.join("cache.redb")).map_err(|e| e.to_string())?;
     let dns = zone.map(|z| Resolver::Zone(Arc::new(z)));
-    let rt = Runtime::new(cache, work_dir.join("compiled"), dns)?;
+    let compiled = super::cache::CompileCache::open(
+        &work_dir.join("compiled"),
+        &work_dir.join("compiled.key"),
+    )
+    .map_err(|e| tracing::warn!(error = %e, "running without a compile cache"))
+    .ok();
+    let rt = Runtime::new(cache, compiled, dns)?;
     let loaded = rt.load(std::slice::from_ref(cfg)).await?;
     let p = Arc::clone(&loaded[0]);
     rt.swap(loaded);
