@@ -1,5 +1,7 @@
-//! The cache database (redb): TLS ticket keys now; EHLO/pipe-connect,
-//! DNS and retry hints will live here too.
+//! The cache database (redb): TLS ticket keys, the EHLO cache for early
+//! pipelining, per-host retry hints and the plugins' key-value store.
+//! Writes commit with an fsync, so they run off the async workers
+//! ([`Cache::write`]).
 
 use redb::{Database, TableDefinition};
 use std::path::Path;
@@ -31,5 +33,18 @@ impl Cache {
     /// The database.
     pub fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// Run `f` (a write transaction: it commits with an fsync) on tokio's
+    /// blocking pool and wait for it, so an async worker never blocks on
+    /// the disk. Writes awaited in turn land in turn.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, redb::Error> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .unwrap_or_else(|e| Err(redb::Error::Io(std::io::Error::other(e))))
     }
 }

@@ -49,13 +49,26 @@ struct Keys {
     previous: Option<Key>,
 }
 
-/// Session ticket encryption with keys persisted in redb.
-pub struct PersistentTicketer {
+/// Session ticket encryption with keys persisted in redb. A stale key is
+/// replaced on the blocking pool (the new key's commit fsyncs) while
+/// tickets go on being sealed with the current one.
+pub struct PersistentTicketer(Arc<TicketKeys>);
+
+/// The keys and what rotating them needs.
+pub struct TicketKeys {
     keys: RwLock<Keys>,
     cache: Cache,
     lifetime: u32,
     rotation: u64,
     rng: SystemRandom,
+    rotating: std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for PersistentTicketer {
+    type Target = TicketKeys;
+    fn deref(&self) -> &TicketKeys {
+        &self.0
+    }
 }
 
 impl fmt::Debug for PersistentTicketer {
@@ -97,7 +110,7 @@ impl PersistentTicketer {
         }
         stored.sort_by_key(|s| s.1);
         let rng = SystemRandom::new();
-        let t = PersistentTicketer {
+        let t = PersistentTicketer(Arc::new(TicketKeys {
             keys: RwLock::new(Keys {
                 current: Key {
                     id: 0,
@@ -112,7 +125,8 @@ impl PersistentTicketer {
             lifetime,
             rotation,
             rng,
-        };
+            rotating: std::sync::atomic::AtomicBool::new(false),
+        }));
         let mut it = stored.into_iter().rev();
         match it.next() {
             Some((id, created, bytes)) => {
@@ -124,7 +138,9 @@ impl PersistentTicketer {
         }
         Ok(t)
     }
+}
 
+impl TicketKeys {
     /// Make a new current key and persist it; drop keys older than the
     /// previous one.
     fn rotate(&self) -> Result<(), TlsError> {
@@ -177,8 +193,23 @@ impl ProducesTickets for PersistentTicketer {
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
         let stale =
             now().saturating_sub(self.keys.read().unwrap().current.created) >= self.rotation;
-        if stale && let Err(e) = self.rotate() {
-            tracing::warn!(error = %e, "ticket key rotation failed; keeping the old key");
+        if stale
+            && !self
+                .rotating
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let keys = Arc::clone(&self.0);
+            let rotate = move || {
+                if let Err(e) = keys.rotate() {
+                    tracing::warn!(error = %e, "ticket key rotation failed; keeping the old key");
+                }
+                keys.rotating
+                    .store(false, std::sync::atomic::Ordering::Release);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn_blocking(rotate)),
+                Err(_) => rotate(),
+            }
         }
         let keys = self.keys.read().unwrap();
         let mut nonce = [0u8; 12];

@@ -5,5 +5,6 @@
 
 pub mod listener;
 pub mod policy;
+pub mod quarantine;
 pub mod receive;
 pub mod session;

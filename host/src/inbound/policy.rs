@@ -4,36 +4,57 @@ use crate::config::Config;
 use crate::routing::Router;
 use crate::smtp::address::Address;
 use crate::smtp::reply::Reply;
-use crate::smtp::server::Verdict;
 use std::net::IpAddr;
 
-/// Decide on one recipient. Local domains: the local part must exist and
-/// must not carry routing characters (%-hack, `!`, quoted `@`). Other
-/// domains: only clients in `relay_networks` may relay.
-pub fn check_rcpt(cfg: &Config, router: &Router, client: IpAddr, rcpt: &Address) -> Verdict {
-    if router.is_local(&rcpt.domain) {
-        if rcpt.has_routing_chars() {
-            return Verdict::Reject(Reply::new(
+/// Why a recipient is refused by the host's own policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptRefusal {
+    /// A local address with routing characters (%-hack, `!`, quoted `@`).
+    RoutingChars,
+    /// A local domain without this user (a plugin may still claim it).
+    UnknownUser,
+    /// Another domain, from a client not allowed to relay.
+    RelayDenied,
+}
+
+impl RcptRefusal {
+    /// The SMTP reply.
+    pub fn reply(self) -> Reply {
+        match self {
+            RcptRefusal::RoutingChars => Reply::new(
                 550,
                 "5.7.1",
                 "Relaying through a local address is not permitted",
-            ));
+            ),
+            RcptRefusal::UnknownUser => Reply::new(550, "5.1.1", "Unknown user"),
+            RcptRefusal::RelayDenied => Reply::new(550, "5.7.1", "Relaying denied"),
+        }
+    }
+}
+
+/// Decide on one recipient. Local domains: the local part must exist and
+/// must not carry routing characters (%-hack, `!`, quoted `@`). Other
+/// domains: only clients in `relay_networks` may relay (address literals
+/// are never ours unless listed as a local domain).
+pub fn check_rcpt(
+    cfg: &Config,
+    router: &Router,
+    client: IpAddr,
+    rcpt: &Address,
+) -> Result<(), RcptRefusal> {
+    if router.is_local(&rcpt.domain) {
+        if rcpt.has_routing_chars() {
+            return Err(RcptRefusal::RoutingChars);
         }
         if !router.local_exists(&rcpt.local, &rcpt.domain) {
-            return Verdict::Reject(Reply::new(550, "5.1.1", "Unknown user"));
+            return Err(RcptRefusal::UnknownUser);
         }
-        return Verdict::Accept;
-    }
-    if rcpt.domain.starts_with('[') {
-        // Address literals are never ours unless listed as a local domain.
-        if !cfg.server.relay_networks.contains(client) {
-            return Verdict::Reject(Reply::new(550, "5.7.1", "Relaying denied"));
-        }
+        return Ok(());
     }
     if cfg.server.relay_networks.contains(client) {
-        Verdict::Accept
+        Ok(())
     } else {
-        Verdict::Reject(Reply::new(550, "5.7.1", "Relaying denied"))
+        Err(RcptRefusal::RelayDenied)
     }
 }
 
@@ -48,7 +69,7 @@ mod tests {
         (c, r)
     }
 
-    fn check(to: &str, from_ip: &str) -> Verdict {
+    fn check(to: &str, from_ip: &str) -> Result<(), RcptRefusal> {
         let (c, r) = setup();
         let a = Address::parse(to, false).unwrap();
         check_rcpt(&c, &r, from_ip.parse().unwrap(), &a)
@@ -56,27 +77,32 @@ mod tests {
 
     #[test]
     fn relay_control() {
-        assert_eq!(check("alice@local.test", "192.0.2.1"), Verdict::Accept);
-        assert!(
-            matches!(check("bob@local.test", "192.0.2.1"), Verdict::Reject(r) if r.code == 550 && r.enhanced == Some("5.1.1"))
+        assert_eq!(check("alice@local.test", "192.0.2.1"), Ok(()));
+        assert_eq!(
+            check("bob@local.test", "192.0.2.1"),
+            Err(RcptRefusal::UnknownUser)
         );
-        assert!(
-            matches!(check("x@remote.test", "192.0.2.1"), Verdict::Reject(r) if r.enhanced == Some("5.7.1"))
+        assert_eq!(RcptRefusal::UnknownUser.reply().enhanced, Some("5.1.1"));
+        assert_eq!(
+            check("x@remote.test", "192.0.2.1"),
+            Err(RcptRefusal::RelayDenied)
         );
-        assert_eq!(check("x@remote.test", "10.1.2.3"), Verdict::Accept);
+        assert_eq!(RcptRefusal::RelayDenied.reply().code, 550);
+        assert_eq!(check("x@remote.test", "10.1.2.3"), Ok(()));
         for trick in [
             "x%remote.test@local.test",
             "remote.test!x@local.test",
             "\"x@remote.test\"@local.test",
         ] {
-            assert!(
-                matches!(check(trick, "192.0.2.1"), Verdict::Reject(r) if r.enhanced == Some("5.7.1")),
+            assert_eq!(
+                check(trick, "192.0.2.1"),
+                Err(RcptRefusal::RoutingChars),
                 "{trick}"
             );
         }
-        assert!(matches!(
+        assert_eq!(
             check("x@[192.0.2.9]", "192.0.2.1"),
-            Verdict::Reject(_)
-        ));
+            Err(RcptRefusal::RelayDenied)
+        );
     }
 }

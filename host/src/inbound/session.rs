@@ -471,6 +471,9 @@ async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Dec
 
 async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
     let shared = Arc::clone(&conn.shared);
+    // An unknown user at a local domain may still be claimed by a plugin
+    // that redirects it (an SRS address, say); relay denials are final.
+    let mut unknown_local = false;
     let (v, what) = match check {
         Check::Helo { name, .. } => {
             conn.helo = Some(name.clone());
@@ -485,16 +488,14 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
         }
         Check::Rcpt { rcpt, .. } => {
             // Host relay control comes first; plugins cannot open a relay.
+            let refusal = policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt).err();
+            unknown_local = refusal == Some(policy::RcptRefusal::UnknownUser);
             (
-                policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt),
+                refusal.map_or(Verdict::Accept, |r| Verdict::Reject(r.reply())),
                 Some(rcpt.to_string()),
             )
         }
     };
-    // An unknown user at a local domain may still be claimed by a plugin
-    // that redirects it (an SRS address, say); relay denials are final.
-    let unknown_local = matches!(check, Check::Rcpt { .. })
-        && matches!(&v, Verdict::Reject(r) if r.enhanced == Some("5.1.1"));
     let v = if (v == Verdict::Accept || unknown_local) && conn.plugins.is_some() {
         let d = match check {
             Check::Helo { .. } => conn_hook(conn, crate::plugin::Call::Helo).await,
@@ -598,17 +599,9 @@ async fn message(
             hooks::Decision::Quarantine(why) => {
                 let id = next_id();
                 let dir = shared.cfg.server.data_dir.join("quarantine");
-                let path = dir.join(format!("{id}.eml"));
-                let saved = (|| -> std::io::Result<()> {
-                    use std::io::Write;
-                    std::fs::create_dir_all(&dir)?;
-                    let mut f = std::fs::File::create(&path)?;
-                    f.write_all(&tx.data)?;
-                    f.sync_all()?;
-                    std::fs::File::open(&dir)?.sync_all()
-                })();
+                let saved = super::quarantine::save(&dir, &id, std::mem::take(&mut tx.data)).await;
                 return match saved {
-                    Ok(()) => {
+                    Ok(_) => {
                         shared.log.write(&format!(
                             "{id} <= {} {host} quarantined by plugin: {why}",
                             conn.sender.clone().unwrap_or_default()

@@ -172,9 +172,11 @@ impl Connection {
                     self.conv.handle(input);
                 }
                 Action::Cache(CacheOp::Put(c)) => {
-                    self.ehlo_cache.put_bits(self.addr, c.clear, c.crypted)
+                    self.ehlo_cache
+                        .put_bits(self.addr, c.clear, c.crypted)
+                        .await
                 }
-                Action::Cache(CacheOp::Remove) => self.ehlo_cache.remove(self.addr),
+                Action::Cache(CacheOp::Remove) => self.ehlo_cache.remove(self.addr).await,
                 Action::Ready => return Stop::Ready,
                 Action::OpenFailed(f, r) => return Stop::OpenFailed(f, r),
                 Action::Sent(r) => return Stop::Sent(r),

@@ -165,8 +165,8 @@ impl Outbound {
     }
 
     /// Forget host retry hints (a forced retry).
-    pub fn clear_hints(&self) {
-        self.hints.clear();
+    pub async fn clear_hints(&self) {
+        self.hints.clear().await;
     }
 
     /// Close every pooled connection.
@@ -267,11 +267,11 @@ impl Outbound {
                     None => {
                         match Connection::open(&host.name, addr, route.tls, &self.settings).await {
                             Ok(c) => {
-                                self.hints.succeeded(addr);
+                                self.hints.succeeded(addr).await;
                                 c
                             }
                             Err(f) => {
-                                self.hints.failed(addr, now);
+                                self.hints.failed(addr, now).await;
                                 log_host_failure(log, &env.id, &host.name, addr, &f);
                                 let rep = report(&f, None, Some((&host.name, addr)));
                                 // A 5xx greeting or EHLO is about this host; try the next.
@@ -334,7 +334,7 @@ impl Outbound {
                         // `open`; try the next. (A cache found stale is
                         // not the host's fault.)
                         if f.stage != Stage::Ehlo || f.reply.is_some() {
-                            self.hints.failed(addr, now);
+                            self.hints.failed(addr, now).await;
                         }
                         log_host_failure(log, &env.id, &host.name, addr, &f);
                         last = Some(Result1::Deferred(report(&f, Some(&conn), None)));

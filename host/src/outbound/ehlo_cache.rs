@@ -4,7 +4,6 @@
 //! stored. Entries older than the expiry are ignored and deleted.
 
 use crate::cache::Cache;
-use crate::smtp::client::Caps;
 use redb::{ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -61,54 +60,46 @@ impl EhloCache {
         })();
         match entry {
             Some(e) if now() - e.stored <= self.expiry => Some(e),
-            Some(_) => {
-                self.remove(addr);
-                None
-            }
-            None => None,
+            // An expired entry is left for the next put to replace.
+            Some(_) | None => None,
         }
     }
 
-    /// Store or replace.
-    pub fn put(&self, addr: SocketAddr, clear: Caps, crypted: Option<Caps>) {
-        self.put_bits(addr, clear.bits(), crypted.map(|c| c.bits()));
-    }
-
     /// Store or replace, from capability bitmaps.
-    pub fn put_bits(&self, addr: SocketAddr, clear: u16, crypted: Option<u16>) {
+    pub async fn put_bits(&self, addr: SocketAddr, clear: u16, crypted: Option<u16>) {
         let e = Entry {
             stored: now(),
             clear,
             crypted,
         };
         let k = key(addr);
-        let r: Result<(), redb::Error> = (|| {
-            let tx = self.cache.db().begin_write()?;
-            {
-                let mut t = tx.open_table(TABLE)?;
-                let v = serde_json::to_vec(&e).expect("entry serialises");
-                t.insert(k.as_str(), v.as_slice())?;
-            }
-            tx.commit()?;
-            Ok(())
-        })();
+        let v = serde_json::to_vec(&e).expect("entry serialises");
+        let r = self
+            .cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                tx.open_table(TABLE)?.insert(k.as_str(), v.as_slice())?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot write the EHLO cache");
         }
     }
 
     /// Forget `addr`.
-    pub fn remove(&self, addr: SocketAddr) {
+    pub async fn remove(&self, addr: SocketAddr) {
         let k = key(addr);
-        let r: Result<(), redb::Error> = (|| {
-            let tx = self.cache.db().begin_write()?;
-            {
-                let mut t = tx.open_table(TABLE)?;
-                t.remove(k.as_str())?;
-            }
-            tx.commit()?;
-            Ok(())
-        })();
+        let r = self
+            .cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                tx.open_table(TABLE)?.remove(k.as_str())?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot write the EHLO cache");
         }

@@ -42,24 +42,28 @@ impl RetryHints {
         serde_json::from_slice(v.value()).ok()
     }
 
-    fn write(&self, k: &str, h: Option<Hint>) {
-        let r: Result<(), redb::Error> = (|| {
-            let tx = self.cache.db().begin_write()?;
-            {
-                let mut t = tx.open_table(TABLE)?;
-                match h {
-                    Some(h) => {
-                        let v = serde_json::to_vec(&h).expect("hint serialises");
-                        t.insert(k, v.as_slice())?;
-                    }
-                    None => {
-                        t.remove(k)?;
+    async fn write(&self, k: &str, h: Option<Hint>) {
+        let k = k.to_string();
+        let v = h.map(|h| serde_json::to_vec(&h).expect("hint serialises"));
+        let r = self
+            .cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                {
+                    let mut t = tx.open_table(TABLE)?;
+                    match v {
+                        Some(v) => {
+                            t.insert(k.as_str(), v.as_slice())?;
+                        }
+                        None => {
+                            t.remove(k.as_str())?;
+                        }
                     }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot write retry hints");
         }
@@ -73,7 +77,7 @@ impl RetryHints {
     }
 
     /// Record a failure of `addr`.
-    pub fn failed(&self, addr: SocketAddr, now: i64) {
+    pub async fn failed(&self, addr: SocketAddr, now: i64) {
         let k = addr.to_string();
         let failures = self.get(&k).map_or(0, |h| h.failures) + 1;
         let delay = self
@@ -86,25 +90,29 @@ impl RetryHints {
                 failures,
                 next_try: now + delay as i64,
             }),
-        );
+        )
+        .await;
     }
 
     /// `addr` answered: forget its failures.
-    pub fn succeeded(&self, addr: SocketAddr) {
+    pub async fn succeeded(&self, addr: SocketAddr) {
         let k = addr.to_string();
         if self.get(&k).is_some() {
-            self.write(&k, None);
+            self.write(&k, None).await;
         }
     }
 
     /// Forget every hint (a forced queue run).
-    pub fn clear(&self) {
-        let r: Result<(), redb::Error> = (|| {
-            let tx = self.cache.db().begin_write()?;
-            tx.delete_table(TABLE)?;
-            tx.commit()?;
-            Ok(())
-        })();
+    pub async fn clear(&self) {
+        let r = self
+            .cache
+            .write(|db| {
+                let tx = db.begin_write()?;
+                tx.delete_table(TABLE)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot clear retry hints");
         }
@@ -115,23 +123,23 @@ impl RetryHints {
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_and_reset() {
+    #[tokio::test]
+    async fn backoff_and_reset() {
         let dir = tempfile::tempdir().unwrap();
         let h = RetryHints::new(Cache::open(&dir.path().join("c.redb")).unwrap(), 10, 35);
         let a: SocketAddr = "192.0.2.1:25".parse().unwrap();
         assert_eq!(h.blocked_until(a, 1000), None);
-        h.failed(a, 1000);
+        h.failed(a, 1000).await;
         assert_eq!(h.blocked_until(a, 1000), Some(1010));
-        h.failed(a, 1000);
+        h.failed(a, 1000).await;
         assert_eq!(h.blocked_until(a, 1000), Some(1020));
-        h.failed(a, 1000);
+        h.failed(a, 1000).await;
         assert_eq!(h.blocked_until(a, 1000), Some(1035));
         assert_eq!(h.blocked_until(a, 2000), None);
-        h.succeeded(a);
+        h.succeeded(a).await;
         assert_eq!(h.blocked_until(a, 1000), None);
-        h.failed(a, 1000);
-        h.clear();
+        h.failed(a, 1000).await;
+        h.clear().await;
         assert_eq!(h.blocked_until(a, 1000), None);
     }
 }

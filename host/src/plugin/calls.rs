@@ -169,12 +169,14 @@ impl SessionPlugins {
             }
             p.calls.fetch_add(1, Ordering::Relaxed);
             let r = match self.instance(i).await {
-                Ok(inst) => inst
-                    .bindings
-                    .mailgate_plugin_plugin()
-                    .call_on_route(&mut inst.store, ctx, &info)
-                    .await
-                    .map_err(describe_error),
+                Ok(inst) => {
+                    let r = inst
+                        .bindings
+                        .mailgate_plugin_plugin()
+                        .call_on_route(&mut inst.store, ctx, &info)
+                        .await;
+                    r.map_err(|e| inst.describe_error(e))
+                }
                 Err(e) => Err(e),
             };
             let r = r.and_then(|d| {
@@ -246,7 +248,7 @@ impl SessionPlugins {
                 .call_on_transport(&mut inst.store, ctx, d, borrowed)
                 .await;
             let _ = inst.store.data_mut().table.delete(res);
-            r.map_err(describe_error)
+            r.map_err(|e| inst.describe_error(e))
         }
         .await;
         if r.is_err() {
@@ -287,25 +289,33 @@ impl SessionPlugins {
                 r
             }
         };
-        let resp = r.map_err(describe_error)?;
+        let resp = r.map_err(|e| inst.describe_error(e))?;
         validate(&resp)?;
         Ok(resp)
     }
 }
 
-pub(super) fn describe_error(e: wasmtime::Error) -> String {
-    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
-        return match t {
-            wasmtime::Trap::Interrupt => "time budget exceeded".into(),
-            wasmtime::Trap::OutOfFuel => "fuel budget exceeded".into(),
-            other => format!("trap: {other}"),
-        };
-    }
-    let s = format!("{e:#}");
-    if s.contains("forcing trap when growing memory") {
-        "memory budget exceeded".into()
-    } else {
-        s.lines().next().unwrap_or("failure").to_string()
+impl Instance {
+    /// Why a call failed, in the words of the log: a budget (time, fuel,
+    /// memory: the store's limiter saw a growth refused during the call),
+    /// a trap, or the runtime's own first line.
+    pub(super) fn describe_error(&self, e: wasmtime::Error) -> String {
+        if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+            return match t {
+                wasmtime::Trap::Interrupt => "time budget exceeded".into(),
+                wasmtime::Trap::OutOfFuel => "fuel budget exceeded".into(),
+                _ if self.store.data().limits.refused => "memory budget exceeded".into(),
+                other => format!("trap: {other}"),
+            };
+        }
+        if self.store.data().limits.refused {
+            return "memory budget exceeded".into();
+        }
+        format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or("failure")
+            .to_string()
     }
 }
 

@@ -41,7 +41,7 @@ impl Instance {
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits,
+            limits: super::state::Limits::new(limits),
             plugin: Arc::clone(&plugin),
             cache: rt.cache.clone(),
             dns: rt.dns.clone(),
@@ -87,6 +87,7 @@ impl Instance {
     }
 
     pub(super) fn reset_budget(&mut self) {
+        self.store.data_mut().limits.refused = false;
         let ticks = self
             .plugin
             .cfg

@@ -7,15 +7,15 @@ use super::zone;
 use crate::cache::Cache;
 use crate::config::plugin::Capability;
 use std::sync::Arc;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Per-store state.
 pub struct State {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: Limits,
     pub(super) plugin: Arc<Loaded>,
     pub(super) cache: Cache,
     pub(super) dns: Option<Resolver>,
@@ -50,3 +50,59 @@ impl State {
 }
 
 impl wit::Host for State {}
+
+/// The store's limits ([`StoreLimits`]: memory per instance, instances,
+/// trapping on a refused growth), remembering whether a growth was refused
+/// since the last call began, so a failure is named by what happened and
+/// not by its message.
+pub struct Limits {
+    inner: StoreLimits,
+    /// A memory or table growth was refused.
+    pub(super) refused: bool,
+}
+
+impl Limits {
+    /// Wrap `inner`.
+    pub fn new(inner: StoreLimits) -> Limits {
+        Limits {
+            inner,
+            refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let r = self.inner.memory_growing(current, desired, maximum);
+        self.refused |= !matches!(r, Ok(true));
+        r
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let r = self.inner.table_growing(current, desired, maximum);
+        self.refused |= !matches!(r, Ok(true));
+        r
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}

@@ -37,7 +37,7 @@ impl QueueHandle {
     /// Returns how many messages were scheduled.
     pub async fn retry(&self, id: Option<&str>) -> usize {
         if let Some(o) = &self.runner.outbound {
-            o.clear_hints();
+            o.clear_hints().await;
         }
         let ids: Vec<String> = match id {
             Some(id) => self
@@ -88,7 +88,9 @@ struct Runner {
     busy: Mutex<HashSet<String>>,
     slots: Semaphore,
     stopping: std::sync::atomic::AtomicBool,
-    handle: Mutex<Option<QueueHandle>>,
+    /// Hands new messages (DSNs) to the scheduling loop; weak, so the
+    /// loop ends when the last [`QueueHandle`] goes and the runner is freed.
+    resubmit: mpsc::WeakUnboundedSender<String>,
     forced: Mutex<HashSet<String>>,
     plugins: Option<Arc<crate::plugin::Runtime>>,
 }
@@ -116,7 +118,7 @@ pub fn start(
         busy: Mutex::new(HashSet::new()),
         slots: Semaphore::new(64),
         stopping: std::sync::atomic::AtomicBool::new(false),
-        handle: Mutex::new(None),
+        resubmit: tx.downgrade(),
         forced: Mutex::new(HashSet::new()),
         plugins,
     });
@@ -124,7 +126,6 @@ pub fn start(
         tx,
         runner: Arc::clone(&runner),
     };
-    *runner.handle.lock().unwrap() = Some(handle.clone());
     tokio::spawn(async move {
         runner.clone().scan();
         let mut tick = tokio::time::interval(interval);
@@ -423,8 +424,7 @@ impl Runner {
                         self.log
                             .write(&format!("{did} <= <> R={id} U=mailgate P=local S={size}"));
                         if work {
-                            let (tx_id, runner) = (did, self.clone_handle());
-                            runner.submit(tx_id);
+                            self.resubmit(did);
                         }
                     }
                     Err(e) => self.log.write(&format!("{id} cannot spool a DSN: {e}")),
@@ -447,12 +447,14 @@ impl Runner {
         }
     }
 
-    fn clone_handle(&self) -> QueueHandle {
-        self.handle
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("queue handle set at start")
+    /// Queue a message spooled by the runner itself (a DSN) for routing.
+    fn resubmit(&self, id: String) {
+        if self.cfg.outbound.queue_only {
+            return;
+        }
+        if let Some(tx) = self.resubmit.upgrade() {
+            let _ = tx.send(id);
+        }
     }
 
     /// Handle one routed recipient; returns true when its state changed.

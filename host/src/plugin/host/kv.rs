@@ -62,23 +62,29 @@ impl bindings::mailgate::plugin::kv::Host for State {
         let mut v = expires.to_le_bytes().to_vec();
         v.extend_from_slice(&value);
         let k = kv_key(&self.plugin.cfg.name, &key);
-        let r: Result<(), redb::Error> = (|| {
-            let tx = self.cache.db().begin_write()?;
-            tx.open_table(KV)?.insert(k.as_str(), v.as_slice())?;
-            tx.commit()?;
-            Ok(())
-        })();
+        let r = self
+            .cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                tx.open_table(KV)?.insert(k.as_str(), v.as_slice())?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
         r.map_err(|e| CapError::Failed(e.to_string()))
     }
     async fn delete(&mut self, key: String) -> Result<(), CapError> {
         self.granted(Capability::Kv)?;
         let k = kv_key(&self.plugin.cfg.name, &key);
-        let r: Result<(), redb::Error> = (|| {
-            let tx = self.cache.db().begin_write()?;
-            tx.open_table(KV)?.remove(k.as_str())?;
-            tx.commit()?;
-            Ok(())
-        })();
+        let r = self
+            .cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                tx.open_table(KV)?.remove(k.as_str())?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
         r.map_err(|e| CapError::Failed(e.to_string()))
     }
 }
