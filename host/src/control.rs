@@ -4,7 +4,7 @@
 //! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
 //! (every message: `queue retry --all` and `queue flush`).
 
-use crate::log::MainLog;
+use crate::log::{Event, MainLog};
 use crate::queue::QueueHandle;
 
 /// What a plugin reload needs.
@@ -33,21 +33,22 @@ impl Reload {
             Ok(set) => {
                 let n = set.len();
                 for p in &set {
-                    self.log.write(&format!(
+                    self.log.event(&Event::notice(format!(
                         "plugin {} {} loaded (sha256 {})",
                         p.cfg.name,
                         p.version,
                         &p.hash[..16]
-                    ));
+                    )));
                 }
                 self.runtime.swap(set);
-                self.log.write(&format!("plugins reloaded: {n} active"));
+                self.log
+                    .event(&Event::notice(format!("plugins reloaded: {n} active")));
                 Ok(n)
             }
             Err(e) => {
-                self.log.write(&format!(
+                self.log.event(&Event::notice(format!(
                     "plugin reload refused, the running plugins stay: {e}"
-                ));
+                )));
                 Err(e)
             }
         }
@@ -116,8 +117,8 @@ pub async fn answer(
             match done {
                 Ok(()) => {
                     if let Some(l) = log {
-                        l.write(&format!("{id} removed by the administrator"));
-                        l.write(&format!("{id} Completed"));
+                        l.event(&Event::message_notice(&id, "removed by the administrator"));
+                        l.event(&Event::Completed { id: id.to_string() });
                     }
                     json!({ "removed": id })
                 }

@@ -223,9 +223,12 @@ async fn queue_cmd(cfg: &Config, cmd: QueueCmd) -> Result<(), String> {
                 Spool::open_readonly(&dir)
             }
             .map_err(|e| format!("spool {}: {e}", dir.display()))?;
-            let log =
-                mailgate::log::MainLog::open(&cfg.expand_path(&cfg.log.mainlog), cfg.log.millisec)
-                    .ok();
+            let log = mailgate::log::MainLog::open(
+                &cfg.expand_path(&cfg.log.mainlog),
+                cfg.log.millisec,
+                cfg.log.format,
+            )
+            .ok();
             let a = mailgate::control::answer(&spool, log.as_ref(), None, None, &request).await;
             spool.close();
             a

@@ -6,7 +6,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::inbound::listener::{self, ConnCounts};
 use crate::inbound::session::Shared;
-use crate::log::MainLog;
+use crate::log::{Event, MainLog};
 use crate::queue;
 use crate::routing::Router;
 use crate::spool::{Spool, SpoolOptions};
@@ -21,17 +21,21 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let data = &cfg.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log = Arc::new(
-        MainLog::open(&cfg.expand_path(&cfg.log.mainlog), cfg.log.millisec)
-            .map_err(|e| format!("main log {}: {e}", cfg.log.mainlog))?,
+        MainLog::open(
+            &cfg.expand_path(&cfg.log.mainlog),
+            cfg.log.millisec,
+            cfg.log.format,
+        )
+        .map_err(|e| format!("main log {}: {e}", cfg.log.mainlog))?,
     );
     let files = raise_open_file_limit();
     let wanted = cfg.limits.max_connections as u64 + 2 * cfg.outbound.max_connections as u64 + 64;
     if files < wanted {
-        log.write(&format!(
+        log.event(&Event::notice(format!(
             "warning: the open file limit ({files}) is below what limits.max_connections \
              ({}) needs (about {wanted}); raise it (ulimit -n, LimitNOFILE)",
             cfg.limits.max_connections
-        ));
+        )));
     }
     let spool_dir = cfg.spool_dir();
     let spool = Spool::open(
@@ -59,12 +63,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     let runtime = crate::plugin::Runtime::new(cache.clone(), compiled, plugin_dns)?;
     let loaded = runtime.load(&cfg.plugins).await?;
     for p in &loaded {
-        log.write(&format!(
+        log.event(&Event::notice(format!(
             "plugin {} {} loaded (sha256 {})",
             p.cfg.name,
             p.version,
             &p.hash[..16]
-        ));
+        )));
     }
     runtime.swap(loaded);
     let settings = crate::outbound::client::ClientSettings {
@@ -88,9 +92,9 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         match crate::outbound::deliver::Outbound::new(Arc::clone(&cfg), settings, cache.clone()) {
             Ok(o) => Some(Arc::new(o)),
             Err(e) => {
-                log.write(&format!(
+                log.event(&Event::notice(format!(
                     "outbound delivery disabled: {e}; remote mail stays queued"
-                ));
+                )));
                 None
             }
         };
@@ -147,12 +151,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     )
     .await
     .map_err(|e| format!("control socket {}: {e}", cfg.control_socket().display()))?;
-    log.write(&format!(
+    log.event(&Event::notice(format!(
         "mailgate daemon started: pid={}, {} message(s) in the spool, listening on {}",
         std::process::id(),
         pending,
         addrs.join(", ")
-    ));
+    )));
     tracing::info!(listeners = %addrs.join(", "), "mailgate ready");
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -167,7 +171,9 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             }
         }
     }
-    log.write("mailgate daemon stopping: no new connections; waiting for sessions in flight");
+    log.event(&Event::notice(
+        "mailgate daemon stopping: no new connections; waiting for sessions in flight",
+    ));
     let _ = stop_tx.send(true);
     let until = Instant::now() + cfg.server.shutdown_timeout.duration();
     while counts.total() > 0 && Instant::now() < until {
@@ -183,18 +189,18 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         )
         .await;
     if deliveries > 0 {
-        log.write(&format!(
+        log.event(&Event::notice(format!(
             "{deliveries} delivery(ies) still running at shutdown; they will be retried"
-        ));
+        )));
     }
     if let Some(o) = &outbound {
         o.close_all();
     }
     spool.close();
     let _ = std::fs::remove_file(cfg.control_socket());
-    log.write(&format!(
+    log.event(&Event::notice(format!(
         "mailgate daemon stopped ({left} session(s) cut off)"
-    ));
+    )));
     Ok(())
 }
 

@@ -339,6 +339,17 @@ impl Default for Local {
 }
 
 /// `[log]`
+/// How the main log is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Exim's grammar (eximstats reads it).
+    #[default]
+    Exim,
+    /// One JSON object per line: `time`, `event` and the event's fields.
+    Json,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -346,6 +357,9 @@ pub struct Log {
     pub mainlog: String,
     /// Timestamps with milliseconds.
     pub millisec: bool,
+    /// `exim` (Exim's grammar, for eximstats) or `json` (one object per
+    /// line, the same fields).
+    pub format: LogFormat,
     /// Tracing level.
     pub level: String,
 }
@@ -355,6 +369,7 @@ impl Default for Log {
         Log {
             mainlog: "{data_dir}/log/mainlog".into(),
             millisec: false,
+            format: LogFormat::Exim,
             level: "info".into(),
         }
     }

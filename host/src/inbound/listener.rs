@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ListenerMode};
 use crate::inbound::session::{self, ConnInfo, Shared, canonical_ip};
+use crate::log::{Event, Peer, SessionNote};
 use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -148,10 +149,10 @@ pub async fn accept_loop(
                         "too many connections from that IP address",
                     ),
                 };
-                shared.log.write(&format!(
-                    "Connection from [{ip}]:{} refused: {text}",
-                    peer.port()
-                ));
+                shared.log.event(&Event::Session {
+                    peer: Peer::client(None, ip, peer.port()),
+                    note: SessionNote::Refused(text.to_string()),
+                });
                 tokio::spawn(async move {
                     let mut tcp = tcp;
                     if mode == ListenerMode::ImplicitTls {

@@ -2,7 +2,8 @@
 //! spool write, the `<=` log line and the hand-over to the queue.
 
 use super::session::{ConnView, Shared};
-use crate::log::{host_field, printable};
+use crate::log::exim::host_field;
+use crate::log::{Early, Event, Peer, RejectStage};
 use crate::smtp::command::Body;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::Transaction;
@@ -132,7 +133,7 @@ pub async fn accept(
     let mut local_work = crate::routing::preroute(&shared.router, &mut recipients);
     let mut vars = Vec::new();
     if let Some((plugins, ctx)) = route {
-        let host = host_field(Some(&tx.helo), &view.ip.to_string(), view.port);
+        let host = host_field(&Peer::client(Some(&tx.helo), view.ip, view.port));
         crate::plugin::dispatch::session::route(
             plugins,
             &ctx,
@@ -166,42 +167,40 @@ pub async fn accept(
     };
     let size = data.len();
     if let Err(e) = shared.spool.commit_message(env, &data).await {
-        shared.log.write(&format!(
-            "{} F=<{}> temporarily rejected after DATA: spool write failed: {e}",
-            host_field(Some(&tx.helo), &view.ip.to_string(), view.port),
-            printable(&sender)
-        ));
+        shared.log.event(&Event::Rejected {
+            peer: Peer::client(Some(&tx.helo), view.ip, view.port),
+            sender: Some(sender.clone()),
+            stage: RejectStage::Data,
+            by_plugin: false,
+            temporary: true,
+            reason: format!("spool write failed: {e}"),
+        });
         return Err(Reply::new(
             451,
             "4.3.0",
             "Local error in processing; try again later",
         ));
     }
-    let mut line = format!(
-        "{id} <= {} {} P={proto}",
-        if sender.is_empty() {
-            "<>".to_string()
+    shared.log.event(&Event::Received {
+        id: id.clone(),
+        sender,
+        peer: Some(Peer::client(Some(&tx.helo), view.ip, view.port)),
+        protocol: proto,
+        origin: None,
+        user: None,
+        early: if view.early_used {
+            Early::Used
+        } else if view.early_offered {
+            Early::Offered
         } else {
-            printable(&sender)
+            Early::No
         },
-        host_field(Some(&tx.helo), &view.ip.to_string(), view.port)
-    );
-    if view.early_used {
-        line.push_str(" L*");
-    } else if view.early_offered {
-        line.push_str(" L.");
-    }
-    if let Some(t) = &view.tls {
-        line.push_str(&format!(" X={} CV=no", t.log_field()));
-    }
-    if tx.chunking {
-        line.push_str(" K");
-    }
-    line.push_str(&format!(" S={size}"));
-    if let Some(mid) = message_id_header(&tx.data) {
-        line.push_str(&format!(" id={}", printable(&mid)));
-    }
-    shared.log.write(&line);
+        tls: view.tls.as_ref().map(|t| t.log_field()),
+        chunking: tx.chunking,
+        size: size as u64,
+        message_id: message_id_header(&tx.data),
+        outcome: None,
+    });
     if local_work {
         shared.queue.submit(id.clone());
     }

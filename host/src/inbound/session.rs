@@ -4,7 +4,8 @@
 
 use super::{policy, receive};
 use crate::config::{Config, ListenerMode};
-use crate::log::{MainLog, host_field, printable};
+use crate::log::exim::host_field;
+use crate::log::{Event, MainLog, Peer, RejectStage, SessionNote, printable};
 use crate::net::stream;
 use crate::plugin::dispatch::{self, session as hooks};
 use crate::queue::QueueHandle;
@@ -90,8 +91,30 @@ enum ReadOutcome {
 }
 
 impl Conn {
+    fn peer(&self) -> Peer {
+        Peer::client(self.helo.as_deref(), self.ip, self.port)
+    }
+
     fn host(&self) -> String {
-        host_field(self.helo.as_deref(), &self.ip.to_string(), self.port)
+        host_field(&self.peer())
+    }
+
+    fn note(&self, note: SessionNote) {
+        self.shared.log.event(&Event::Session {
+            peer: self.peer(),
+            note,
+        });
+    }
+
+    fn rejected(&self, stage: RejectStage, by_plugin: bool, reason: String) {
+        self.shared.log.event(&Event::Rejected {
+            peer: self.peer(),
+            sender: self.sender.clone(),
+            stage,
+            by_plugin,
+            temporary: false,
+            reason,
+        });
     }
 
     async fn write_out(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -182,17 +205,17 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
                 conn.stream = Stream::Tls(Box::new(tls));
             }
             Ok(Err(e)) => {
-                shared.log.write(&format!(
-                    "TLS error on connection from {} (accept): {e}",
-                    conn.host()
-                ));
+                conn.note(SessionNote::TlsError {
+                    phase: "accept",
+                    error: e.to_string(),
+                });
                 return;
             }
             Err(_) => {
-                shared.log.write(&format!(
-                    "TLS error on connection from {} (accept): timed out",
-                    conn.host()
-                ));
+                conn.note(SessionNote::TlsError {
+                    phase: "accept",
+                    error: "timed out".into(),
+                });
                 return;
             }
         }
@@ -231,11 +254,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         } else {
             let line = String::from_utf8_lossy(&first);
             let line = line.lines().next().unwrap_or("");
-            shared.log.write(&format!(
-                "SMTP protocol synchronization error (input sent without waiting for greeting): rejected connection from {} input=\"{}\"",
-                conn.host(),
-                printable(line)
-            ));
+            conn.note(SessionNote::SyncError(line.to_string()));
         }
     }
     let mut refused = None;
@@ -246,11 +265,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
     }
     match refused {
         Some(r) => {
-            shared.log.write(&format!(
-                "{} rejected connection by plugin: {}",
-                conn.host(),
-                r.first_line()
-            ));
+            conn.rejected(RejectStage::Connect, true, r.first_line());
             session.abort(r, CloseReason::Rejected);
         }
         None => session.start(early.is_some()),
@@ -275,10 +290,7 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 if let Err(e) = conn.write_out(&out).await {
                     // Exim's wording; a client that stops reading ends
                     // here after the command timeout.
-                    shared.log.write(&format!(
-                        "SMTP connection from {} lost while writing: {e}",
-                        conn.host()
-                    ));
+                    conn.note(SessionNote::LostWhileWriting(e.to_string()));
                     return;
                 }
                 if *shared.shutdown.borrow() && session.is_idle() && !session.has_buffered_input() {
@@ -302,25 +314,14 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 match conn.read_some(timeout, session.is_idle()).await {
                     ReadOutcome::Data(n) => session.feed(&conn.buf[..n]),
                     ReadOutcome::Eof => {
-                        let what = if in_content {
-                            format!(
-                                "SMTP connection lost while reading message data (message abandoned) from {} F=<{}>",
-                                conn.host(),
-                                conn.sender.clone().unwrap_or_default()
-                            )
-                        } else {
-                            format!(
-                                "unexpected disconnection while reading SMTP command from {}",
-                                conn.host()
-                            )
-                        };
-                        shared.log.write(&what);
+                        conn.note(SessionNote::Disconnected {
+                            in_content,
+                            sender: in_content.then(|| conn.sender.clone().unwrap_or_default()),
+                        });
                         return;
                     }
                     ReadOutcome::Error(e) => {
-                        shared
-                            .log
-                            .write(&format!("SMTP connection from {} lost: {e}", conn.host()));
+                        conn.note(SessionNote::Lost(e.to_string()));
                         return;
                     }
                     ReadOutcome::Timeout => {
@@ -338,9 +339,7 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                         } else {
                             ("SMTP command timeout", "Timeout waiting for command")
                         };
-                        shared
-                            .log
-                            .write(&format!("{what} on connection from {}", conn.host()));
+                        conn.note(SessionNote::Timeout(what.to_string()));
                         session.abort(
                             Reply::new(
                                 421,
@@ -373,10 +372,7 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                     return;
                 }
                 if discarded > 0 {
-                    shared.log.write(&format!(
-                        "{} discarded {discarded} octets of plaintext pipelined after STARTTLS",
-                        conn.host()
-                    ));
+                    conn.note(SessionNote::DiscardedPlaintext(discarded));
                 }
                 let Some(acceptor) = shared.tls.clone() else {
                     return;
@@ -397,17 +393,17 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                         session.tls_started();
                     }
                     Ok(Err(e)) => {
-                        shared.log.write(&format!(
-                            "TLS error on connection from {} (STARTTLS): {e}",
-                            conn.host()
-                        ));
+                        conn.note(SessionNote::TlsError {
+                            phase: "STARTTLS",
+                            error: e.to_string(),
+                        });
                         return;
                     }
                     Err(_) => {
-                        shared.log.write(&format!(
-                            "TLS error on connection from {} (STARTTLS): timed out",
-                            conn.host()
-                        ));
+                        conn.note(SessionNote::TlsError {
+                            phase: "STARTTLS",
+                            error: "timed out".into(),
+                        });
                         return;
                     }
                 }
@@ -416,14 +412,12 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 let out = session.take_output();
                 let _ = conn.write_out(&out).await;
                 match reason {
-                    CloseReason::TooManyErrors => shared.log.write(&format!(
-                        "SMTP call from {} dropped: too many syntax or protocol errors",
-                        conn.host()
-                    )),
-                    CloseReason::LimitReached => shared.log.write(&format!(
-                        "SMTP call from {} dropped: too many commands or messages",
-                        conn.host()
-                    )),
+                    CloseReason::TooManyErrors => {
+                        conn.note(SessionNote::Dropped("too many syntax or protocol errors"))
+                    }
+                    CloseReason::LimitReached => {
+                        conn.note(SessionNote::Dropped("too many commands or messages"))
+                    }
                     _ => {}
                 }
                 return;
@@ -515,12 +509,14 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                         Verdict::Accept
                     }
                     Err(e) => {
-                        shared.log.write(&format!(
-                            "{} plugin redirect of <{}> to {:?} ignored: {e}",
-                            conn.host(),
-                            printable(&rcpt.to_string()),
-                            printable(&to)
-                        ));
+                        shared.log.event(&Event::PluginIgnored {
+                            who: conn.host(),
+                            text: format!(
+                                "redirect of <{}> to {:?} ignored: {e}",
+                                printable(&rcpt.to_string()),
+                                printable(&to)
+                            ),
+                        });
                         if unknown_local { v } else { Verdict::Accept }
                     }
                 }
@@ -533,28 +529,27 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
     };
     match (&v, check) {
         (Verdict::Reject(r), Check::Rcpt { rcpt, sender, .. }) => {
-            let from = sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
-            shared.log.write(&format!(
-                "{} F=<{}> rejected RCPT <{}>: {}",
-                conn.host(),
-                printable(&from),
-                printable(&rcpt.to_string()),
-                r.lines[0]
-            ));
+            shared.log.event(&Event::Rejected {
+                peer: conn.peer(),
+                sender: Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default()),
+                stage: RejectStage::Rcpt(rcpt.to_string()),
+                by_plugin: false,
+                temporary: false,
+                reason: r.lines[0].clone(),
+            });
         }
         (Verdict::Reject(r), Check::Mail { sender, .. }) => {
-            let from = sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
-            shared.log.write(&format!(
-                "{} rejected MAIL <{}>: {}",
-                conn.host(),
-                printable(&from),
-                r.lines[0]
-            ));
+            shared.log.event(&Event::Rejected {
+                peer: conn.peer(),
+                sender: Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default()),
+                stage: RejectStage::Mail,
+                by_plugin: false,
+                temporary: false,
+                reason: r.lines[0].clone(),
+            });
         }
         (Verdict::Reject(r), Check::Helo { .. }) => {
-            shared
-                .log
-                .write(&format!("{} rejected HELO: {}", conn.host(), r.lines[0]));
+            conn.rejected(RejectStage::Helo, false, r.lines[0].clone());
         }
         _ => {}
     }
@@ -581,19 +576,14 @@ async fn message(
         let host = conn.host();
         match d {
             hooks::Decision::Refuse(r) => {
-                shared.log.write(&format!(
-                    "{host} F=<{}> rejected after DATA by plugin: {}",
-                    conn.sender.clone().unwrap_or_default(),
-                    r.first_line()
-                ));
+                conn.rejected(RejectStage::Data, true, r.first_line());
                 return Err(r);
             }
             hooks::Decision::Discard => {
                 let id = next_id();
-                shared.log.write(&format!(
-                    "{id} <= {} {host} discarded by plugin",
-                    conn.sender.clone().unwrap_or_default()
-                ));
+                shared
+                    .log
+                    .event(&not_spooled(conn, &id, "discarded by plugin".into()));
                 return Ok(id);
             }
             hooks::Decision::Quarantine(why) => {
@@ -602,16 +592,15 @@ async fn message(
                 let saved = super::quarantine::save(&dir, &id, std::mem::take(&mut tx.data)).await;
                 return match saved {
                     Ok(_) => {
-                        shared.log.write(&format!(
-                            "{id} <= {} {host} quarantined by plugin: {why}",
-                            conn.sender.clone().unwrap_or_default()
+                        shared.log.event(&not_spooled(
+                            conn,
+                            &id,
+                            format!("quarantined by plugin: {why}"),
                         ));
                         Ok(id)
                     }
                     Err(e) => {
-                        shared
-                            .log
-                            .write(&format!("{host} quarantine write failed: {e}"));
+                        conn.note(SessionNote::Other(format!("quarantine write failed: {e}")));
                         Err(Reply::new(
                             451,
                             "4.3.0",
@@ -662,6 +651,25 @@ async fn message(
     let view = conn_view(conn);
     let route = conn.plugins.as_mut().zip(ctx);
     receive::accept(view, shared, tx, route).await
+}
+
+/// The `<=` line of a message accepted but not spooled (discarded or
+/// quarantined by a plugin).
+fn not_spooled(conn: &Conn, id: &str, outcome: String) -> Event {
+    Event::Received {
+        id: id.to_string(),
+        sender: conn.sender.clone().unwrap_or_default(),
+        peer: Some(conn.peer()),
+        protocol: String::new(),
+        origin: None,
+        user: None,
+        early: crate::log::Early::No,
+        tls: None,
+        chunking: false,
+        size: 0,
+        message_id: None,
+        outcome: Some(outcome),
+    }
 }
 
 /// What the receive step needs to know about the connection.

@@ -5,7 +5,8 @@
 
 use crate::config::Config;
 use crate::dns::Dns;
-use crate::log::MainLog;
+use crate::log::exim::host_field;
+use crate::log::{MainLog, Peer};
 use crate::outbound::client::{ClientSettings, Connection};
 use crate::outbound::hop::RouteError;
 use crate::smtp::client::{Failure, Job, JobRcpt, RcptOutcome, Stage};
@@ -56,7 +57,7 @@ pub struct Report {
 fn report(f: &Failure, conn: Option<&Connection>, host: Option<(&str, SocketAddr)>) -> Report {
     let (host_field, remote) = match (conn, host) {
         (Some(c), _) => (
-            format!("H={} [{}]:{}", c.host, c.addr.ip(), c.addr.port()),
+            host_field(&Peer::server(&c.host, c.addr)),
             Some((
                 c.host.clone(),
                 format!("[{}]:{}", c.addr.ip(), c.addr.port()),
@@ -64,7 +65,7 @@ fn report(f: &Failure, conn: Option<&Connection>, host: Option<(&str, SocketAddr
                 c.conv.ehlo_response.clone(),
             )),
         ),
-        (None, Some((h, a))) => (format!("H={h} [{}]:{}", a.ip(), a.port()), None),
+        (None, Some((h, a))) => (host_field(&Peer::server(h, a)), None),
         _ => (String::new(), None),
     };
     let status = f
@@ -285,11 +286,9 @@ impl Outbound {
                     Ok(outcomes) => {
                         let tail = |c: &Connection, reply: &str| {
                             let mut s = format!(
-                                "R={} T=remote_smtp H={} [{}]:{}",
+                                "R={} T=remote_smtp {}",
                                 route.router,
-                                c.host,
-                                c.addr.ip(),
-                                c.addr.port()
+                                host_field(&Peer::server(&c.host, c.addr))
                             );
                             if let Some(t) = &c.tls {
                                 s.push_str(&format!(" X={} CV=no", t.log_field()));
@@ -382,12 +381,18 @@ pub struct Group {
     pub sender: String,
 }
 
+impl Report {
+    /// The host field for the log, when a host was involved.
+    pub fn host(&self) -> Option<String> {
+        (!self.host_field.is_empty()).then(|| self.host_field.clone())
+    }
+}
+
 /// The log line for a host that failed before a transaction started.
 fn log_host_failure(log: &MainLog, id: &str, host: &str, addr: SocketAddr, f: &Failure) {
-    log.write(&format!(
-        "{id} H={host} [{}]:{}: {}",
-        addr.ip(),
-        addr.port(),
-        f.text
-    ));
+    log.event(&crate::log::Event::HostFailed {
+        id: id.to_string(),
+        peer: Peer::server(host, addr),
+        reason: f.text.clone(),
+    });
 }

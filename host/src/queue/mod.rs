@@ -7,7 +7,7 @@ pub mod bounce;
 pub mod schedule;
 
 use crate::config::Config;
-use crate::log::MainLog;
+use crate::log::{Early, Event, MainLog};
 use crate::outbound::deliver::{Outbound, Report, Result1};
 use crate::routing::{Route, Router};
 use crate::spool::{Envelope, RcptState, Spool};
@@ -211,8 +211,14 @@ impl Runner {
             }
             match crate::routing::expand(&self.router, &mut env.recipients, i) {
                 Err(reason) => {
-                    let addr = &env.recipients[i].address;
-                    self.log.write(&format!("{id} ** {addr}: {reason}"));
+                    self.log.event(&Event::Failed {
+                        id: id.to_string(),
+                        rcpt: env.recipients[i].address.clone(),
+                        parent: None,
+                        route: None,
+                        host: None,
+                        reason: reason.to_string(),
+                    });
                     let r = &mut env.recipients[i];
                     r.state = RcptState::Failed;
                     r.detail = Some(reason.to_string());
@@ -237,7 +243,7 @@ impl Runner {
         }
         let mut waits = Vec::new();
         if env.is_complete() {
-            self.log.write(&format!("{id} Completed"));
+            self.log.event(&Event::Completed { id: id.to_string() });
             waits.extend(self.spool.complete(id).ok());
         } else {
             waits.extend(self.spool.update(env).ok());
@@ -263,7 +269,8 @@ impl Runner {
             let data = match self.spool.read_data(id) {
                 Ok(d) => Arc::new(d),
                 Err(e) => {
-                    self.log.write(&format!("{id} spool read error: {e}"));
+                    self.log
+                        .event(&Event::message_notice(id, format!("spool read error: {e}")));
                     return;
                 }
             };
@@ -320,11 +327,10 @@ impl Runner {
                 let mut first = true;
                 for (i, res) in group {
                     changed = true;
-                    let via = env.recipients[i]
+                    let parent = env.recipients[i]
                         .parent
                         .and_then(|p| env.recipients.get(p))
-                        .map(|p| format!(" <{}>", p.address))
-                        .unwrap_or_default();
+                        .map(|p| p.address.clone());
                     let addr = env.recipients[i].address.clone();
                     let r = &mut env.recipients[i];
                     let rt = match &r.transport {
@@ -334,18 +340,27 @@ impl Runner {
                     r.attempts += 1;
                     match res {
                         Result1::Delivered(tail) => {
-                            let arrow = if first { "=>" } else { "->" };
+                            self.log.event(&Event::Delivered {
+                                id: id.to_string(),
+                                first,
+                                rcpt: addr.clone(),
+                                parent: parent.clone(),
+                                via: tail.clone(),
+                            });
                             first = false;
-                            self.log.write(&format!("{id} {arrow} {addr}{via} {tail}"));
                             r.state = RcptState::Delivered;
                             r.next_attempt = None;
                             r.detail = Some(tail);
                         }
                         Result1::Failed(rep) => {
-                            self.log.write(&format!(
-                                "{id} ** {addr}{via} {rt} {}: {}",
-                                rep.host_field, rep.text
-                            ));
+                            self.log.event(&Event::Failed {
+                                id: id.to_string(),
+                                rcpt: addr.clone(),
+                                parent: parent.clone(),
+                                route: Some(rt.clone()),
+                                host: rep.host(),
+                                reason: rep.text.clone(),
+                            });
                             r.state = RcptState::Failed;
                             r.next_attempt = None;
                             r.detail = Some(rep.text.clone());
@@ -357,10 +372,14 @@ impl Runner {
                             if now - env.received_at >= max_age {
                                 let text =
                                     format!("retry timeout exceeded; last error: {}", rep.text);
-                                self.log.write(&format!(
-                                    "{id} ** {addr}{via} {rt} {}: {text}",
-                                    rep.host_field
-                                ));
+                                self.log.event(&Event::Failed {
+                                    id: id.to_string(),
+                                    rcpt: addr.clone(),
+                                    parent: parent.clone(),
+                                    route: Some(rt.clone()),
+                                    host: rep.host(),
+                                    reason: text.clone(),
+                                });
                                 r.state = RcptState::Failed;
                                 r.next_attempt = None;
                                 r.detail = Some(text.clone());
@@ -374,10 +393,14 @@ impl Runner {
                                 }
                             } else {
                                 let next = schedule::next_retry(&self.cfg, r.attempts, now);
-                                self.log.write(&format!(
-                                    "{id} == {addr}{via} {rt} defer {}: {}",
-                                    rep.host_field, rep.text
-                                ));
+                                self.log.event(&Event::Deferred {
+                                    id: id.to_string(),
+                                    rcpt: addr.clone(),
+                                    parent: parent.clone(),
+                                    route: rt.clone(),
+                                    host: rep.host(),
+                                    reason: rep.text.clone(),
+                                });
                                 r.next_attempt = Some(next);
                                 r.detail = Some(rep.text.clone());
                             }
@@ -421,13 +444,28 @@ impl Runner {
                 let size = body.len();
                 match self.spool.commit_message(denv, &body).await {
                     Ok(()) => {
-                        self.log
-                            .write(&format!("{did} <= <> R={id} U=mailgate P=local S={size}"));
+                        self.log.event(&Event::Received {
+                            id: did.clone(),
+                            sender: String::new(),
+                            peer: None,
+                            protocol: "local".into(),
+                            origin: Some(id.to_string()),
+                            user: Some("mailgate".into()),
+                            early: Early::No,
+                            tls: None,
+                            chunking: false,
+                            size: size as u64,
+                            message_id: None,
+                            outcome: None,
+                        });
                         if work {
                             self.resubmit(did);
                         }
                     }
-                    Err(e) => self.log.write(&format!("{id} cannot spool a DSN: {e}")),
+                    Err(e) => self.log.event(&Event::message_notice(
+                        id,
+                        format!("cannot spool a DSN: {e}"),
+                    )),
                 }
             } else if env.sender.is_empty() {
                 tracing::debug!(%id, "no DSN for the null sender");
@@ -437,7 +475,7 @@ impl Runner {
             return;
         }
         let wait = if env.is_complete() {
-            self.log.write(&format!("{id} Completed"));
+            self.log.event(&Event::Completed { id: id.to_string() });
             self.spool.complete(id)
         } else {
             self.spool.update(env)
@@ -467,7 +505,15 @@ impl Runner {
         data: &mut Option<Vec<u8>>,
     ) -> bool {
         let id = env.id.clone();
-        let via_s = via.map(|v| format!(" <{v}>")).unwrap_or_default();
+        let parent = via.map(str::to_string);
+        let defer = |rcpt: &str, reason: String| Event::Deferred {
+            id: id.clone(),
+            rcpt: rcpt.to_string(),
+            parent: parent.clone(),
+            route: "R=local_user T=maildir".into(),
+            host: None,
+            reason,
+        };
         match route {
             Route::Remote(a) => {
                 let r = &mut env.recipients[i];
@@ -481,7 +527,7 @@ impl Runner {
                     match self.spool.read_data(&id) {
                         Ok(d) => *data = Some(d),
                         Err(e) => {
-                            self.log.write(&format!("{id} == {address}{via_s} R=local_user T=maildir defer: spool read: {e}"));
+                            self.log.event(&defer(address, format!("spool read: {e}")));
                             return false;
                         }
                     }
@@ -495,8 +541,13 @@ impl Runner {
                     data.as_deref().unwrap(),
                 ) {
                     Ok(path) => {
-                        self.log
-                            .write(&format!("{id} => {address}{via_s} R=local_user T=maildir"));
+                        self.log.event(&Event::Delivered {
+                            id: id.clone(),
+                            first: true,
+                            rcpt: address.clone(),
+                            parent: parent.clone(),
+                            via: "R=local_user T=maildir".into(),
+                        });
                         let r = &mut env.recipients[i];
                         r.state = RcptState::Delivered;
                         r.attempts += 1;
@@ -504,9 +555,7 @@ impl Runner {
                         true
                     }
                     Err(e) => {
-                        self.log.write(&format!(
-                            "{id} == {address}{via_s} R=local_user T=maildir defer: {e}"
-                        ));
+                        self.log.event(&defer(address, e.to_string()));
                         let r = &mut env.recipients[i];
                         r.attempts += 1;
                         r.detail = Some(format!("maildir: {e}"));

@@ -9,7 +9,7 @@ pub mod delivery;
 pub mod session;
 
 use crate::config::plugin::OnFailure;
-use crate::log::MainLog;
+use crate::log::{Event, MainLog};
 use crate::plugin::bindings::mailgate::plugin::types as wit;
 use crate::spool::{Envelope, TlsDetails};
 
@@ -79,9 +79,13 @@ pub fn log_failures(
     failures: &[(String, String, OnFailure)],
 ) {
     for (name, reason, policy) in failures {
-        log.write(&format!(
-            "{who} plugin {name} failed at {stage}: {reason}; policy {policy}"
-        ));
+        log.event(&Event::PluginFailed {
+            who: who.to_string(),
+            plugin: name.clone(),
+            stage: stage.to_string(),
+            reason: reason.clone(),
+            policy: policy.to_string(),
+        });
     }
 }
 

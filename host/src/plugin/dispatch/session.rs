@@ -4,7 +4,7 @@
 
 use super::{Facts, context, log_failures};
 use crate::config::plugin::OnFailure;
-use crate::log::MainLog;
+use crate::log::{Event, MainLog};
 use crate::plugin::bindings::mailgate::plugin::types as wit;
 use crate::plugin::{Call, Outcome, SessionPlugins};
 use crate::smtp::address::Address;
@@ -143,10 +143,13 @@ pub async fn route(
         if let Some(s) = d.sender {
             match s.is_empty() || Address::parse(&s, true).is_ok() {
                 true => rcpts[i].sender = Some(s),
-                false => log.write(&format!(
-                    "{host} plugin route sender {s:?} for <{}> is not an address; ignored",
-                    info.recipient
-                )),
+                false => log.event(&Event::PluginIgnored {
+                    who: host.to_string(),
+                    text: format!(
+                        "route sender {s:?} for <{}> is not an address; ignored",
+                        info.recipient
+                    ),
+                }),
             }
         }
         let mut target = i;
@@ -163,10 +166,13 @@ pub async fn route(
                     target = rcpts.len() - 1;
                     crate::routing::preroute_from(router, rcpts, target);
                 }
-                Err(e) => log.write(&format!(
-                    "{host} plugin route of <{}> to {:?} ignored: {e}",
-                    info.recipient, d.recipient
-                )),
+                Err(e) => log.event(&Event::PluginIgnored {
+                    who: host.to_string(),
+                    text: format!(
+                        "route of <{}> to {:?} ignored: {e}",
+                        info.recipient, d.recipient
+                    ),
+                }),
             }
         }
         if let Some(t) = transport
@@ -202,9 +208,10 @@ pub fn apply(
                 } else {
                     match Address::parse(&s, true) {
                         Ok(a) => tx.sender = Some(a),
-                        Err(e) => log.write(&format!(
-                            "{host} plugin asked for sender {s:?}: {e}; ignored"
-                        )),
+                        Err(e) => log.event(&Event::PluginIgnored {
+                            who: host.to_string(),
+                            text: format!("asked for sender {s:?}: {e}; ignored"),
+                        }),
                     }
                 }
             }
@@ -213,7 +220,10 @@ pub fn apply(
                     address: a,
                     params: Default::default(),
                 }),
-                Err(e) => log.write(&format!("{host} plugin asked to add {r:?}: {e}; ignored")),
+                Err(e) => log.event(&Event::PluginIgnored {
+                    who: host.to_string(),
+                    text: format!("asked to add {r:?}: {e}; ignored"),
+                }),
             },
             wit::Action::RemoveRecipient(r) => tx
                 .rcpts
