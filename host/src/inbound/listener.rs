@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// Bind a listening socket (SO_REUSEADDR; IPv6 sockets are IPv6-only so an
 /// IPv4 listener on the same port can coexist).
@@ -126,11 +127,16 @@ pub async fn accept_loop(
         ) {
             Ok(slot) => {
                 let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let info = ConnInfo { peer, local, mode };
-                    session::handle(shared, tcp, info).await;
-                    drop(slot);
-                });
+                // Every trace line of the session names its client.
+                let span = tracing::info_span!("session", client = %peer);
+                tokio::spawn(
+                    async move {
+                        let info = ConnInfo { peer, local, mode };
+                        session::handle(shared, tcp, info).await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
             Err(why) => {
                 let (reply, text) = match why {

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
 
 /// Handle used by sessions to hand over newly spooled messages.
 #[derive(Clone)]
@@ -179,21 +180,28 @@ impl Runner {
         if !self.busy.lock().unwrap().insert(id.clone()) {
             return;
         }
-        tokio::spawn(async move {
-            let _permit = self.slots.acquire().await;
-            let me = self.clone();
-            let id2 = id.clone();
-            let res = tokio::task::spawn_blocking(move || me.process(&id2)).await;
-            if let Ok(Some(waits)) = res {
-                for w in waits {
-                    let _ = w.await;
+        // Every trace line of the message's handling names its id.
+        let span = tracing::info_span!("message", id = %id);
+        tokio::spawn(
+            async move {
+                let _permit = self.slots.acquire().await;
+                let me = self.clone();
+                let id2 = id.clone();
+                let span = tracing::Span::current();
+                let res =
+                    tokio::task::spawn_blocking(move || span.in_scope(|| me.process(&id2))).await;
+                if let Ok(Some(waits)) = res {
+                    for w in waits {
+                        let _ = w.await;
+                    }
                 }
+                if self.outbound.is_some() {
+                    self.remote(&id).await;
+                }
+                self.busy.lock().unwrap().remove(&id);
             }
-            if self.outbound.is_some() {
-                self.remote(&id).await;
-            }
-            self.busy.lock().unwrap().remove(&id);
-        });
+            .instrument(span),
+        );
     }
 
     /// Route the pending recipients of one message and deliver the local ones.
