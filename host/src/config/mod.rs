@@ -397,6 +397,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The span of the key at `path` (table names, then the key) in a parsed
+/// document.
+fn key_span(doc: &toml::de::DeTable<'_>, path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let mut table = doc;
+    for (i, k) in path.iter().enumerate() {
+        let (key, value) = table.iter().find(|(key, _)| key.get_ref().as_ref() == *k)?;
+        if i + 1 == path.len() {
+            return Some(key.span());
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -432,10 +449,11 @@ impl Config {
             let msg = e.message().trim().to_string();
             err(e.span(), msg)
         })?;
-        let key_span = |key: &str| -> Option<std::ops::Range<usize>> {
-            text.find(&format!("\n{key}"))
-                .map(|i| i + 1..i + 1 + key.len())
-                .or_else(|| text.starts_with(key).then_some(0..key.len()))
+        // Where a key is, from the parsed document (not a text search,
+        // which finds the same name in another table).
+        let doc = toml::de::DeTable::parse(text).ok();
+        let key_span = |path: &[&str]| -> Option<std::ops::Range<usize>> {
+            key_span(doc.as_ref()?.get_ref(), path)
         };
         if cfg.listeners.is_empty() {
             return Err(err(None, "at least one [[listener]] is required".into()));
@@ -451,53 +469,56 @@ impl Config {
         }
         if cfg.server.hostname.trim().is_empty() {
             return Err(err(
-                key_span("hostname"),
+                key_span(&["server", "hostname"]),
                 "server.hostname must not be empty".into(),
             ));
         }
         if cfg.server.local_domains.iter().any(|d| d.trim().is_empty()) {
             return Err(err(
-                key_span("local_domains"),
+                key_span(&["server", "local_domains"]),
                 "empty name in server.local_domains".into(),
             ));
         }
         if cfg.tls.certificate.is_some() != cfg.tls.private_key.is_some() {
             return Err(err(
-                key_span("certificate").or_else(|| key_span("private_key")),
+                key_span(&["tls", "certificate"]).or_else(|| key_span(&["tls", "private_key"])),
                 "tls.certificate and tls.private_key must be given together".into(),
             ));
         }
         if !cfg.local.maildir.contains("{local_part}") {
             return Err(err(
-                key_span("maildir"),
+                key_span(&["local", "maildir"]),
                 "local.maildir must contain {local_part}".into(),
             ));
         }
         if cfg.limits.max_line_length < 512 {
             return Err(err(
-                key_span("max_line_length"),
+                key_span(&["limits", "max_line_length"]),
                 "limits.max_line_length must be at least 512 (RFC 5321 §4.5.3.1.4)".into(),
             ));
         }
         if cfg.limits.max_recipients < 1 || cfg.limits.max_connections < 1 {
             return Err(err(None, "limits must be at least 1".into()));
         }
-        let hosts = cfg.outbound.smarthost.iter().chain(
-            cfg.outbound
-                .domains
-                .values()
-                .filter_map(|d| d.smarthost.as_ref()),
-        );
-        for h in hosts {
+        let hosts = cfg
+            .outbound
+            .smarthost
+            .iter()
+            .map(|h| (h, key_span(&["outbound", "smarthost"])))
+            .chain(cfg.outbound.domains.iter().filter_map(|(d, o)| {
+                let at = key_span(&["outbound", "domains", d, "smarthost"]);
+                o.smarthost.as_ref().map(|h| (h, at))
+            }));
+        for (h, at) in hosts {
             if let Err(e) = parse_smarthost(h) {
-                return Err(err(key_span("smarthost"), format!("smarthost {h:?}: {e}")));
+                return Err(err(at, format!("smarthost {h:?}: {e}")));
             }
         }
         plugin::validate(&cfg.plugins, name)?;
         for (name_, targets) in &cfg.aliases {
             if targets.is_empty() {
                 return Err(err(
-                    key_span(name_),
+                    key_span(&["aliases", name_]),
                     format!("alias {name_} has no targets"),
                 ));
             }
@@ -507,7 +528,7 @@ impl Config {
             .level
             .parse::<tracing_subscriber::filter::LevelFilter>()
         {
-            return Err(err(key_span("level"), format!("log.level: {e}")));
+            return Err(err(key_span(&["log", "level"]), format!("log.level: {e}")));
         }
         Ok(cfg)
     }
@@ -635,5 +656,22 @@ mod tests {
         );
         let e = error_of(&format!("{MIN}[tls]\ncertificate = \"c.pem\"\n"));
         assert!(e.starts_with("t.toml:8:1: tls.certificate"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key_in_its_own_table() {
+        // The same key name earlier in another table must not be reported.
+        let text = format!(
+            "{MIN}[[plugin]]\nname = \"p\"\npath = \"/p.wasm\"\n[plugin.config]\nlevel = 3\nsmarthost = 1\n[log]\nlevel = \"loud\"\n"
+        );
+        let e = error_of(&text);
+        assert!(e.starts_with("t.toml:14:1: log.level"), "{e}");
+        let text = format!(
+            "{MIN}[outbound]\nsmarthost = \"ok.test:25\"\n[outbound.domains.\"x.test\"]\nsmarthost = \"bad:port\"\n"
+        );
+        let e = error_of(&text);
+        assert!(e.starts_with("t.toml:10:1: smarthost \"bad:port\""), "{e}");
+        let e = error_of(&format!("{MIN}[aliases]\nteam = []\n"));
+        assert!(e.starts_with("t.toml:8:1: alias team"), "{e}");
     }
 }
