@@ -41,7 +41,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELAY = os.path.join(ROOT, "bench", "delay_relay.py")
-MAILGATE = os.path.join(ROOT, "target", "release", "mailgate")
+MAILGATE = os.environ.get("MAILGATE_BIN") or os.path.join(ROOT, "target", "release", "mailgate")
 A_ADDR, B_ADDR, PORT = "192.0.2.1", "192.0.2.2", 2525
 
 SCENARIOS = [

@@ -10,6 +10,8 @@
 # up to 200 ms, which would otherwise dominate a new-connection figure.
 #
 #   REPS=3 N20=10000 N1=2000 PLUGINS=0 bench/throughput.sh
+#   MAILGATE_BIN=/tmp/other bench/throughput.sh   (another build)
+#   MAILGATE_BEFORE=/tmp/old SERVERS="mailgate mailgate-before exim postfix" bench/throughput.sh
 #
 # PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
 # Rust reject-list example; build them first: scripts/test.sh does).
@@ -29,8 +31,14 @@ SERVERS=${SERVERS:-"mailgate exim postfix sink"}
 bin=$(bench/postfix-tools.sh)
 pfx="$(cd "$bin/../.." && pwd)"
 export LD_LIBRARY_PATH="$pfx/usr/lib/postfix"
-cargo build --release --bin mailgate >/dev/null 2>&1
-mg="$PWD/target/release/mailgate"
+# MAILGATE_BIN runs another build (e.g. the commit before a change) in the
+# same harness.
+if [ -n "${MAILGATE_BIN:-}" ]; then
+    mg="$MAILGATE_BIN"
+else
+    cargo build --release --bin mailgate >/dev/null 2>&1
+    mg="$PWD/target/release/mailgate"
+fi
 [ -x /usr/sbin/exim4 ] || { echo "exim4-daemon-heavy is not installed" >&2; exit 1; }
 getent group postdrop >/dev/null || groupadd -r postdrop
 id postfix >/dev/null 2>&1 || useradd -r -M -d /nonexistent -s /usr/sbin/nologin postfix
@@ -43,13 +51,18 @@ cg=/sys/fs/cgroup/cpuacct
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
+# The binary for a mailgate server name: mailgate-before (in SERVERS) runs
+# MAILGATE_BEFORE, e.g. the build of the commit before a change, in the
+# same go, interleaved with this one.
+mg_of() { if [ "$1" = mailgate-before ]; then echo "$MAILGATE_BEFORE"; else echo "$mg"; fi; }
+
 # start_server NAME DIR PORT: starts it inside cgroup mgbench-NAME.
 start_server() {
     local name=$1 dir=$2 port=$3
     mkdir -p "$cg/mgbench-$name"
     local enter="echo \$\$ > $cg/mgbench-$name/cgroup.procs; exec \"\$@\""
     case $name in
-    mailgate)
+    mailgate|mailgate-before)
         local plug=""
         if [ "$PLUGINS" = 1 ]; then
             plug="
@@ -85,7 +98,7 @@ nameservers = ["127.0.0.1:9"]
 level = "warn"
 $plug
 CONF
-        sh -c "$enter" sh "$mg" serve --config "$dir/m.toml" 2>"$dir/err" &
+        sh -c "$enter" sh "$(mg_of "$name")" serve --config "$dir/m.toml" 2>"$dir/err" &
         ;;
     exim)
         mkdir -p "$dir/spool" "$dir/log"
@@ -165,7 +178,7 @@ stop_server() {
 count_queued() {
     local name=$1 dir=$2
     case $name in
-    mailgate) "$mg" queue list --config "$dir/m.toml" 2>/dev/null |
+    mailgate|mailgate-before) "$(mg_of "$name")" queue list --config "$dir/m.toml" 2>/dev/null |
         awk '$3 ~ /^[0-9A-Za-z]+-[0-9A-Za-z]+-[0-9A-Za-z]+$/' | wc -l ;;
     exim) find "$dir/spool/input" -name '*-H' | wc -l ;;
     postfix) find "$dir/spool/hold" -type f | wc -l ;;

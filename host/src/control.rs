@@ -17,16 +17,31 @@ pub struct Reload {
     pub log: Arc<MainLog>,
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A plugin would not load.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
+}
+
 impl Reload {
     /// Re-read the config's `[[plugin]]` tables, load them, and switch
     /// atomically; on any error the running set stays.
-    pub async fn reload(&self) -> Result<usize, String> {
+    pub async fn reload(&self) -> Result<usize, ReloadError> {
         let cfg = match &self.config_path {
-            Some(p) => crate::config::Config::load(p).map_err(|e| e.to_string()),
+            Some(p) => crate::config::Config::load(p).map_err(ReloadError::from),
             None => Ok(crate::config::Config::default_config()),
         };
         let res = match cfg {
-            Ok(cfg) => self.runtime.load(&cfg.plugins).await,
+            Ok(cfg) => self
+                .runtime
+                .load(&cfg.plugins)
+                .await
+                .map_err(ReloadError::from),
             Err(e) => Err(e),
         };
         match res {
@@ -117,7 +132,7 @@ pub async fn answer(
             match done {
                 Ok(()) => {
                     if let Some(l) = log {
-                        l.event(&Event::message_notice(&id, "removed by the administrator"));
+                        l.event(&Event::message_notice(id, "removed by the administrator"));
                         l.event(&Event::Completed { id: id.to_string() });
                     }
                     json!({ "removed": id })
@@ -143,7 +158,7 @@ pub async fn answer(
         (Some("RELOAD"), None) => match reload {
             Some(r) => match r.reload().await {
                 Ok(n) => json!({ "reloaded": n }),
-                Err(e) => json!({ "error": e }),
+                Err(e) => json!({ "error": e.to_string() }),
             },
             None => json!({ "error": "no server is running" }),
         },

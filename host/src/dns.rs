@@ -7,6 +7,25 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 
+/// Why the resolver could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The DNSSEC trust anchor file is unreadable or malformed.
+    #[error("DNSSEC trust anchors {path}: {reason}")]
+    TrustAnchors {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The system's resolver configuration could not be read.
+    #[error("DNS configuration: {0}")]
+    System(String),
+    /// hickory refused the configuration.
+    #[error("DNS resolver: {0}")]
+    Resolver(String),
+}
+
 /// Why a lookup found nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -43,13 +62,16 @@ impl Dns {
     /// Use `nameservers` ("ip:port"), or the system's when empty; DNSSEC
     /// is validated from the anchors in `trust_anchors` (zone-file DNSKEY
     /// or DS records), or from the IANA root anchors.
-    pub fn new(nameservers: &[SocketAddr], trust_anchors: Option<&Path>) -> Result<Dns, String> {
+    pub fn new(nameservers: &[SocketAddr], trust_anchors: Option<&Path>) -> Result<Dns, DnsError> {
         let anchors = match trust_anchors {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("DNSSEC trust anchors {}: {e}", p.display()))?;
+                let bad = |reason: String| DnsError::TrustAnchors {
+                    path: p.display().to_string(),
+                    reason,
+                };
+                let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
                 let a = hickory_resolver::proto::dnssec::TrustAnchors::from_str(&text)
-                    .map_err(|e| format!("DNSSEC trust anchors {}: {e}", p.display()))?;
+                    .map_err(|e| bad(e.to_string()))?;
                 Some(std::sync::Arc::new(a))
             }
             None => None,
@@ -64,14 +86,14 @@ impl Dns {
         nameservers: &[SocketAddr],
         validate: bool,
         anchors: Option<std::sync::Arc<hickory_resolver::proto::dnssec::TrustAnchors>>,
-    ) -> Result<hickory_resolver::TokioResolver, String> {
+    ) -> Result<hickory_resolver::TokioResolver, DnsError> {
         use hickory_resolver::config::{
             ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
         };
         use hickory_resolver::net::runtime::TokioRuntimeProvider;
         let builder = if nameservers.is_empty() {
             hickory_resolver::TokioResolver::builder_tokio()
-                .map_err(|e| format!("DNS configuration: {e}"))?
+                .map_err(|e| DnsError::System(e.to_string()))?
         } else {
             let servers = nameservers
                 .iter()
@@ -96,7 +118,9 @@ impl Dns {
         if let Some(a) = anchors {
             builder = builder.with_trust_anchor(a);
         }
-        builder.build().map_err(|e| format!("DNS resolver: {e}"))
+        builder
+            .build()
+            .map_err(|e| DnsError::Resolver(e.to_string()))
     }
 
     /// Like [`Dns::records`], and whether the answer was DNSSEC-validated

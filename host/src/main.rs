@@ -358,10 +358,10 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
     let zone = match &dns {
         Some(p) => {
             let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(mailgate::plugin::zone::Zone::parse(
-                &t,
-                &p.display().to_string(),
-            )?)
+            Some(
+                mailgate::plugin::zone::Zone::parse(&t, &p.display().to_string())
+                    .map_err(|e| e.to_string())?,
+            )
         }
         None => None,
     };
@@ -434,7 +434,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let res = mailgate::plugin::test_offline(&cfg, &msg, &sender, &rcpts, &work, zone).await;
     let _ = std::fs::remove_dir_all(&work);
-    print!("{}", res?);
+    print!("{}", res.map_err(|e| e.to_string())?);
     Ok(())
 }
 

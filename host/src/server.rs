@@ -60,8 +60,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         crate::plugin::cache::CompileCache::open(&cfg.plugin_cache(), &cfg.plugin_cache_key())
             .map_err(|e| tracing::warn!(error = %e, "plugins run without a compile cache"))
             .ok();
-    let runtime = crate::plugin::Runtime::new(cache.clone(), compiled, plugin_dns)?;
-    let loaded = runtime.load(&cfg.plugins).await?;
+    let runtime = crate::plugin::Runtime::new(cache.clone(), compiled, plugin_dns)
+        .map_err(|e| e.to_string())?;
+    let loaded = runtime
+        .load(&cfg.plugins)
+        .await
+        .map_err(|e| e.to_string())?;
     for p in &loaded {
         log.event(&Event::notice(format!(
             "plugin {} {} loaded (sha256 {})",

@@ -4,7 +4,7 @@
 pub mod plugin;
 mod types;
 
-pub use types::{ByteSize, HostList, Network, Seconds, parse_smarthost};
+pub use types::{ByteSize, HostList, InvalidValue, Network, Seconds, parse_smarthost};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -169,10 +169,10 @@ pub enum ServiceAddr {
 
 impl ServiceAddr {
     /// Parse `unix:/path` or `tcp:host:port`.
-    pub fn parse(s: &str) -> Result<ServiceAddr, String> {
+    pub fn parse(s: &str) -> Result<ServiceAddr, super::InvalidValue> {
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
-                return Err(format!("{s:?}: empty socket path"));
+                return Err(format!("{s:?}: empty socket path").into());
             }
             return Ok(ServiceAddr::Unix(p.into()));
         }
@@ -181,10 +181,10 @@ impl ServiceAddr {
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
-                return Err(format!("{s:?}: expected tcp:HOST:PORT"));
+                return Err(format!("{s:?}: expected tcp:HOST:PORT").into());
             }
             return Ok(ServiceAddr::Tcp(hp.to_string()));
         }
-        Err(format!("{s:?}: expected unix:/path or tcp:HOST:PORT"))
+        Err(format!("{s:?}: expected unix:/path or tcp:HOST:PORT").into())
     }
 }

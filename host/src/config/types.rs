@@ -3,6 +3,24 @@
 use serde::{Deserialize, Deserializer, de};
 use std::net::IpAddr;
 
+/// A value that does not parse (a network, a smarthost, a service
+/// address); config errors add the file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+impl From<String> for InvalidValue {
+    fn from(s: String) -> InvalidValue {
+        InvalidValue(s)
+    }
+}
+
+impl From<&str> for InvalidValue {
+    fn from(s: &str) -> InvalidValue {
+        InvalidValue(s.to_string())
+    }
+}
+
 /// A duration in whole seconds, written "30s", "5m", "2h", "7d" or a number
 /// of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +112,7 @@ pub struct Network {
 
 impl Network {
     /// Parse "addr/prefix" or a bare address.
-    pub fn parse(s: &str) -> Result<Network, String> {
+    pub fn parse(s: &str) -> Result<Network, InvalidValue> {
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
@@ -194,7 +212,7 @@ impl<'de> Deserialize<'de> for HostList {
 }
 
 /// Parse `host:port`, `[ip]:port`, `ip:port`, or a bare host (port 25).
-pub fn parse_smarthost(s: &str) -> Result<(String, u16), String> {
+pub fn parse_smarthost(s: &str) -> Result<(String, u16), InvalidValue> {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix('[') {
         let (ip, after) = rest.split_once(']').ok_or("missing ]")?;
@@ -203,7 +221,7 @@ pub fn parse_smarthost(s: &str) -> Result<(String, u16), String> {
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| format!("bad port {p}"))?,
             None if after.is_empty() => 25,
-            None => return Err(format!("unexpected {after:?}")),
+            None => return Err(format!("unexpected {after:?}").into()),
         };
         return Ok((ip.to_string(), port));
     }
@@ -215,7 +233,7 @@ pub fn parse_smarthost(s: &str) -> Result<(String, u16), String> {
         None => (s, 25),
     };
     if host.is_empty() || host.contains([' ', '/']) {
-        return Err(format!("bad host name {host:?}"));
+        return Err(format!("bad host name {host:?}").into());
     }
     Ok((host.to_string(), port))
 }

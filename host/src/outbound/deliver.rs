@@ -94,7 +94,7 @@ impl Outbound {
         cfg: Arc<Config>,
         settings: ClientSettings,
         cache: crate::cache::Cache,
-    ) -> Result<Outbound, String> {
+    ) -> Result<Outbound, super::OutboundError> {
         let dns = Dns::new(
             &cfg.outbound.nameservers,
             cfg.outbound.dnssec_trust_anchors.as_deref(),

@@ -68,7 +68,7 @@ async fn addrs(dns: &Dns, host: &str, port: u16) -> Result<Vec<SocketAddr>, Rout
 pub async fn route(dns: &Dns, cfg: &Config, domain: &str) -> Result<Route, RouteError> {
     let (smarthost, tls) = configured(cfg, domain);
     if let Some(h) = smarthost {
-        let (name, port) = parse_smarthost(&h).map_err(RouteError::Permanent)?;
+        let (name, port) = parse_smarthost(&h).map_err(|e| RouteError::Permanent(e.0))?;
         let addrs = addrs(dns, &name, port).await?;
         return Ok(Route {
             hosts: vec![Host { name, addrs }],

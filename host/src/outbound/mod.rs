@@ -11,3 +11,11 @@ pub mod ehlo_cache;
 pub mod hop;
 pub mod retry;
 pub mod tls;
+
+/// Why outbound delivery cannot start (remote mail then stays queued).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The resolver could not be set up.
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
+}

@@ -4,6 +4,7 @@
 use super::bindings;
 use super::bindings::mailgate::plugin::types::Hook;
 use super::cache::CompileCache;
+use super::error::PluginError;
 use super::instance::Instance;
 use super::instance::TICK;
 use super::state::{Resolver, State};
@@ -57,7 +58,7 @@ impl Runtime {
         cache: Cache,
         compiled: Option<CompileCache>,
         dns: Option<Resolver>,
-    ) -> Result<Arc<Runtime>, String> {
+    ) -> Result<Arc<Runtime>, PluginError> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.consume_fuel(true);
@@ -77,11 +78,12 @@ impl Runtime {
             .table_keep_resident(64 << 10)
             .decommit_batch_size(32);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&cfg).map_err(|e| format!("wasm engine: {e}"))?;
+        let engine = Engine::new(&cfg).map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| PluginError::Engine(format!("WASI: {e}")))?;
         bindings::MailgatePlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| format!("linker: {e}"))?;
+            .map_err(|e| PluginError::Engine(format!("linker: {e}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
@@ -92,7 +94,7 @@ impl Runtime {
                     std::thread::sleep(TICK);
                 }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PluginError::Engine(format!("epoch thread: {e}")))?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
@@ -140,24 +142,21 @@ impl Runtime {
 
     /// Load (compile, link, ask for the manifest, init) a set of plugins.
     /// Nothing changes on error.
-    pub async fn load(&self, cfgs: &[PluginConfig]) -> Result<Vec<Arc<Loaded>>, String> {
+    pub async fn load(&self, cfgs: &[PluginConfig]) -> Result<Vec<Arc<Loaded>>, PluginError> {
         let mut out = Vec::new();
         for cfg in cfgs {
-            let (component, hash) = self
-                .compile(&cfg.path)
-                .map_err(|e| format!("plugin {}: {e}", cfg.name))?;
+            let fail = |reason: String| PluginError::Load {
+                plugin: cfg.name.clone(),
+                reason,
+            };
+            let (component, hash) = self.compile(&cfg.path).map_err(fail)?;
             let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-                format!(
-                    "plugin {}: does not fit the mailgate:plugin@0.1.0 contract: {e}",
-                    cfg.name
-                )
+                fail(format!(
+                    "does not fit the mailgate:plugin@0.1.0 contract: {e}"
+                ))
             })?;
-            let pre = bindings::MailgatePluginPre::new(pre).map_err(|e| {
-                format!(
-                    "plugin {}: does not export mailgate:plugin/plugin@0.1.0: {e}",
-                    cfg.name
-                )
-            })?;
+            let pre = bindings::MailgatePluginPre::new(pre)
+                .map_err(|e| fail(format!("does not export mailgate:plugin/plugin@0.1.0: {e}")))?;
             let mut loaded = Loaded {
                 cfg: cfg.clone(),
                 hash,
@@ -175,11 +174,11 @@ impl Runtime {
             });
             let mut inst = Instance::new(self, Arc::clone(&probe))
                 .await
-                .map_err(|e| format!("plugin {}: {e}", cfg.name))?;
+                .map_err(fail)?;
             let m = inst
                 .describe()
                 .await
-                .map_err(|e| format!("plugin {}: describe failed: {e}", cfg.name))?;
+                .map_err(|e| fail(format!("describe failed: {e}")))?;
             loaded.version = m.version;
             loaded.hooks = m.hooks.into_iter().collect();
             out.push(Arc::new(loaded));

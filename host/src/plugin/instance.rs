@@ -24,7 +24,7 @@ pub struct Instance {
 
 impl Instance {
     /// A fresh store and instance; runs `init` with the plugin's config.
-    pub async fn new(rt: &Runtime, plugin: Arc<Loaded>) -> Result<Instance, String> {
+    pub(super) async fn new(rt: &Runtime, plugin: Arc<Loaded>) -> Result<Instance, String> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(plugin.cfg.memory.0 as usize)
             .instances(16)

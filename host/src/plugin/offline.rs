@@ -23,8 +23,9 @@ pub async fn test_offline(
     recipients: &[String],
     work_dir: &Path,
     zone: Option<zone::Zone>,
-) -> Result<String, String> {
-    let cache = Cache::open(&work_dir.join("cache.redb")).map_err(|e| e.to_string())?;
+) -> Result<String, super::PluginError> {
+    let cache = Cache::open(&work_dir.join("cache.redb"))
+        .map_err(|e| super::PluginError::Offline(format!("scratch cache: {e}")))?;
     let dns = zone.map(|z| Resolver::Zone(Arc::new(z)));
     let compiled = super::cache::CompileCache::open(
         &work_dir.join("compiled"),

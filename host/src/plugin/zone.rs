@@ -20,7 +20,11 @@ fn key(name: &str) -> String {
 impl Zone {
     /// Parse zone-file text (RFC 1035 master format; `$ORIGIN` and `$TTL`
     /// are understood; without `$ORIGIN` names must be absolute).
-    pub fn parse(text: &str, file: &str) -> Result<Zone, String> {
+    pub fn parse(text: &str, file: &str) -> Result<Zone, super::PluginError> {
+        Zone::parse_text(text, file).map_err(super::PluginError::Offline)
+    }
+
+    fn parse_text(text: &str, file: &str) -> Result<Zone, String> {
         let parse = |t: &str| Parser::new(t.to_string(), None, Name::from_str(".").ok()).parse();
         let (_, sets) = parse(text).map_err(|e| {
             // The parser does not say where; the shortest failing prefix
@@ -87,6 +91,6 @@ mod tests {
             "z",
         )
         .unwrap_err();
-        assert!(e.starts_with("z:3: "), "{e}");
+        assert!(e.to_string().starts_with("z:3: "), "{e}");
     }
 }
