@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-use mailgate::plugin::types::Hook;
+use self::mailgate::plugin::types::Hook;
 
 /// The WIT name of a hook.
 pub fn hook_name(h: Hook) -> &'static str {
