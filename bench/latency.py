@@ -175,7 +175,7 @@ address = "127.0.0.1:{PORT}"
 mode = "plain"
 [outbound]
 smarthost = "{B_ADDR}:{PORT}"
-tls = "{'opportunistic' if tls else 'none'}"
+tls = "{'may' if tls else 'none'}"
 pipe_connect = {str(early).lower()}
 fast_open = {str(tfo).lower()}
 tls_resumption = {str(resume).lower()}

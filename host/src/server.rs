@@ -86,7 +86,10 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         connect_timeout: cfg.outbound.connect_timeout.duration(),
         command_timeout: cfg.outbound.command_timeout.duration(),
         data_timeout: cfg.outbound.data_timeout.duration(),
-        tls: crate::outbound::tls::ClientTls::new(cfg.outbound.tls_resumption),
+        tls: crate::outbound::tls::ClientTls::new(
+            cfg.outbound.tls_resumption,
+            cfg.outbound.tls_ca_file.clone(),
+        ),
         ehlo_cache: crate::outbound::ehlo_cache::EhloCache::new(
             cache.clone(),
             cfg.outbound.ehlo_cache_expiry.0,

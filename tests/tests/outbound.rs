@@ -510,8 +510,9 @@ fn implicit_tls_and_required_tls_per_destination() {
     let a = Server::start_with(
         "",
         &format!(
-            "retry_min = \"1h\"\n[outbound.domains.\"b.test\"]\nsmarthost = \"127.0.0.1:{}\"\ntls = \"implicit\"\n[outbound.domains.\"plain.test\"]\nsmarthost = \"127.0.0.1:{}\"\ntls = \"required\"\n",
-            b.tls_port, ex.port
+            "retry_min = \"1h\"\n[outbound.domains.\"b.test\"]\nsmarthost = \"127.0.0.1:{bp}\"\n[outbound.domains.\"plain.test\"]\nsmarthost = \"127.0.0.1:{ep}\"\n[outbound.tls_policy]\n\"[127.0.0.1]:{bp}\" = {{ level = \"encrypt\", implicit = true }}\n\"plain.test\" = \"encrypt\"\n",
+            bp = b.tls_port,
+            ep = ex.port
         ),
         "",
     );
@@ -526,7 +527,7 @@ fn implicit_tls_and_required_tls_per_destination() {
         line_with(&blog, " <= a@local.test").contains(" P=esmtps "),
         "{blog}"
     );
-    // Exim offers no STARTTLS: "required" defers instead of sending in clear.
+    // Exim offers no STARTTLS: "encrypt" defers instead of sending in clear.
     let id2 = submit(&a, "a@local.test", &["y@plain.test"], "must-encrypt");
     let log = a.wait_log(&format!("{id2} == y@plain.test"), 1);
     assert!(

@@ -2,8 +2,10 @@
 //! parsing with errors that name the file, line, column and reason.
 
 pub mod plugin;
+pub mod tls_policy;
 mod types;
 
+pub use tls_policy::{TlsLevel, TlsPolicy, TlsPolicyValue};
 pub use types::{ByteSize, HostList, InvalidValue, Network, Seconds, parse_smarthost};
 
 use serde::Deserialize;
@@ -193,28 +195,12 @@ impl Default for Limits {
     }
 }
 
-/// How the client uses TLS towards a destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutboundTls {
-    /// STARTTLS when offered, any certificate.
-    Opportunistic,
-    /// STARTTLS must succeed, or the delivery is deferred.
-    Required,
-    /// TLS from the first byte (RFC 8314).
-    Implicit,
-    /// Never.
-    None,
-}
-
 /// `[outbound.domains."name"]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundDomain {
     /// Next hop for this domain.
     pub smarthost: Option<String>,
-    /// TLS policy for this domain.
-    pub tls: Option<OutboundTls>,
 }
 
 /// `[outbound]`
@@ -232,8 +218,13 @@ pub struct Outbound {
     pub dnssec_trust_anchors: Option<std::path::PathBuf>,
     /// Port of MX hosts.
     pub port: u16,
-    /// Default TLS policy.
-    pub tls: OutboundTls,
+    /// TLS level for destinations without an entry in `tls_policy`.
+    pub tls: TlsLevel,
+    /// TLS policy by destination (see [`tls_policy`]).
+    pub tls_policy: BTreeMap<String, TlsPolicyValue>,
+    /// CA certificates (PEM) trusted at the `verify` and `secure` levels
+    /// besides the system roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// Early pipelining as a client.
     pub pipe_connect: bool,
     /// TCP Fast Open for early-pipelined connections.
@@ -278,7 +269,9 @@ impl Default for Outbound {
             nameservers: vec![],
             dnssec_trust_anchors: None,
             port: 25,
-            tls: OutboundTls::Opportunistic,
+            tls: TlsLevel::Dane,
+            tls_policy: BTreeMap::new(),
+            tls_ca_file: None,
             pipe_connect: true,
             fast_open: false,
             queue_only: false,
@@ -513,6 +506,22 @@ impl Config {
             if let Err(e) = parse_smarthost(h) {
                 return Err(err(at, format!("smarthost {h:?}: {e}")));
             }
+        }
+        for (k, v) in &cfg.outbound.tls_policy {
+            if let Some(p) = tls_policy::key_problem(k).or_else(|| v.0.problem()) {
+                return Err(err(
+                    key_span(&["outbound", "tls_policy", k]),
+                    format!("outbound.tls_policy: {p}"),
+                ));
+            }
+        }
+        if let Some(f) = &cfg.outbound.tls_ca_file
+            && !f.is_file()
+        {
+            return Err(err(
+                key_span(&["outbound", "tls_ca_file"]),
+                format!("outbound.tls_ca_file {} does not exist", f.display()),
+            ));
         }
         plugin::validate(&cfg.plugins, name)?;
         for (name_, targets) in &cfg.aliases {

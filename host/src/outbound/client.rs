@@ -8,8 +8,7 @@
 //! in clear). Every protocol decision is the conversation's.
 
 use super::ehlo_cache::EhloCache;
-use super::tls::ClientTls;
-use crate::config::OutboundTls;
+use super::tls::{ClientTls, Verification};
 use crate::smtp::client::conversation::{
     Action, CacheOp, Cached, Conversation, Input, OpenParams, Retry, TlsMode, Wait,
 };
@@ -17,6 +16,7 @@ use crate::smtp::client::reply::{ReplyParser, ServerReply};
 use crate::smtp::client::{Failure, Job, RcptOutcome, Stage};
 use crate::spool::TlsDetails;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,16 +44,6 @@ pub struct ClientSettings {
 
 type CStream = crate::net::stream::Stream<TlsStream<TcpStream>>;
 
-/// The conversation's TLS mode for a configured policy.
-fn tls_mode(p: OutboundTls) -> TlsMode {
-    match p {
-        OutboundTls::Opportunistic => TlsMode::Opportunistic,
-        OutboundTls::Required => TlsMode::Required,
-        OutboundTls::Implicit => TlsMode::Implicit,
-        OutboundTls::None => TlsMode::Off,
-    }
-}
-
 /// An open connection, ready for MAIL.
 pub struct Connection {
     stream: CStream,
@@ -68,6 +58,11 @@ pub struct Connection {
     /// The protocol state: capabilities, greeting, EHLO reply, whether
     /// early pipelining was used, messages sent.
     pub conv: Conversation,
+    /// How the certificate was checked, for `CV=`: `dane`, `yes` or `no`.
+    pub cv: &'static str,
+    /// The TLS mode and certificate check this connection was opened
+    /// under: a pooled connection is reused only under the same.
+    pub policy_tag: String,
     ehlo_cache: EhloCache,
     command_timeout: Duration,
     data_timeout: Duration,
@@ -81,14 +76,17 @@ enum Stop {
 }
 
 impl Connection {
-    /// Connect to `addr` (named `host`), greet, and set up TLS by `policy`.
+    /// Connect to `addr` (named `host`), greet, and set up TLS in `mode`
+    /// with the certificate check `v`.
     pub async fn open(
         host: &str,
         addr: SocketAddr,
-        policy: OutboundTls,
+        mode: TlsMode,
+        v: Verification,
         s: &ClientSettings,
     ) -> Result<Connection, Failure> {
-        let mut mode = tls_mode(policy);
+        let mut mode = mode;
+        let tls_cfg = s.tls.config_for(addr, host, v);
         let mut early = s.pipe_connect;
         loop {
             let cached = early
@@ -113,12 +111,14 @@ impl Connection {
                 addr,
                 tls: None,
                 conv,
+                cv: "no",
+                policy_tag: String::new(),
                 ehlo_cache: s.ehlo_cache.clone(),
                 command_timeout: s.command_timeout,
                 data_timeout: s.data_timeout,
             };
             c.conv.start();
-            match c.run(Some(&s.tls)).await {
+            match c.run(Some(&tls_cfg)).await {
                 Stop::Ready => return Ok(c),
                 Stop::OpenFailed(f, Retry::No) => return Err(f),
                 Stop::OpenFailed(f, Retry::WithoutEarlyPipe) => {
@@ -138,7 +138,7 @@ impl Connection {
     /// Carry out the conversation's actions until it is ready, gives up
     /// opening, or has sent a message. Handshakes need `tls` (only opening
     /// asks for one).
-    async fn run(&mut self, tls: Option<&ClientTls>) -> Stop {
+    async fn run(&mut self, tls: Option<&Arc<rustls::ClientConfig>>) -> Stop {
         loop {
             let Some(action) = self.conv.poll() else {
                 unreachable!("the conversation always ends a run with a result")
@@ -216,12 +216,11 @@ impl Connection {
         }
     }
 
-    async fn handshake(&mut self, tls: &ClientTls) -> Result<(), String> {
+    async fn handshake(&mut self, cfg: &Arc<rustls::ClientConfig>) -> Result<(), String> {
         let CStream::Plain(tcp) = std::mem::replace(&mut self.stream, CStream::Closed) else {
             return Err("TLS already active".into());
         };
-        let cfg = tls.config_for(self.addr, &self.host);
-        let connector = tokio_rustls::TlsConnector::from(cfg);
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(cfg));
         let name = super::tls::server_name(&self.host, self.addr);
         match tokio::time::timeout(self.command_timeout, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => {

@@ -9,6 +9,7 @@ use crate::log::exim::host_field;
 use crate::log::{MainLog, Peer};
 use crate::outbound::client::{ClientSettings, Connection};
 use crate::outbound::hop::RouteError;
+use crate::outbound::policy::Plan;
 use crate::smtp::client::{Failure, Job, JobRcpt, RcptOutcome, Stage};
 use crate::spool::Envelope;
 use std::collections::HashMap;
@@ -17,13 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Idle connections are kept by address and TLS policy tag.
+type PoolKey = (SocketAddr, String);
+
 /// Shared outbound state.
 pub struct Outbound {
     cfg: Arc<Config>,
     hints: crate::outbound::retry::RetryHints,
     settings: ClientSettings,
     dns: Dns,
-    pool: Mutex<HashMap<SocketAddr, Vec<(Connection, Instant)>>>,
+    pool: Mutex<HashMap<PoolKey, Vec<(Connection, Instant)>>>,
     total: Arc<Semaphore>,
     per_host: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
 }
@@ -123,10 +127,10 @@ impl Outbound {
         }))
     }
 
-    fn take_idle(&self, addr: SocketAddr) -> Option<Connection> {
+    fn take_idle(&self, addr: SocketAddr, tag: &str) -> Option<Connection> {
         let idle = self.cfg.outbound.connection_idle.duration();
         let mut pool = self.pool.lock().unwrap();
-        let v = pool.get_mut(&addr)?;
+        let v = pool.get_mut(&(addr, tag.to_string()))?;
         while let Some((c, t)) = v.pop() {
             if t.elapsed() < idle {
                 return Some(c);
@@ -144,7 +148,7 @@ impl Outbound {
         self.pool
             .lock()
             .unwrap()
-            .entry(c.addr)
+            .entry((c.addr, c.policy_tag.clone()))
             .or_default()
             .push((c, Instant::now()));
     }
@@ -235,6 +239,41 @@ impl Outbound {
         let mut last: Option<Result1> = None;
         let started = Instant::now();
         for host in &route.hosts {
+            let (mode, auth, why) = match super::policy::plan(&route.tls, &host.name, &host.tlsa) {
+                Plan::Use { mode, auth, why } => (mode, auth, why),
+                Plan::Skip(reason) => {
+                    let addr = host.addrs[0];
+                    log_host_failure(
+                        log,
+                        &env.id,
+                        &host.name,
+                        addr,
+                        &Failure::local(reason.clone(), false),
+                    );
+                    last = Some(Result1::Deferred(Report {
+                        host_field: host_field(&Peer::server(&host.name, addr)),
+                        text: reason,
+                        reply: None,
+                        status: "4.7.5".into(),
+                        remote: None,
+                    }));
+                    continue;
+                }
+            };
+            let cv = Plan::Use {
+                mode,
+                auth: auth.clone(),
+                why: String::new(),
+            }
+            .cv();
+            let verification = self.settings.tls.verification(
+                &auth,
+                &route.tls,
+                &host.name,
+                &route.nexthop,
+                &host.dane_names,
+            );
+            let tag = format!("{mode:?}|{}", verification.tag);
             for &addr in &host.addrs {
                 let _total: OwnedSemaphorePermit = Arc::clone(&self.total)
                     .acquire_owned()
@@ -246,7 +285,7 @@ impl Outbound {
                     .await
                     .expect("semaphore");
                 let now = chrono::Utc::now().timestamp();
-                let mut conn = match self.take_idle(addr) {
+                let mut conn = match self.take_idle(addr, &tag) {
                     Some(c) => c,
                     None if self.hints.blocked_until(addr, now).is_some() => {
                         if last.is_none() {
@@ -266,12 +305,28 @@ impl Outbound {
                         continue;
                     }
                     None => {
-                        match Connection::open(&host.name, addr, route.tls, &self.settings).await {
-                            Ok(c) => {
+                        match Connection::open(
+                            &host.name,
+                            addr,
+                            mode,
+                            verification.clone(),
+                            &self.settings,
+                        )
+                        .await
+                        {
+                            Ok(mut c) => {
                                 self.hints.succeeded(addr).await;
+                                c.cv = if c.tls.is_some() { cv } else { "no" };
+                                c.policy_tag = tag.clone();
                                 c
                             }
-                            Err(f) => {
+                            Err(mut f) => {
+                                if !why.is_empty()
+                                    && (matches!(f.stage, Stage::StartTls | Stage::Local)
+                                        || f.text.contains("TLS"))
+                                {
+                                    f.text = format!("{} ({why})", f.text);
+                                }
                                 self.hints.failed(addr, now).await;
                                 log_host_failure(log, &env.id, &host.name, addr, &f);
                                 let rep = report(&f, None, Some((&host.name, addr)));
@@ -291,7 +346,7 @@ impl Outbound {
                                 host_field(&Peer::server(&c.host, c.addr))
                             );
                             if let Some(t) = &c.tls {
-                                s.push_str(&format!(" X={} CV=no", t.log_field()));
+                                s.push_str(&format!(" X={} CV={}", t.log_field(), c.cv));
                             }
                             if c.conv.caps.pipelining {
                                 s.push_str(if c.conv.early_pipe { " L*" } else { " L" });
