@@ -2,6 +2,8 @@
 //! loopback with a private configuration, talk to it with raw sockets (plain
 //! or TLS), run real peers (swaks, Exim) against it, and read its logs.
 
+pub mod dnssec;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -595,6 +597,7 @@ pub struct EximServer {
     pub dir: tempfile::TempDir,
     /// Port it listens on.
     pub port: u16,
+    primary: String,
     child: Option<Child>,
 }
 
@@ -606,10 +609,38 @@ impl EximServer {
     /// waits a second before the end of data is answered.
     pub fn start(port: u16, interfaces: &str, options: &str) -> EximServer {
         let dir = tempfile::tempdir().unwrap();
-        EximServer::start_in(dir, port, interfaces, options)
+        EximServer::start_in(dir, "127.0.0.1", port, interfaces, options)
     }
 
-    fn start_in(dir: tempfile::TempDir, port: u16, interfaces: &str, options: &str) -> EximServer {
+    /// Start on the loopback addresses `addrs` (the first is probed) at
+    /// `port`, with this certificate chain and key (PEM).
+    pub fn start_at(
+        addrs: &[&str],
+        port: u16,
+        options: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> EximServer {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("key.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let extra: String = addrs[1..].iter().map(|a| format!(" ; {a}")).collect();
+        EximServer::start_in(dir, addrs[0], port, &extra, options)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        primary: &str,
+        port: u16,
+        interfaces: &str,
+        options: &str,
+    ) -> EximServer {
         use std::os::unix::fs::PermissionsExt;
         let d = dir.path();
         for sub in ["spool", "log"] {
@@ -630,7 +661,7 @@ log_selector = +pipelining +tls_resumption +tls_cipher +received_recipients +inc
 host_lookup =
 rfc1413_hosts =
 daemon_smtp_ports = {port}
-local_interfaces = <; 127.0.0.1 {interfaces}
+local_interfaces = <; {primary} {interfaces}
 {tls_adv}
 tls_certificate = {d}/cert.pem
 tls_privatekey = {d}/key.pem
@@ -684,11 +715,12 @@ begin transports
             .expect("start exim4");
         let mut s = EximServer {
             dir,
+            primary: primary.to_string(),
             port,
             child: Some(child),
         };
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((primary, port)).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "exim did not start: {}",
@@ -706,7 +738,8 @@ begin transports
     pub fn restart_with(mut self, interfaces: &str, options: &str) -> EximServer {
         self.stop();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        EximServer::start_in(dir, self.port, interfaces, options)
+        let primary = self.primary.clone();
+        EximServer::start_in(dir, &primary, self.port, interfaces, options)
     }
 
     fn stop(&mut self) {
@@ -715,7 +748,7 @@ begin transports
             let _ = c.wait();
         }
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        while TcpStream::connect((self.primary.as_str(), self.port)).is_ok()
             && start.elapsed() < Duration::from_secs(5)
         {
             std::thread::sleep(Duration::from_millis(20));
@@ -756,13 +789,21 @@ pub struct Nsd {
 impl Nsd {
     /// Serve `zone_text` as zone `origin`.
     pub fn start(origin: &str, zone_text: &str) -> Nsd {
+        Nsd::start_zones(&[(origin, zone_text)])
+    }
+
+    /// Serve several zones (a parent and its children, say).
+    pub fn start_zones(zones: &[(&str, &str)]) -> Nsd {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display().to_string();
-        std::fs::write(dir.path().join("zone"), zone_text).unwrap();
-        let conf = format!(
-            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\nzone:\n  name: {origin}\n  zonefile: zone\n"
+        let mut conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\n"
         );
+        for (i, (origin, text)) in zones.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("zone{i}")), text).unwrap();
+            conf.push_str(&format!("zone:\n  name: {origin}\n  zonefile: zone{i}\n"));
+        }
         std::fs::write(dir.path().join("nsd.conf"), conf).unwrap();
         let child = Command::new(require("nsd"))
             .arg("-c")

@@ -545,35 +545,11 @@ fn plugin_test_answers_dns_from_a_zone_file_and_uses_the_gateway_config() {
     );
 }
 
-/// `zone` signed by ldns-signzone with one fresh ECDSA key; returns the
-/// signed zone text and the key's DNSKEY record (the trust anchor).
-fn signed_zone(dir: &std::path::Path, zone: &str) -> (String, String) {
-    use mailgate_tests::require;
-    std::fs::write(dir.join("zone"), zone).unwrap();
-    let out = std::process::Command::new(require("ldns-keygen"))
-        .args(["-a", "ECDSAP256SHA256", "-k", "mgtest."])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let base = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let st = std::process::Command::new(require("ldns-signzone"))
-        .args(["-o", "mgtest.", "zone", &base])
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    (
-        std::fs::read_to_string(dir.join("zone.signed")).unwrap(),
-        std::fs::read_to_string(dir.join(format!("{base}.key"))).unwrap(),
-    )
-}
-
 #[test]
 fn dns_capability_reports_dnssec_validation() {
     let dir = tempfile::tempdir().unwrap();
     let zone = "$ORIGIN mgtest.\n$TTL 300\n@ IN SOA ns.mgtest. admin.mgtest. 1 3600 600 86400 300\n@ IN NS ns.mgtest.\nns IN A 127.0.0.1\npolicy IN TXT \"signed policy\"\n";
-    let (signed, anchor) = signed_zone(dir.path(), zone);
+    let (signed, anchor) = mailgate_tests::dnssec::sign_zone(dir.path(), "mgtest.", zone);
     let anchors = dir.path().join("anchors");
     std::fs::write(&anchors, &anchor).unwrap();
     let ask = |nsd_port: u16, with_anchor: bool| {
