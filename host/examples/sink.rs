@@ -35,6 +35,7 @@ async fn main() -> std::io::Result<()> {
                 starttls: false,
                 pipe_connect: true,
                 tls_active: false,
+                requiretls: false,
             });
             let mut buf = vec![0u8; 65536];
             // Early input is fine here (PIPECONNECT is offered to all).

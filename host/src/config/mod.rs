@@ -81,6 +81,10 @@ pub struct Server {
     /// Issue session tickets.
     #[serde(default = "yes")]
     pub tls_resumption: bool,
+    /// Offer REQUIRETLS (RFC 8689) to clients once TLS is up: such mail is
+    /// then delivered only over verified TLS to servers that offer it.
+    #[serde(default = "yes")]
+    pub requiretls: bool,
     /// Pending TCP Fast Open connections per listener (0: off).
     #[serde(default = "fast_open_queue")]
     pub fast_open_queue: u32,

@@ -68,29 +68,9 @@ fn sanitize(s: &str) -> String {
 
 /// The Message-ID of the header, for the log's `id=`.
 pub fn message_id_header(data: &[u8]) -> Option<String> {
-    let end = memchr::memmem::find(data, b"\r\n\r\n").unwrap_or(data.len());
-    let head = std::str::from_utf8(&data[..end]).ok()?;
-    let mut lines = head.split("\r\n").peekable();
-    while let Some(line) = lines.next() {
-        if line.len() >= 11 && line[..11].eq_ignore_ascii_case("message-id:") {
-            let mut v = line[11..].trim().to_string();
-            while let Some(next) = lines.peek() {
-                if next.starts_with([' ', '\t']) {
-                    v.push_str(next.trim());
-                    lines.next();
-                } else {
-                    break;
-                }
-            }
-            let v = v
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string();
-            return (!v.is_empty()).then_some(v);
-        }
-    }
-    None
+    let v = crate::smtp::header::header_value(data, "message-id")?;
+    let v = v.trim_start_matches('<').trim_end_matches('>').to_string();
+    (!v.is_empty()).then_some(v)
 }
 
 /// Spool the message; `Ok(id)` once it is on disk.
@@ -164,6 +144,11 @@ pub async fn accept(
         size: data.len() as u64,
         recipients,
         vars,
+        requiretls: tx.params.requiretls,
+        // RFC 8689 §5: ignored when REQUIRETLS was asked for.
+        tls_optional: !tx.params.requiretls
+            && crate::smtp::header::header_value(&tx.data, "tls-required")
+                .is_some_and(|v| v.eq_ignore_ascii_case("no")),
     };
     let size = data.len();
     if let Err(e) = shared.spool.commit_message(env, &data).await {
@@ -199,6 +184,7 @@ pub async fn accept(
         chunking: tx.chunking,
         size: size as u64,
         message_id: message_id_header(&tx.data),
+        requiretls: tx.params.requiretls,
         outcome: None,
     });
     if local_work {

@@ -238,6 +238,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         starttls: info.mode == ListenerMode::Starttls && shared.tls.is_some(),
         pipe_connect,
         tls_active: conn.tls.is_some(),
+        requiretls: cfg.server.requiretls,
     };
     let mut session = Session::new(scfg);
     let grace = if pipe_connect {
@@ -668,6 +669,7 @@ fn not_spooled(conn: &Conn, id: &str, outcome: String) -> Event {
         chunking: false,
         size: 0,
         message_id: None,
+        requiretls: false,
         outcome: Some(outcome),
     }
 }

@@ -134,6 +134,8 @@ pub enum Event {
         size: u64,
         /// `id=`: the Message-ID header.
         message_id: Option<String>,
+        /// REQUIRETLS was asked for (logged as `REQUIRETLS`).
+        requiretls: bool,
         /// Not spooled: why (`discarded by plugin`, `quarantined by plugin:
         /// ...`).
         outcome: Option<String>,

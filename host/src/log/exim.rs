@@ -45,6 +45,7 @@ pub fn render(e: &Event) -> String {
             chunking,
             size,
             message_id,
+            requiretls,
             outcome,
         } => {
             let _ = write!(s, "{id} <= {}", sender(from));
@@ -69,6 +70,9 @@ pub fn render(e: &Event) -> String {
             }
             if let Some(t) = tls {
                 let _ = write!(s, " X={t} CV=no");
+            }
+            if *requiretls {
+                s.push_str(" REQUIRETLS");
             }
             if *chunking {
                 s.push_str(" K");
@@ -242,6 +246,7 @@ mod tests {
             chunking: true,
             size: 42,
             message_id: Some("<m@b>".into()),
+            requiretls: false,
             outcome: None,
         };
         assert_eq!(
@@ -260,6 +265,7 @@ mod tests {
             chunking: false,
             size: 9,
             message_id: None,
+            requiretls: false,
             outcome: None,
         };
         assert_eq!(render(&dsn), "ID2 <= <> R=ID1 U=mailgate P=local S=9");

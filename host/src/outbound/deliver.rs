@@ -235,13 +235,22 @@ impl Outbound {
             smtputf8: env.smtputf8,
             ret: env.ret,
             envid: env.envid.clone(),
+            requiretls: env.requiretls,
         };
         let mut last: Option<Result1> = None;
+        // Whether every host tried so far refused only for REQUIRETLS (then
+        // the recipients fail with 5.7.10 rather than wait).
+        let mut only_requiretls = true;
         let started = Instant::now();
         for host in &route.hosts {
-            let (mode, auth, why) = match super::policy::plan(&route.tls, &host.name, &host.tlsa) {
-                Plan::Use { mode, auth, why } => (mode, auth, why),
-                Plan::Skip(reason) => {
+            let HostTls {
+                mode,
+                verification,
+                cv,
+                why,
+            } = match self.host_tls(env, &route, host) {
+                Ok(h) => h,
+                Err((reason, requiretls)) => {
                     let addr = host.addrs[0];
                     log_host_failure(
                         log,
@@ -250,29 +259,17 @@ impl Outbound {
                         addr,
                         &Failure::local(reason.clone(), false),
                     );
+                    only_requiretls &= requiretls;
                     last = Some(Result1::Deferred(Report {
                         host_field: host_field(&Peer::server(&host.name, addr)),
                         text: reason,
                         reply: None,
-                        status: "4.7.5".into(),
+                        status: if requiretls { "4.7.10" } else { "4.7.5" }.into(),
                         remote: None,
                     }));
                     continue;
                 }
             };
-            let cv = Plan::Use {
-                mode,
-                auth: auth.clone(),
-                why: String::new(),
-            }
-            .cv();
-            let verification = self.settings.tls.verification(
-                &auth,
-                &route.tls,
-                &host.name,
-                &route.nexthop,
-                &host.dane_names,
-            );
             let tag = format!("{mode:?}|{}", verification.tag);
             for &addr in &host.addrs {
                 let _total: OwnedSemaphorePermit = Arc::clone(&self.total)
@@ -288,6 +285,7 @@ impl Outbound {
                 let mut conn = match self.take_idle(addr, &tag) {
                     Some(c) => c,
                     None if self.hints.blocked_until(addr, now).is_some() => {
+                        only_requiretls = false;
                         if last.is_none() {
                             last = Some(Result1::Deferred(Report {
                                 host_field: format!(
@@ -328,6 +326,7 @@ impl Outbound {
                                     f.text = format!("{} ({why})", f.text);
                                 }
                                 self.hints.failed(addr, now).await;
+                                only_requiretls = false;
                                 log_host_failure(log, &env.id, &host.name, addr, &f);
                                 let rep = report(&f, None, Some((&host.name, addr)));
                                 // A 5xx greeting or EHLO is about this host; try the next.
@@ -382,6 +381,16 @@ impl Outbound {
                         self.put_idle(conn);
                         return res;
                     }
+                    Err(f) if f.stage == Stage::RequireTls => {
+                        // RFC 8689 §4.2: not this server; try the next.
+                        log_host_failure(log, &env.id, &host.name, addr, &f);
+                        last = Some(Result1::Deferred(Report {
+                            status: "4.7.10".into(),
+                            ..report(&f, Some(&conn), None)
+                        }));
+                        self.put_idle(conn);
+                        continue;
+                    }
                     Err(f) if matches!(f.stage, Stage::Connect | Stage::Greeting | Stage::Ehlo) => {
                         // Early pipelining read the banner and EHLO only
                         // now: a failure there is about this host, as in
@@ -390,6 +399,7 @@ impl Outbound {
                         if f.stage != Stage::Ehlo || f.reply.is_some() {
                             self.hints.failed(addr, now).await;
                         }
+                        only_requiretls = false;
                         log_host_failure(log, &env.id, &host.name, addr, &f);
                         last = Some(Result1::Deferred(report(&f, Some(&conn), None)));
                         continue;
@@ -413,6 +423,17 @@ impl Outbound {
                 }
             }
         }
+        if env.requiretls
+            && only_requiretls
+            && let Some(Result1::Deferred(r)) = &last
+        {
+            // Every server was tried and none qualifies: 5.7.10.
+            return all(Result1::Failed(Report {
+                status: "5.7.10".into(),
+                text: format!("REQUIRETLS: no server qualified; last: {}", r.text),
+                ..r.clone()
+            }));
+        }
         all(last.unwrap_or_else(|| {
             Result1::Deferred(Report {
                 host_field: String::new(),
@@ -422,6 +443,68 @@ impl Outbound {
                 remote: None,
             })
         }))
+    }
+}
+
+/// How one host of a route is connected to.
+struct HostTls {
+    mode: crate::smtp::client::conversation::TlsMode,
+    verification: crate::outbound::tls::Verification,
+    cv: &'static str,
+    /// Why TLS is mandatory (for failure texts), or empty.
+    why: String,
+}
+
+impl Outbound {
+    /// The TLS plan for `host` for this message: the destination's policy
+    /// (relaxed to `may` by `TLS-Required: No`, RFC 8689 §5), and for a
+    /// REQUIRETLS message only a verified one. `Err`: skip the host, with
+    /// the reason and whether it was REQUIRETLS's.
+    fn host_tls(
+        &self,
+        env: &Envelope,
+        route: &super::hop::Route,
+        host: &super::hop::Host,
+    ) -> Result<HostTls, (String, bool)> {
+        let relaxed;
+        let policy = if env.tls_optional && !env.requiretls {
+            relaxed = crate::config::TlsPolicy {
+                implicit: route.tls.implicit,
+                ..crate::config::TlsPolicy::level(crate::config::TlsLevel::May)
+            };
+            &relaxed
+        } else {
+            &route.tls
+        };
+        let plan = super::policy::plan(policy, &host.name, &host.tlsa);
+        let cv = plan.cv();
+        let (mode, auth, why) = match plan {
+            Plan::Use { mode, auth, why } => (mode, auth, why),
+            Plan::Skip(reason) => return Err((reason, false)),
+        };
+        if env.requiretls && cv == "no" {
+            return Err((
+                format!(
+                    "REQUIRETLS: TLS to {} would not be verified (TLS level {}, no usable DANE records)",
+                    host.name,
+                    policy.level.name()
+                ),
+                true,
+            ));
+        }
+        let verification = self.settings.tls.verification(
+            &auth,
+            policy,
+            &host.name,
+            &route.nexthop,
+            &host.dane_names,
+        );
+        Ok(HostTls {
+            mode,
+            verification,
+            cv,
+            why,
+        })
     }
 }
 

@@ -135,7 +135,8 @@ pub fn build(
         ));
         m.push_str(&format!("Last-Attempt-Date: {}\r\n", now.to_rfc2822()));
     }
-    let hdrs_only = env.ret == Some(Ret::Hdrs) || !failed;
+    // RFC 8689 §4.3: a REQUIRETLS message is returned with its headers only.
+    let hdrs_only = env.ret == Some(Ret::Hdrs) || env.requiretls || !failed;
     let mut out = m.into_bytes();
     if hdrs_only {
         out.extend_from_slice(
@@ -197,6 +198,8 @@ mod tests {
                 Some("rfc822;R+40x.test".into()),
             )],
             vars: vec![],
+            requiretls: false,
+            tls_optional: false,
         }
     }
 

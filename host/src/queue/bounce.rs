@@ -52,6 +52,10 @@ pub fn dsn_message(
         size: body.len() as u64,
         recipients: std::mem::take(&mut rcpts),
         vars: vec![],
+        // RFC 8689 §4.3: the report on a REQUIRETLS message travels under
+        // REQUIRETLS too (and carries only the headers, see dsn::build).
+        requiretls: env.requiretls,
+        tls_optional: false,
     };
     Some((env2, body))
 }

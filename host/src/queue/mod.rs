@@ -464,6 +464,7 @@ impl Runner {
                             chunking: false,
                             size: size as u64,
                             message_id: None,
+                            requiretls: false,
                             outcome: None,
                         });
                         if work {

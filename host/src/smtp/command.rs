@@ -158,6 +158,9 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// DSN ENVID=, still xtext-encoded.
     pub envid: Option<String>,
+    /// REQUIRETLS (RFC 8689): deliver only over verified TLS.
+    #[serde(default)]
+    pub requiretls: bool,
 }
 
 /// NOTIFY parameter of RCPT (RFC 3461 §4.1).
@@ -285,6 +288,7 @@ pub fn parse_mail_params(s: &str, esmtp: bool) -> Result<MailParams, Reply> {
                 })
             }
             ("SMTPUTF8", None) if !p.smtputf8 => p.smtputf8 = true,
+            ("REQUIRETLS", None) if !p.requiretls => p.requiretls = true,
             ("RET", Some(v)) if p.ret.is_none() => {
                 p.ret = Some(match v.to_ascii_uppercase().as_str() {
                     "FULL" => Ret::Full,
@@ -298,7 +302,7 @@ pub fn parse_mail_params(s: &str, esmtp: bool) -> Result<MailParams, Reply> {
                 }
                 p.envid = Some(v.to_string());
             }
-            ("SIZE" | "BODY" | "SMTPUTF8" | "RET" | "ENVID", _) => {
+            ("SIZE" | "BODY" | "SMTPUTF8" | "RET" | "ENVID" | "REQUIRETLS", _) => {
                 return Err(bad_param(format!("Bad or repeated parameter {k}")));
             }
             _ => {

@@ -25,8 +25,46 @@ pub fn remove_header(data: &mut Vec<u8>, name: &str) {
     *data = out;
 }
 
+/// The value of the first field `name` in the header, unfolded and
+/// trimmed; `None` when there is none (or the header is not UTF-8).
+pub fn header_value(data: &[u8], name: &str) -> Option<String> {
+    let end = memchr::memmem::find(data, b"\r\n\r\n").unwrap_or(data.len());
+    let head = std::str::from_utf8(&data[..end]).ok()?;
+    let mut lines = head.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        let Some((n, v)) = line.split_once(':') else {
+            continue;
+        };
+        if line.starts_with([' ', '\t']) || !n.trim_end().eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let mut v = v.trim().to_string();
+        while let Some(next) = lines.peek() {
+            if !next.starts_with([' ', '\t']) {
+                break;
+            }
+            v.push(' ');
+            v.push_str(next.trim());
+            lines.next();
+        }
+        return Some(v.trim().to_string());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn header_values() {
+        let d = b"Subject: a\r\n b\r\nTLS-Required:  No \r\n\r\nTLS-Required: yes\r\n";
+        assert_eq!(super::header_value(d, "subject").as_deref(), Some("a b"));
+        assert_eq!(
+            super::header_value(d, "tls-required").as_deref(),
+            Some("No")
+        );
+        assert_eq!(super::header_value(d, "x-none"), None);
+    }
+
     #[test]
     fn header_removal() {
         let mut d = b"A: 1\r\nX-Spam: yes\r\n\tmore\r\nB: 2\r\n\r\nX-Spam: body\r\n".to_vec();

@@ -145,6 +145,14 @@ pub struct Envelope {
     /// delivery hooks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vars: Vec<(String, String)>,
+    /// REQUIRETLS (RFC 8689): deliver only over verified TLS to servers
+    /// that offer REQUIRETLS, passing it on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requiretls: bool,
+    /// The message says `TLS-Required: No` (RFC 8689 §5): deliver even
+    /// where the TLS policy would refuse the server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_optional: bool,
 }
 
 impl Envelope {

@@ -20,6 +20,8 @@ fn env(id: &str, rcpts: &[&str]) -> Envelope {
             .map(|r| RecipientEntry::new(r.to_string(), None, None))
             .collect(),
         vars: vec![],
+        requiretls: false,
+        tls_optional: false,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Caps {
     pub pipe_connect: bool,
     /// ENHANCEDSTATUSCODES
     pub enhanced: bool,
+    /// REQUIRETLS (RFC 8689)
+    pub requiretls: bool,
 }
 
 impl Caps {
@@ -43,6 +45,7 @@ impl Caps {
                 "STARTTLS" => c.starttls = true,
                 "PIPECONNECT" | "X_PIPE_CONNECT" | "PIPE_CONNECT" => c.pipe_connect = true,
                 "ENHANCEDSTATUSCODES" => c.enhanced = true,
+                "REQUIRETLS" => c.requiretls = true,
                 _ => {}
             }
         }
@@ -61,6 +64,7 @@ impl Caps {
             self.starttls,
             self.pipe_connect,
             self.enhanced,
+            self.requiretls,
         ]
         .iter()
         .enumerate()
@@ -80,13 +84,14 @@ impl Caps {
             starttls: f(6),
             pipe_connect: f(7),
             enhanced: f(8),
+            requiretls: f(9),
         }
     }
 
     /// The capabilities that shape the commands of a transaction (what
     /// early pipelining took from the cache before the server spoke).
     pub fn transaction_bits(&self) -> u16 {
-        const SHAPING: u16 = 0b11_1111; // pipelining ..= dsn
+        const SHAPING: u16 = 0b10_0011_1111; // pipelining ..= dsn, requiretls
         self.bits() & SHAPING
     }
 

@@ -25,12 +25,16 @@ pub enum Stage {
     Content,
     /// Before the transaction: our own policy (size, SMTPUTF8).
     Local,
+    /// Before the transaction: the message needs REQUIRETLS and this server
+    /// does not offer it (RFC 8689 §4.2: try the next server).
+    RequireTls,
 }
 
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stage::Connect => f.write_str("while connecting"),
+            Stage::RequireTls => f.write_str("before MAIL"),
             Stage::Greeting => f.write_str("in the greeting"),
             Stage::Ehlo => f.write_str("after EHLO"),
             Stage::StartTls => f.write_str("after STARTTLS"),

@@ -37,12 +37,24 @@ pub struct Job {
     pub ret: Option<Ret>,
     /// DSN ENVID.
     pub envid: Option<String>,
+    /// REQUIRETLS (RFC 8689): only to a server offering it, and passed on.
+    pub requiretls: bool,
 }
 
 /// Refuse, before sending anything, what this server cannot take: a
 /// message needing SMTPUTF8 it does not offer, or one over its SIZE limit.
 /// Both are permanent (the message bounces rather than going out damaged).
 pub fn check_local(job: &Job, caps: &Caps) -> Result<(), Failure> {
+    if job.requiretls && !caps.requiretls {
+        return Err(Failure {
+            stage: Stage::RequireTls,
+            ..Failure::local(
+                "REQUIRETLS: the message requires it and the server does not offer REQUIRETLS"
+                    .into(),
+                true,
+            )
+        });
+    }
     if job.smtputf8 && !caps.smtputf8 {
         return Err(Failure::local(
             "the message needs SMTPUTF8 and the server does not offer it".into(),
@@ -76,6 +88,9 @@ pub fn mail_command(job: &Job, caps: &Caps) -> String {
     }
     if job.smtputf8 {
         mail.push_str(" SMTPUTF8");
+    }
+    if job.requiretls {
+        mail.push_str(" REQUIRETLS");
     }
     if caps.dsn {
         if let Some(r) = job.ret {
@@ -197,6 +212,7 @@ mod tests {
             smtputf8: false,
             ret: Some(Ret::Hdrs),
             envid: Some("E1".into()),
+            requiretls: false,
         }
     }
 
@@ -229,6 +245,23 @@ mod tests {
         assert_eq!(
             rcpt_commands(&j, &full)[0],
             "RCPT TO:<r1@y.test> NOTIFY=NEVER ORCPT=rfc822;o@y.test"
+        );
+    }
+
+    #[test]
+    fn requiretls_only_where_offered() {
+        let mut j = job(b"x\r\n");
+        j.requiretls = true;
+        let f = check_local(&j, &Caps::default()).unwrap_err();
+        assert_eq!(f.stage, Stage::RequireTls);
+        let offered = Caps {
+            requiretls: true,
+            ..Caps::default()
+        };
+        assert!(check_local(&j, &offered).is_ok());
+        assert_eq!(
+            mail_command(&j, &offered),
+            "MAIL FROM:<a@x.test> REQUIRETLS"
         );
     }
 

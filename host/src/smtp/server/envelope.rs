@@ -36,6 +36,15 @@ impl Session {
                 return None;
             }
         };
+        if params.requiretls && !(self.cfg.requiretls && self.tls) {
+            // RFC 8689 §4.1: offered only over TLS.
+            self.error(Reply::new(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs a TLS session (use STARTTLS first)",
+            ));
+            return None;
+        }
         if let Some(size) = params.size
             && self.cfg.max_message_size != 0
             && size > self.cfg.max_message_size

@@ -25,6 +25,10 @@ impl Session {
         if self.cfg.starttls && !self.tls {
             lines.push("STARTTLS".into());
         }
+        // RFC 8689 §4.1: only over TLS.
+        if self.cfg.requiretls && self.tls {
+            lines.push("REQUIRETLS".into());
+        }
         lines.push("HELP".into());
         Reply::multiline(250, lines)
     }

@@ -44,6 +44,8 @@ pub struct SessionConfig {
     pub pipe_connect: bool,
     /// The connection is already encrypted (implicit TLS).
     pub tls_active: bool,
+    /// Offer REQUIRETLS once TLS is up (RFC 8689).
+    pub requiretls: bool,
 }
 
 /// A decision requested from the driver.

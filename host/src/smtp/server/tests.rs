@@ -4,6 +4,7 @@ use super::*;
 
 fn cfg() -> SessionConfig {
     SessionConfig {
+        requiretls: true,
         hostname: "mx.test".into(),
         postmaster_domain: "local.test".into(),
         client_display: "[127.0.0.1]".into(),
@@ -352,4 +353,35 @@ fn junk_count_restarts_after_each_message() {
         );
         assert_eq!(codes, vec![250, 250, 250, 354, 250, 250]);
     }
+}
+
+#[test]
+fn requiretls_only_over_tls() {
+    // In clear: not offered, and refused if given anyway.
+    let mut h = Harness::new(cfg());
+    let out = h.send(b"EHLO c\r\n");
+    assert!(!out.contains("REQUIRETLS"), "{out}");
+    let out = h.send(b"MAIL FROM:<a@b.test> REQUIRETLS\r\n");
+    assert!(out.starts_with("530 5.7.10 "), "{out}");
+    // Over TLS: offered and kept with the transaction.
+    let mut c = cfg();
+    c.tls_active = true;
+    let mut h = Harness::new(c);
+    let out = h.send(b"EHLO c\r\n");
+    assert!(out.contains("250-REQUIRETLS\r\n"), "{out}");
+    let out = h.send(
+        b"MAIL FROM:<a@b.test> REQUIRETLS\r\nRCPT TO:<u@local.test>\r\nDATA\r\nSubject: x\r\n\r\nx\r\n.\r\n",
+    );
+    assert!(out.ends_with("250 2.0.0 OK id=ID1\r\n"), "{out}");
+    assert!(h.messages[0].params.requiretls);
+    // Switched off: not offered even over TLS.
+    let mut c = cfg();
+    c.tls_active = true;
+    c.requiretls = false;
+    let mut h = Harness::new(c);
+    assert!(!h.send(b"EHLO c\r\n").contains("REQUIRETLS"));
+    assert!(
+        h.send(b"MAIL FROM:<a@b.test> REQUIRETLS\r\n")
+            .starts_with("530 ")
+    );
 }

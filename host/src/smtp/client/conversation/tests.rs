@@ -63,6 +63,7 @@ fn job(rcpts: &[&str], data: &[u8]) -> Job {
         smtputf8: false,
         ret: None,
         envid: None,
+        requiretls: false,
     }
 }
 
