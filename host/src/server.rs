@@ -47,7 +47,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     .map_err(|e| format!("spool {}: {e}", spool_dir.display()))?;
     let cache = Cache::open(&cfg.cache_db())
         .map_err(|e| format!("cache {}: {e}", cfg.cache_db().display()))?;
-    let tls = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
+    let (tls, certs) = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     let pending = spool.list().len();
     let plugin_dns = crate::dns::Dns::new(
@@ -144,6 +144,21 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             Arc::clone(&counts),
         ));
     }
+    {
+        let log = Arc::clone(&log);
+        Arc::clone(&certs).watch(
+            cfg.tls
+                .reload_interval
+                .duration()
+                .max(Duration::from_secs(1)),
+            move |r| {
+                log.event(&Event::notice(match r {
+                    Ok(()) => "TLS certificates reloaded (files changed)".to_string(),
+                    Err(e) => format!("TLS certificate reload failed, the old ones stay: {e}"),
+                }));
+            },
+        );
+    }
     let reload = Arc::new(crate::control::Reload {
         runtime: Arc::clone(&runtime),
         config_path: config_path.clone(),
@@ -175,6 +190,13 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             _ = int.recv() => break,
             _ = hup.recv() => {
                 let _ = reload.reload().await;
+                let c = Arc::clone(&certs);
+                let r = tokio::task::spawn_blocking(move || c.reload(true)).await;
+                log.event(&Event::notice(match r {
+                    Ok(Ok(_)) => "TLS certificates reloaded (SIGHUP)".to_string(),
+                    Ok(Err(e)) => format!("TLS certificate reload failed, the old ones stay: {e}"),
+                    Err(e) => format!("TLS certificate reload failed: {e}"),
+                }));
             }
         }
     }

@@ -425,7 +425,11 @@ pub fn tls_config(tls12_only: bool) -> Arc<rustls::ClientConfig> {
 }
 
 fn tls_wrap_with(tcp: TcpStream, cfg: Arc<rustls::ClientConfig>) -> Conn {
-    let name = rustls::pki_types::ServerName::try_from("mx.local.test").unwrap();
+    tls_wrap_named(tcp, cfg, "mx.local.test")
+}
+
+fn tls_wrap_named(tcp: TcpStream, cfg: Arc<rustls::ClientConfig>, sni: &str) -> Conn {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
     let conn = rustls::ClientConnection::new(cfg, name).unwrap();
     Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
 }
@@ -460,10 +464,15 @@ impl Client {
 
     /// Connect with implicit TLS using a given client configuration.
     pub fn connect_tls_with(port: u16, cfg: Arc<rustls::ClientConfig>) -> Client {
+        Client::connect_tls_sni(port, cfg, "mx.local.test")
+    }
+
+    /// Connect with implicit TLS asking for server name `sni`.
+    pub fn connect_tls_sni(port: u16, cfg: Arc<rustls::ClientConfig>, sni: &str) -> Client {
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut c = Client {
-            stream: tls_wrap_with(tcp, cfg),
+            stream: tls_wrap_named(tcp, cfg, sni),
             buf: Vec::new(),
         };
         let r = c.reply();

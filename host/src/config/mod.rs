@@ -136,6 +136,15 @@ pub struct Tls {
     pub certificate: Option<PathBuf>,
     /// PEM private key.
     pub private_key: Option<PathBuf>,
+    /// DER OCSP response to staple (default: the certificate's path with
+    /// `.ocsp` appended, when that file exists).
+    pub ocsp: Option<PathBuf>,
+    /// More certificates, chosen by the name the client asks for (SNI):
+    /// each serves the DNS names in its subjectAltName.
+    pub sni: Vec<SniCertificate>,
+    /// How often the certificate, key and OCSP files are checked for
+    /// changes (they are also reloaded on SIGHUP).
+    pub reload_interval: Seconds,
     /// Ticket lifetime.
     pub ticket_lifetime: Seconds,
     /// Ticket key rotation period.
@@ -147,10 +156,26 @@ impl Default for Tls {
         Tls {
             certificate: None,
             private_key: None,
+            ocsp: None,
+            sni: vec![],
+            reload_interval: Seconds(10),
             ticket_lifetime: Seconds(2 * 3600),
             ticket_key_rotation: Seconds(6 * 3600),
         }
     }
+}
+
+/// `[[tls.sni]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub private_key: PathBuf,
+    /// DER OCSP response (default: `<certificate>.ocsp` if it exists).
+    #[serde(default)]
+    pub ocsp: Option<PathBuf>,
 }
 
 /// `[limits]`

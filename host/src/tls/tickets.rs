@@ -1,38 +1,16 @@
-//! rustls server configuration: certificate (configured, or a self-signed one
-//! generated on first start and kept in the data directory) and session
-//! tickets whose keys are rotated and kept in the cache database, so that
-//! resumption (TLS 1.2 tickets and TLS 1.3 PSK) survives a restart.
+//! Session tickets whose keys are rotated and kept in the cache database,
+//! so that resumption (TLS 1.2 tickets and TLS 1.3 PSK) survives a restart.
 
+use super::TlsError;
 use crate::cache::{Cache, TICKET_KEYS};
-use crate::config::Config;
-use crate::spool::TlsDetails;
 use redb::ReadableTable;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ProducesTickets, ServerConfig, ServerConnection};
+use rustls::server::ProducesTickets;
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-/// Errors while setting up TLS.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or written.
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    /// PEM content was unusable.
-    #[error("{0}: {1}")]
-    Pem(String, String),
-    /// rustls refused the configuration.
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The cache database failed.
-    #[error("cache database: {0}")]
-    Cache(String),
-}
-
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -252,115 +230,6 @@ impl ProducesTickets for PersistentTicketer {
             .open_in_place(nonce, Aad::from(&cipher[..4]), &mut body)
             .ok()?;
         Some(plain.to_vec())
-    }
-}
-
-fn load_pem(
-    cert: &Path,
-    key: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let cname = cert.display().to_string();
-    let kname = key.display().to_string();
-    let cbytes = std::fs::read(cert).map_err(|e| TlsError::Io(cname.clone(), e))?;
-    let kbytes = std::fs::read(key).map_err(|e| TlsError::Io(kname.clone(), e))?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cbytes[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem(cname.clone(), e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem(cname, "no CERTIFICATE block found".into()));
-    }
-    let key = rustls_pemfile::private_key(&mut &kbytes[..])
-        .map_err(|e| TlsError::Pem(kname.clone(), e.to_string()))?
-        .ok_or_else(|| TlsError::Pem(kname, "no PRIVATE KEY block found".into()))?;
-    Ok((certs, key))
-}
-
-/// Load the configured certificate, or the self-signed one in
-/// `<data_dir>/tls/`, generating it on first use.
-fn certificate(
-    cfg: &Config,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    if let (Some(c), Some(k)) = (&cfg.tls.certificate, &cfg.tls.private_key) {
-        return load_pem(c, k);
-    }
-    let dir = cfg.server.data_dir.join("tls");
-    let c = dir.join("selfsigned-cert.pem");
-    let k = dir.join("selfsigned-key.pem");
-    if c.exists() && k.exists() {
-        return load_pem(&c, &k);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| TlsError::Io(dir.display().to_string(), e))?;
-    let ck = rcgen::generate_simple_self_signed(vec![cfg.server.hostname.clone()])
-        .map_err(|e| TlsError::Pem("self-signed certificate".into(), e.to_string()))?;
-    std::fs::write(&c, ck.cert.pem()).map_err(|e| TlsError::Io(c.display().to_string(), e))?;
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&k)
-            .map_err(|e| TlsError::Io(k.display().to_string(), e))?;
-        f.write_all(ck.signing_key.serialize_pem().as_bytes())
-            .map_err(|e| TlsError::Io(k.display().to_string(), e))?;
-    }
-    tracing::info!(certificate = %c.display(), "generated a self-signed certificate");
-    load_pem(&c, &k)
-}
-
-/// Build the server configuration.
-pub fn server_config(cfg: &Config, cache: &Cache) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (certs, key) = certificate(cfg)?;
-    let mut sc = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    if cfg.server.tls_resumption {
-        sc.ticketer = Arc::new(PersistentTicketer::new(
-            cache.clone(),
-            cfg.tls.ticket_lifetime.0.min(u64::from(u32::MAX)) as u32,
-            cfg.tls.ticket_key_rotation.0.max(60),
-        )?);
-        sc.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-    } else {
-        sc.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        sc.send_tls13_tickets = 0;
-    }
-    Ok(Arc::new(sc))
-}
-
-/// Version, cipher, key bits and resumption of an established
-/// connection (server or client side).
-pub fn common_details(conn: &rustls::CommonState) -> TlsDetails {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2",
-        _ => "TLS",
-    };
-    let suite = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_default();
-    let cipher = suite
-        .strip_prefix("TLS13_")
-        .map_or(suite.clone(), |s| format!("TLS_{s}"));
-    TlsDetails {
-        version: version.into(),
-        bits: if cipher.contains("128") { 128 } else { 256 },
-        cipher,
-        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-        sni: None,
-    }
-}
-
-/// Describe an established server connection for logs and headers.
-pub fn details(conn: &ServerConnection) -> TlsDetails {
-    TlsDetails {
-        sni: conn.server_name().map(str::to_string),
-        ..common_details(conn)
     }
 }
 

@@ -1,0 +1,172 @@
+//! The server's certificates: an OCSP response made by `openssl ocsp` for
+//! a certificate from a test CA is stapled (seen by `openssl s_client
+//! -status`); a second certificate is served to clients asking for its
+//! name (SNI); a replaced certificate is served to the next handshake
+//! while a session opened before continues; a broken replacement keeps the
+//! old certificate.
+
+use mailgate_tests::dnssec::TestCa;
+use mailgate_tests::{Client, Server, require, tls_config};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `openssl ocsp` answers for `leaf` (signed by the CA itself) into
+/// `out`: make a request, then the response from an index that lists the
+/// certificate as valid.
+fn ocsp_response(dir: &Path, ca: &Path, ca_key: &Path, leaf: &Path, serial_hex: &str, out: &Path) {
+    std::fs::write(
+        dir.join("index.txt"),
+        format!("V\t301231235959Z\t\t{serial_hex}\tunknown\t/CN=test\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(require("openssl"))
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let p = |x: &Path| x.display().to_string();
+    run(&[
+        "ocsp",
+        "-issuer",
+        &p(ca),
+        "-cert",
+        &p(leaf),
+        "-no_nonce",
+        "-reqout",
+        "req.der",
+    ]);
+    run(&[
+        "ocsp",
+        "-index",
+        "index.txt",
+        "-rsigner",
+        &p(ca),
+        "-rkey",
+        &p(ca_key),
+        "-CA",
+        &p(ca),
+        "-reqin",
+        "req.der",
+        "-respout",
+        &p(out),
+        "-ndays",
+        "7",
+    ]);
+}
+
+/// What `openssl s_client -status` prints about the staple.
+fn s_client_status(port: u16, sni: &str) -> String {
+    let o = Command::new(require("openssl"))
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            sni,
+            "-status",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn serial_hex(der: &[u8]) -> String {
+    // The serial as openssl's index wants it: upper-case hex of the
+    // INTEGER's bytes, from the certificate itself.
+    let o = Command::new(require("openssl"))
+        .args(["x509", "-inform", "DER", "-noout", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(der)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_string()
+}
+
+#[test]
+fn ocsp_staple_sni_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new("mailgate OCSP test CA");
+    std::fs::write(d.join("ca.pem"), &ca.cert.chain_pem).unwrap();
+    std::fs::write(d.join("ca.key"), &ca.cert.key_pem).unwrap();
+    let leaf = ca.issue(&["mx.local.test"]);
+    std::fs::write(d.join("cert.pem"), &leaf.chain_pem).unwrap();
+    std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
+    ocsp_response(
+        d,
+        &d.join("ca.pem"),
+        &d.join("ca.key"),
+        &d.join("cert.pem"),
+        &serial_hex(&leaf.der),
+        &d.join("cert.pem.ocsp"),
+    );
+    let other = ca.issue(&["other.test"]);
+    std::fs::write(d.join("other.pem"), &other.chain_pem).unwrap();
+    std::fs::write(d.join("other.key"), &other.key_pem).unwrap();
+    let s = Server::start(
+        "",
+        &format!(
+            "[tls]\ncertificate = \"{d}/cert.pem\"\nprivate_key = \"{d}/key.pem\"\nreload_interval = \"1s\"\n[[tls.sni]]\ncertificate = \"{d}/other.pem\"\nprivate_key = \"{d}/other.key\"\n",
+            d = d.display()
+        ),
+    );
+
+    // The default certificate with its staple; the SNI one without.
+    let out = s_client_status(s.tls_port, "mx.local.test");
+    assert!(out.contains("OCSP Response Status: successful"), "{out}");
+    assert!(out.contains("Cert Status: good"), "{out}");
+    let out = s_client_status(s.tls_port, "other.test");
+    assert!(out.contains("OCSP response: no response sent"), "{out}");
+    let got = |sni: &str| {
+        Client::connect_tls_sni(s.tls_port, tls_config(false), sni)
+            .peer_certificate()
+            .unwrap()
+    };
+    assert_eq!(got("other.test"), other.der);
+    assert_eq!(got("mx.local.test"), leaf.der);
+    assert_eq!(got("unknown.test"), leaf.der);
+
+    // A session open across the replacement goes on; the next handshake
+    // gets the new certificate (and no staple: the old one is not about it).
+    let mut open = Client::connect_tls(s.tls_port);
+    assert!(open.cmd("EHLO client.test").starts_with("250"));
+    let new = ca.issue(&["mx.local.test"]);
+    std::fs::write(d.join("key.pem.new"), &new.key_pem).unwrap();
+    std::fs::write(d.join("cert.pem.new"), &new.chain_pem).unwrap();
+    std::fs::remove_file(d.join("cert.pem.ocsp")).unwrap();
+    std::fs::rename(d.join("key.pem.new"), d.join("key.pem")).unwrap();
+    std::fs::rename(d.join("cert.pem.new"), d.join("cert.pem")).unwrap();
+    let start = Instant::now();
+    while got("mx.local.test") != new.der {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", s.mainlog());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(open.cmd("NOOP").starts_with("250"));
+    assert!(s.mainlog().contains("TLS certificates reloaded"));
+    let out = s_client_status(s.tls_port, "mx.local.test");
+    assert!(out.contains("OCSP response: no response sent"), "{out}");
+
+    // A key that does not belong to the certificate: refused, logged, the
+    // last good certificate stays.
+    let failed = s.mainlog().matches("TLS certificate reload failed").count();
+    std::fs::write(d.join("key.pem"), &other.key_pem).unwrap();
+    s.wait_log("TLS certificate reload failed", failed + 1);
+    assert_eq!(got("mx.local.test"), new.der);
+}
