@@ -843,6 +843,17 @@ impl Nsd {
     }
 }
 
+impl Nsd {
+    /// Replace zone `i` (in the order given at start) and make nsd reload.
+    pub fn replace_zone(&mut self, i: usize, text: &str) {
+        std::fs::write(self.dir.path().join(format!("zone{i}")), text).unwrap();
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child; SIGHUP makes nsd reload.
+            unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+        }
+    }
+}
+
 impl Drop for Nsd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -252,8 +252,12 @@ pub struct Outbound {
     /// TLS policy by destination (see [`tls_policy`]).
     pub tls_policy: BTreeMap<String, TlsPolicyValue>,
     /// CA certificates (PEM) trusted at the `verify` and `secure` levels
-    /// besides the system roots.
+    /// (and for MTA-STS policy hosts) besides the system roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Honour MTA-STS (RFC 8461) policies of recipient domains.
+    pub mta_sts: bool,
+    /// The HTTPS port of MTA-STS policy hosts (change it only for tests).
+    pub mta_sts_port: u16,
     /// Early pipelining as a client.
     pub pipe_connect: bool,
     /// TCP Fast Open for early-pipelined connections.
@@ -301,6 +305,8 @@ impl Default for Outbound {
             tls: TlsLevel::Dane,
             tls_policy: BTreeMap::new(),
             tls_ca_file: None,
+            mta_sts: true,
+            mta_sts_port: 443,
             pipe_connect: true,
             fast_open: false,
             queue_only: false,

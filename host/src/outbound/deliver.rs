@@ -26,7 +26,8 @@ pub struct Outbound {
     cfg: Arc<Config>,
     hints: crate::outbound::retry::RetryHints,
     settings: ClientSettings,
-    dns: Dns,
+    dns: Arc<Dns>,
+    sts: Arc<super::mta_sts::MtaSts>,
     pool: Mutex<HashMap<PoolKey, Vec<(Connection, Instant)>>>,
     total: Arc<Semaphore>,
     per_host: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
@@ -99,11 +100,28 @@ impl Outbound {
         settings: ClientSettings,
         cache: crate::cache::Cache,
     ) -> Result<Outbound, super::OutboundError> {
-        let dns = Dns::new(
+        let dns = Arc::new(Dns::new(
             &cfg.outbound.nameservers,
             cfg.outbound.dnssec_trust_anchors.as_deref(),
-        )?;
+        )?);
+        let roots = super::verify::load_roots(
+            &std::iter::once(std::path::PathBuf::from(super::tls::SYSTEM_ROOTS))
+                .chain(cfg.outbound.tls_ca_file.clone())
+                .collect::<Vec<_>>(),
+        );
+        let sts = Arc::new(super::mta_sts::MtaSts::new(
+            cache.clone(),
+            super::mta_sts::fetch::Fetcher::new(
+                roots,
+                cfg.outbound.mta_sts_port,
+                cfg.outbound
+                    .connect_timeout
+                    .duration()
+                    .min(std::time::Duration::from_secs(60)),
+            ),
+        ));
         Ok(Outbound {
+            sts,
             hints: crate::outbound::retry::RetryHints::new(
                 cache,
                 cfg.outbound.retry_min.0,
@@ -217,6 +235,7 @@ impl Outbound {
                 }));
             }
         };
+        let sts = self.sts_policy(&route, domain).await;
         let job = Job {
             sender: sender.to_string(),
             rcpts: rcpts
@@ -248,7 +267,7 @@ impl Outbound {
                 verification,
                 cv,
                 why,
-            } = match self.host_tls(env, &route, host) {
+            } = match self.host_tls(env, &route, host, sts.as_ref()) {
                 Ok(h) => h,
                 Err((reason, requiretls)) => {
                     let addr = host.addrs[0];
@@ -456,6 +475,33 @@ struct HostTls {
 }
 
 impl Outbound {
+    /// The MTA-STS policy for an MX route to `domain`, when the policy
+    /// level lets MTA-STS apply.
+    async fn sts_policy(
+        &self,
+        route: &super::hop::Route,
+        domain: &str,
+    ) -> Option<super::mta_sts::Policy> {
+        use crate::config::TlsLevel;
+        if !self.cfg.outbound.mta_sts
+            || route.router != "dnslookup"
+            || !matches!(
+                route.tls.level,
+                TlsLevel::May | TlsLevel::Encrypt | TlsLevel::Dane
+            )
+        {
+            return None;
+        }
+        match self.sts.lookup(&self.dns, domain).await {
+            super::mta_sts::Lookup::Policy(p) => Some(p),
+            super::mta_sts::Lookup::NoPolicy => None,
+            super::mta_sts::Lookup::Failed(e) => {
+                tracing::debug!(%domain, error = %e, "no MTA-STS policy");
+                None
+            }
+        }
+    }
+
     /// The TLS plan for `host` for this message: the destination's policy
     /// (relaxed to `may` by `TLS-Required: No`, RFC 8689 §5), and for a
     /// REQUIRETLS message only a verified one. `Err`: skip the host, with
@@ -465,6 +511,7 @@ impl Outbound {
         env: &Envelope,
         route: &super::hop::Route,
         host: &super::hop::Host,
+        sts: Option<&super::mta_sts::Policy>,
     ) -> Result<HostTls, (String, bool)> {
         let relaxed;
         let policy = if env.tls_optional && !env.requiretls {
@@ -476,7 +523,9 @@ impl Outbound {
         } else {
             &route.tls
         };
-        let plan = super::policy::plan(policy, &host.name, &host.tlsa);
+        // `TLS-Required: No` (without REQUIRETLS) sets MTA-STS aside too.
+        let sts = sts.filter(|_| !env.tls_optional || env.requiretls);
+        let plan = super::policy::plan(policy, &host.name, &host.tlsa, sts);
         let cv = plan.cv();
         let (mode, auth, why) = match plan {
             Plan::Use { mode, auth, why } => (mode, auth, why),

@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod dsn;
 pub mod ehlo_cache;
 pub mod hop;
+pub mod mta_sts;
 pub mod policy;
 pub mod retry;
 pub mod tls;

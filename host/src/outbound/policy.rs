@@ -12,6 +12,7 @@
 //! "no records" but a reason to skip the host (downgrade resistance).
 
 use super::dane;
+use super::mta_sts::{Mode, Policy};
 use crate::config::{TlsLevel, TlsPolicy};
 use crate::dns::Tlsa;
 use crate::smtp::client::conversation::TlsMode;
@@ -73,8 +74,47 @@ impl Plan {
     }
 }
 
-/// Decide for host `host` under `policy`.
-pub fn plan(policy: &TlsPolicy, host: &str, tlsa: &TlsaState) -> Plan {
+/// Decide for host `host` under `policy`, with the domain's MTA-STS policy
+/// if it has one: where DANE does not authenticate the host, an `enforce`
+/// policy makes TLS mandatory and verified against the MX name, and rules
+/// out MX hosts it does not list (RFC 8461 §4); DANE wins when both apply.
+pub fn plan(policy: &TlsPolicy, host: &str, tlsa: &TlsaState, sts: Option<&Policy>) -> Plan {
+    let base = plan_level(policy, host, tlsa);
+    let Some(sts) = sts.filter(|p| p.mode == Mode::Enforce) else {
+        return base;
+    };
+    if !matches!(
+        policy.level,
+        TlsLevel::May | TlsLevel::Encrypt | TlsLevel::Dane
+    ) {
+        return base;
+    }
+    match base {
+        Plan::Use {
+            auth: Auth::None,
+            mode,
+            ..
+        } if mode != TlsMode::Off => {
+            if !sts.matches(host) {
+                return Plan::Skip(format!(
+                    "MTA-STS: {host} is not an MX host the domain's policy (enforce) lists"
+                ));
+            }
+            Plan::Use {
+                mode: if policy.implicit {
+                    TlsMode::Implicit
+                } else {
+                    TlsMode::Required
+                },
+                auth: Auth::Pkix,
+                why: "MTA-STS policy (enforce)".into(),
+            }
+        }
+        other => other,
+    }
+}
+
+fn plan_level(policy: &TlsPolicy, host: &str, tlsa: &TlsaState) -> Plan {
     let mandatory = if policy.implicit {
         TlsMode::Implicit
     } else {
@@ -176,13 +216,13 @@ mod tests {
         let dane = p(TlsLevel::Dane);
         let only = p(TlsLevel::DaneOnly);
         // Secure usable records: mandatory and authenticated.
-        let plan1 = plan(&dane, "mx", &TlsaState::Secure(vec![rec(3), rec(0)]));
+        let plan1 = plan(&dane, "mx", &TlsaState::Secure(vec![rec(3), rec(0)]), None);
         assert_eq!(plan1.cv(), "dane");
         assert!(
             matches!(&plan1, Plan::Use { mode: TlsMode::Required, auth: Auth::Dane(r), .. } if r == &vec![rec(3)])
         );
         // Only unusable records: mandatory, unauthenticated (RFC 7672 §2.2).
-        let plan2 = plan(&dane, "mx", &TlsaState::Secure(vec![rec(1)]));
+        let plan2 = plan(&dane, "mx", &TlsaState::Secure(vec![rec(1)]), None);
         assert!(matches!(
             plan2,
             Plan::Use {
@@ -192,13 +232,13 @@ mod tests {
             }
         ));
         assert!(matches!(
-            plan(&only, "mx", &TlsaState::Secure(vec![rec(1)])),
+            plan(&only, "mx", &TlsaState::Secure(vec![rec(1)]), None),
             Plan::Skip(_)
         ));
         // A failed lookup is never "no records".
         for level in [&dane, &only] {
             assert!(
-                matches!(plan(level, "mx", &TlsaState::Failed("SERVFAIL".into())), Plan::Skip(t) if t.contains("SERVFAIL"))
+                matches!(plan(level, "mx", &TlsaState::Failed("SERVFAIL".into()), None), Plan::Skip(t) if t.contains("SERVFAIL"))
             );
         }
         // No records, insecure, not applicable: opportunistic, or skipped
@@ -209,50 +249,99 @@ mod tests {
             TlsaState::NotApplicable,
         ] {
             assert!(matches!(
-                plan(&dane, "mx", &s),
+                plan(&dane, "mx", &s, None),
                 Plan::Use {
                     mode: TlsMode::Opportunistic,
                     auth: Auth::None,
                     ..
                 }
             ));
-            assert!(matches!(plan(&only, "mx", &s), Plan::Skip(_)));
+            assert!(matches!(plan(&only, "mx", &s, None), Plan::Skip(_)));
         }
+    }
+
+    #[test]
+    fn mta_sts_enforce() {
+        let sts = Policy {
+            mode: Mode::Enforce,
+            mx: vec!["*.example.test".into()],
+            max_age: 86400,
+        };
+        let dane = p(TlsLevel::Dane);
+        let none = TlsaState::NotApplicable;
+        // A listed MX: mandatory, verified.
+        let v = plan(&dane, "mx1.example.test", &none, Some(&sts));
+        assert!(matches!(
+            v,
+            Plan::Use {
+                mode: TlsMode::Required,
+                auth: Auth::Pkix,
+                ..
+            }
+        ));
+        // One it does not list: skipped.
+        assert!(
+            matches!(plan(&dane, "mx.evil.test", &none, Some(&sts)), Plan::Skip(t) if t.contains("MTA-STS"))
+        );
+        // DANE wins.
+        let d = plan(
+            &dane,
+            "mx.evil.test",
+            &TlsaState::Secure(vec![rec(3)]),
+            Some(&sts),
+        );
+        assert_eq!(d.cv(), "dane");
+        // Testing mode and explicit none change nothing.
+        let testing = Policy {
+            mode: Mode::Testing,
+            ..sts.clone()
+        };
+        assert_eq!(
+            plan(&dane, "mx.evil.test", &none, Some(&testing)).cv(),
+            "no"
+        );
+        assert!(matches!(
+            plan(&p(TlsLevel::None), "mx.evil.test", &none, Some(&sts)),
+            Plan::Use {
+                mode: TlsMode::Off,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn other_levels() {
         let none = TlsaState::NotApplicable;
         assert!(matches!(
-            plan(&p(TlsLevel::None), "h", &none),
+            plan(&p(TlsLevel::None), "h", &none, None),
             Plan::Use {
                 mode: TlsMode::Off,
                 ..
             }
         ));
         assert!(matches!(
-            plan(&p(TlsLevel::May), "h", &none),
+            plan(&p(TlsLevel::May), "h", &none, None),
             Plan::Use {
                 mode: TlsMode::Opportunistic,
                 ..
             }
         ));
         assert!(matches!(
-            plan(&p(TlsLevel::Encrypt), "h", &none),
+            plan(&p(TlsLevel::Encrypt), "h", &none, None),
             Plan::Use {
                 mode: TlsMode::Required,
                 auth: Auth::None,
                 ..
             }
         ));
-        let v = plan(&p(TlsLevel::Verify), "h", &none);
+        let v = plan(&p(TlsLevel::Verify), "h", &none, None);
         assert_eq!(v.cv(), "yes");
         let implicit = TlsPolicy {
             implicit: true,
             ..p(TlsLevel::Encrypt)
         };
         assert!(matches!(
-            plan(&implicit, "h", &none),
+            plan(&implicit, "h", &none, None),
             Plan::Use {
                 mode: TlsMode::Implicit,
                 ..
