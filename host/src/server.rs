@@ -159,6 +159,24 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             },
         );
     }
+    if cfg.tls.ocsp_fetch {
+        match (
+            crate::tls::sources(&cfg),
+            crate::dns::Dns::new(
+                &cfg.outbound.nameservers,
+                cfg.outbound.dnssec_trust_anchors.as_deref(),
+            ),
+        ) {
+            (Ok(sources), Ok(dns)) => {
+                let log = Arc::clone(&log);
+                crate::tls::ocsp_fetch::spawn(Arc::new(dns), sources, move |e| {
+                    log.event(&Event::notice(format!("{e}; the current staple stays")));
+                });
+            }
+            (Err(e), _) => log.event(&Event::notice(format!("OCSP fetching off: {e}"))),
+            (_, Err(e)) => log.event(&Event::notice(format!("OCSP fetching off: {e}"))),
+        }
+    }
     let reload = Arc::new(crate::control::Reload {
         runtime: Arc::clone(&runtime),
         config_path: config_path.clone(),

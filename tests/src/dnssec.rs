@@ -138,12 +138,32 @@ impl TestCa {
     /// A server certificate for `names`; its PEM chain ends with the CA
     /// certificate (a DANE-TA server must send its trust anchor).
     pub fn issue(&self, names: &[&str]) -> TestCert {
+        self.issue_with_ocsp(names, None)
+    }
+
+    /// Like [`TestCa::issue`], naming `ocsp_url` as its OCSP responder
+    /// (Authority Information Access).
+    pub fn issue_with_ocsp(&self, names: &[&str], ocsp_url: Option<&str>) -> TestCert {
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert =
+        let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap()
-                .signed_by(&key, &self.issuer)
                 .unwrap();
+        if let Some(url) = ocsp_url {
+            let el = |tag: u8, c: &[u8]| {
+                let mut v = vec![tag, c.len() as u8];
+                v.extend_from_slice(c);
+                v
+            };
+            let oid_ocsp = el(0x06, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01]);
+            let desc = el(0x30, &[oid_ocsp, el(0x86, url.as_bytes())].concat());
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                    el(0x30, &desc),
+                ));
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         TestCert {
             chain_pem: format!("{}{}", cert.pem(), self.cert.chain_pem),
             key_pem: key.serialize_pem(),

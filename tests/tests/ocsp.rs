@@ -170,3 +170,91 @@ fn ocsp_staple_sni_and_reload() {
     s.wait_log("TLS certificate reload failed", failed + 1);
     assert_eq!(got("mx.local.test"), new.der);
 }
+
+/// `openssl ocsp -port` as the responder a certificate names: with
+/// `tls.ocsp_fetch` the staple is fetched, written beside the certificate
+/// and served.
+#[test]
+fn ocsp_fetched_from_the_responder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new("mailgate OCSP responder test CA");
+    std::fs::write(d.join("ca.pem"), &ca.cert.chain_pem).unwrap();
+    std::fs::write(d.join("ca.key"), &ca.cert.key_pem).unwrap();
+    let port = mailgate_tests::free_port();
+    let leaf = ca.issue_with_ocsp(
+        &["mx.local.test"],
+        Some(&format!("http://127.0.0.1:{port}/")),
+    );
+    std::fs::write(d.join("cert.pem"), &leaf.chain_pem).unwrap();
+    std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
+    std::fs::write(
+        d.join("index.txt"),
+        format!(
+            "V\t301231235959Z\t\t{}\tunknown\t/CN=test\n",
+            serial_hex(&leaf.der)
+        ),
+    )
+    .unwrap();
+    let p = |x: &str| d.join(x).display().to_string();
+    let mut responder = Command::new(require("openssl"))
+        .args([
+            "ocsp",
+            "-port",
+            &port.to_string(),
+            "-index",
+            &p("index.txt"),
+            "-rsigner",
+            &p("ca.pem"),
+            "-rkey",
+            &p("ca.key"),
+            "-CA",
+            &p("ca.pem"),
+            "-ndays",
+            "7",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for it to listen by what it says: a probe connection would
+    // wedge it (it serves one connection at a time and waits on it).
+    {
+        use std::io::BufRead;
+        let mut err = std::io::BufReader::new(responder.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("waiting for OCSP client connections") {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "openssl ocsp did not start"
+            );
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    }
+    let s = Server::start(
+        "",
+        &format!(
+            "[tls]\ncertificate = \"{d}/cert.pem\"\nprivate_key = \"{d}/key.pem\"\nreload_interval = \"1s\"\nocsp_fetch = true\n",
+            d = d.display()
+        ),
+    );
+    let start = Instant::now();
+    loop {
+        let out = s_client_status(s.tls_port, "mx.local.test");
+        if out.contains("Cert Status: good") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no staple (file there: {}): {out}\n{}\n{}",
+            d.join("cert.pem.ocsp").exists(),
+            s.mainlog(),
+            std::fs::read_to_string(s.dir.path().join("stderr.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(d.join("cert.pem.ocsp").exists());
+    let _ = responder.kill();
+    let _ = responder.wait();
+}

@@ -139,6 +139,10 @@ pub struct Tls {
     /// DER OCSP response to staple (default: the certificate's path with
     /// `.ocsp` appended, when that file exists).
     pub ocsp: Option<PathBuf>,
+    /// Fetch OCSP responses from each certificate's responder (its
+    /// Authority Information Access URL) into its OCSP file, refreshed at
+    /// half their validity.
+    pub ocsp_fetch: bool,
     /// More certificates, chosen by the name the client asks for (SNI):
     /// each serves the DNS names in its subjectAltName.
     pub sni: Vec<SniCertificate>,
@@ -157,6 +161,7 @@ impl Default for Tls {
             certificate: None,
             private_key: None,
             ocsp: None,
+            ocsp_fetch: false,
             sni: vec![],
             reload_interval: Seconds(10),
             ticket_lifetime: Seconds(2 * 3600),

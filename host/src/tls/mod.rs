@@ -7,6 +7,7 @@
 
 mod certs;
 mod ocsp;
+pub mod ocsp_fetch;
 mod tickets;
 
 pub use certs::{CertStore, Certificates, Source};

@@ -46,7 +46,7 @@ pub enum OcspError {
 }
 
 /// One DER element: tag, contents, and what follows.
-fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), OcspError> {
+pub(super) fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), OcspError> {
     let bad = OcspError::Malformed("truncated element");
     let (&tag, rest) = input.split_first().ok_or(bad.clone())?;
     let (&first, rest) = rest.split_first().ok_or(bad.clone())?;
