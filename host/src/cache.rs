@@ -1,5 +1,6 @@
 //! The cache database (redb): TLS ticket keys, the EHLO cache for early
-//! pipelining, per-host retry hints and the plugins' key-value store.
+//! pipelining, per-host retry hints, MTA-STS policies and the plugins'
+//! key-value store.
 //! Writes commit with an fsync, so they run off the async workers
 //! ([`Cache::write`]).
 
@@ -46,5 +47,32 @@ impl Cache {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .unwrap_or_else(|e| Err(redb::Error::Io(std::io::Error::other(e))))
+    }
+
+    /// Insert (`Some`) or remove (`None`) `key` in a string-keyed table,
+    /// as one committed write on the blocking pool.
+    pub async fn put(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), redb::Error> {
+        self.write(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(table)?;
+                match &value {
+                    Some(v) => {
+                        t.insert(key.as_str(), v.as_slice())?;
+                    }
+                    None => {
+                        t.remove(key.as_str())?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -183,6 +183,39 @@ impl Server {
         s
     }
 
+    /// The first main-log line about message `id` that contains `pat`,
+    /// waiting up to 90 seconds for it (DNS timeouts take a while).
+    pub fn wait_line(&self, id: &str, pat: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.mainlog();
+            if let Some(l) = log.lines().find(|l| l.contains(id) && l.contains(pat)) {
+                return l.to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "no {id} {pat:?} in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Submit a short message from `a@local.test` to `to` in clear; its
+    /// queue id.
+    pub fn submit_to(&self, to: &str) -> String {
+        let mut c = Client::connect(self.port);
+        c.cmd("EHLO client.test");
+        assert!(c.cmd("MAIL FROM:<a@local.test>").starts_with("250"));
+        let r = c.cmd(&format!("RCPT TO:<{to}>"));
+        assert!(r.starts_with("250"), "{to}: {r}");
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(format!("Subject: to {to}\r\n\r\nbody\r\n.\r\n").as_bytes());
+        let r = c.reply();
+        assert!(r.starts_with("250 2.0.0 OK id="), "{r}");
+        c.cmd("QUIT");
+        r.trim().rsplit("id=").next().unwrap().to_string()
+    }
+
     /// The configuration file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("mailgate.toml")

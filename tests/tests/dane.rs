@@ -12,41 +12,11 @@
 //! a failing MX gives way to the next.
 
 use mailgate_tests::dnssec::{DnsProxy, TestCa, corrupt_rrsig, self_signed, sha256_hex, sign_zone};
-use mailgate_tests::{Client, EximServer, Nsd, Server, free_port};
+use mailgate_tests::{EximServer, Nsd, Server, free_port};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-fn submit(s: &Server, to: &str) -> String {
-    let mut c = Client::connect(s.port);
-    c.cmd("EHLO client.test");
-    assert!(c.cmd("MAIL FROM:<a@local.test>").starts_with("250"));
-    let r = c.cmd(&format!("RCPT TO:<{to}>"));
-    assert!(r.starts_with("250"), "{to}: {r}");
-    assert!(c.cmd("DATA").starts_with("354"));
-    c.send(format!("Subject: to {to}\r\n\r\nbody\r\n.\r\n").as_bytes());
-    let r = c.reply();
-    assert!(r.starts_with("250 2.0.0 OK id="), "{r}");
-    c.cmd("QUIT");
-    r.trim().rsplit("id=").next().unwrap().to_string()
-}
-
-/// The first main-log line of message `id` with `pat`, waiting for it.
-fn wait_line(s: &Server, id: &str, pat: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let log = s.mainlog();
-        if let Some(l) = log.lines().find(|l| l.contains(id) && l.contains(pat)) {
-            return l.to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "no {id} {pat:?} in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use std::time::Duration;
 
 /// A server that has Exim's certificate but not its key: it answers SMTP,
 /// offers STARTTLS and signs the handshake with a key of its own. Records
@@ -290,7 +260,7 @@ _{p}._tcp.mx IN TLSA {wrong}
         .iter()
         .map(|d| {
             let to = format!("user@{d}.mgtest");
-            (d.to_string(), submit(&s, &to))
+            (d.to_string(), s.submit_to(&to))
         })
         .collect();
     let id = |d: &str| ids.iter().find(|(x, _)| x == d).unwrap().1.clone();
@@ -301,7 +271,7 @@ _{p}._tcp.mx IN TLSA {wrong}
         ("ta", "mx-ta"),
         ("fallback", "mx-fallback2"),
     ] {
-        let l = wait_line(&s, &id(d), " => ");
+        let l = s.wait_line(&id(d), " => ");
         assert!(l.contains(&format!("H={host}.mgtest")), "{d}: {l}");
         assert!(l.contains(" X=TLS") && l.contains(" CV=dane "), "{d}: {l}");
     }
@@ -321,21 +291,21 @@ _{p}._tcp.mx IN TLSA {wrong}
         ("notlsa", "mx-notlsa"),
         ("insecure", "mx.plain"),
     ] {
-        let l = wait_line(&s, &id(d), " => ");
+        let l = s.wait_line(&id(d), " => ");
         assert!(l.contains(&format!("H={host}.mgtest")), "{d}: {l}");
         assert!(l.contains(" X=TLS") && l.contains(" CV=no "), "{d}: {l}");
     }
     // PKIX levels: a chain to the configured CA naming the policy's name
     // delivers (CV=yes); a secure level whose certificate does not name
     // the next-hop domain, or a certificate no trusted CA issued, defers.
-    let l = wait_line(&s, &id("pkix"), " => ");
+    let l = s.wait_line(&id("pkix"), " => ");
     assert!(l.contains(" CV=yes "), "{l}");
-    let l = wait_line(&s, &id("pkixbad"), " == ");
+    let l = s.wait_line(&id("pkixbad"), " == ");
     assert!(
         l.contains("certificate does not name pkixbad.mgtest or .pkixbad.mgtest"),
         "{l}"
     );
-    let l = wait_line(&s, &id("untrusted"), " == ");
+    let l = s.wait_line(&id("untrusted"), " == ");
     assert!(l.contains("certificate not trusted"), "{l}");
     // Deferred, each with the reason, and never delivered.
     for (d, why) in [
@@ -348,7 +318,7 @@ _{p}._tcp.mx IN TLSA {wrong}
         ("nostarttls", "did not offer STARTTLS"),
         ("mitm", "TLS handshake failed"),
     ] {
-        let l = wait_line(&s, &id(d), " == ");
+        let l = s.wait_line(&id(d), " == ");
         assert!(l.contains(why), "{d}: {l}");
         assert!(l.contains("DANE"), "{d}: {l}");
     }

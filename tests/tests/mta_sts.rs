@@ -9,12 +9,12 @@
 //! policy host is down.
 
 use mailgate_tests::dnssec::{TestCa, self_signed};
-use mailgate_tests::{Client, EximServer, Nsd, Server, free_port};
+use mailgate_tests::{EximServer, Nsd, Server, free_port};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Requests = Arc<Mutex<Vec<String>>>;
 /// Status line, content type and body by `host` + `path`.
@@ -88,33 +88,6 @@ fn https_server(
         }
     });
     seen
-}
-
-fn submit(s: &Server, to: &str) -> String {
-    let mut c = Client::connect(s.port);
-    c.cmd("EHLO client.test");
-    assert!(c.cmd("MAIL FROM:<a@local.test>").starts_with("250"));
-    assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
-    assert!(c.cmd("DATA").starts_with("354"));
-    c.send(format!("Subject: to {to}\r\n\r\nbody\r\n.\r\n").as_bytes());
-    let r = c.reply();
-    assert!(r.starts_with("250 2.0.0 OK id="), "{r}");
-    r.trim().rsplit("id=").next().unwrap().to_string()
-}
-
-fn wait_line(s: &Server, id: &str, pat: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let log = s.mainlog();
-        if let Some(l) = log.lines().find(|l| l.contains(id) && l.contains(pat)) {
-            return l.to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no {id} {pat:?} in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn policy(mode: &str, mx: &str) -> (String, String, String) {
@@ -238,32 +211,32 @@ fn mta_sts_policies() {
             .count()
     };
 
-    let id = submit(&s, "u@good.ststest");
-    let l = wait_line(&s, &id, " => ");
+    let id = s.submit_to("u@good.ststest");
+    let l = s.wait_line(&id, " => ");
     assert!(
         l.contains("H=mx.good.ststest") && l.contains(" CV=yes "),
         "{l}"
     );
-    let id = submit(&s, "u@nomatch.ststest");
-    let l = wait_line(&s, &id, " == ");
+    let id = s.submit_to("u@nomatch.ststest");
+    let l = s.wait_line(&id, " == ");
     assert!(
         l.contains("MTA-STS: mx.nomatch.ststest is not an MX host"),
         "{l}"
     );
-    let id = submit(&s, "u@badcert.ststest");
-    let l = wait_line(&s, &id, " == ");
+    let id = s.submit_to("u@badcert.ststest");
+    let l = s.wait_line(&id, " == ");
     assert!(
         l.contains("certificate not trusted") && l.contains("MTA-STS"),
         "{l}"
     );
-    let id = submit(&s, "u@testing.ststest");
-    let l = wait_line(&s, &id, " => ");
+    let id = s.submit_to("u@testing.ststest");
+    let l = s.wait_line(&id, " => ");
     assert!(l.contains(" CV=no "), "{l}");
     // Refused policies count as none: the message goes to the MX the
     // refused policy does not list.
     for d in ["redirect", "oversized"] {
-        let id = submit(&s, &format!("u@{d}.ststest"));
-        let l = wait_line(&s, &id, " => ");
+        let id = s.submit_to(&format!("u@{d}.ststest"));
+        let l = s.wait_line(&id, " => ");
         assert!(l.contains(" CV=no "), "{d}: {l}");
     }
     assert_eq!(
@@ -276,8 +249,8 @@ fn mta_sts_policies() {
 
     // Cached: no second fetch for the same id.
     assert_eq!(count("mta-sts.good.ststest"), 1);
-    let id = submit(&s, "v@good.ststest");
-    wait_line(&s, &id, " => ");
+    let id = s.submit_to("v@good.ststest");
+    s.wait_line(&id, " => ");
     assert_eq!(count("mta-sts.good.ststest"), 1);
     // A new id fetches again, and the new policy applies.
     pages.lock().unwrap().insert(
@@ -286,8 +259,8 @@ fn mta_sts_policies() {
     );
     nsd.replace_zone(0, &zone("2"));
     std::thread::sleep(Duration::from_secs(2));
-    let id = submit(&s, "w@good.ststest");
-    let l = wait_line(&s, &id, " == ");
+    let id = s.submit_to("w@good.ststest");
+    let l = s.wait_line(&id, " == ");
     assert!(l.contains("is not an MX host"), "{l}");
     assert_eq!(count("mta-sts.good.ststest"), 2);
 
@@ -295,8 +268,8 @@ fn mta_sts_policies() {
     // policy still applies.
     pages.lock().unwrap().clear();
     s.restart();
-    let id = submit(&s, "x@nomatch.ststest");
-    let l = wait_line(&s, &id, " == ");
+    let id = s.submit_to("x@nomatch.ststest");
+    let l = s.wait_line(&id, " == ");
     assert!(l.contains("is not an MX host"), "{l}");
     assert_eq!(ea.lines(" <= a@local.test").len(), 4, "{}", ea.mainlog());
 }

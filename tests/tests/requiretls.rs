@@ -24,21 +24,6 @@ fn submit(s: &Server, to: &str, requiretls: bool, headers: &str) -> String {
     r.trim().rsplit("id=").next().unwrap().to_string()
 }
 
-fn wait_line(s: &Server, id: &str, pat: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let log = s.mainlog();
-        if let Some(l) = log.lines().find(|l| l.contains(id) && l.contains(pat)) {
-            return l.to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no {id} {pat:?} in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn requiretls_and_tls_required_no() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,8 +76,8 @@ fn requiretls_and_tls_required_no() {
 
     // Verified and offered: delivered, and B saw REQUIRETLS.
     let id = submit(&a, "user@b.test", true, "");
-    assert!(wait_line(&a, &id, "<=").contains(" REQUIRETLS"));
-    let l = wait_line(&a, &id, " => ");
+    assert!(a.wait_line(&id, "<=").contains(" REQUIRETLS"));
+    let l = a.wait_line(&id, " => ");
     assert!(l.contains(" CV=yes "), "{l}");
     let bl = b.wait_log(" <= sender@local.test", 1);
     let bl = bl
@@ -108,9 +93,9 @@ fn requiretls_and_tls_required_no() {
     // at all: both fail with 5.7.10, nothing reaches Exim.
     let id_exim = submit(&a, "user@exim.test", true, "");
     let id_unverified = submit(&a, "user@unverified.test", true, "");
-    let l = wait_line(&a, &id_exim, " ** ");
+    let l = a.wait_line(&id_exim, " ** ");
     assert!(l.contains("does not offer REQUIRETLS"), "{l}");
-    let l = wait_line(&a, &id_unverified, " ** ");
+    let l = a.wait_line(&id_unverified, " ** ");
     assert!(l.contains("would not be verified"), "{l}");
     assert!(
         ex.lines(" <= sender@local.test").is_empty(),
@@ -132,7 +117,7 @@ fn requiretls_and_tls_required_no() {
     // `TLS-Required: No` lets a message through in clear to a server
     // without STARTTLS; without the header `encrypt` defers.
     let id_relaxed = submit(&a, "relaxed@plain.test", false, "TLS-Required: No\r\n");
-    let l = wait_line(&a, &id_relaxed, " => ");
+    let l = a.wait_line(&id_relaxed, " => ");
     assert!(!l.contains(" X="), "{l}");
     assert_eq!(
         plain.lines(" <= sender@local.test").len(),
@@ -141,10 +126,10 @@ fn requiretls_and_tls_required_no() {
         plain.mainlog()
     );
     let id_strict = submit(&a, "strict@plain.test", false, "");
-    let l = wait_line(&a, &id_strict, " == ");
+    let l = a.wait_line(&id_strict, " == ");
     assert!(l.contains("did not offer STARTTLS"), "{l}");
     // REQUIRETLS wins over the header.
     let id_both = submit(&a, "both@plain.test", true, "TLS-Required: No\r\n");
-    let l = wait_line(&a, &id_both, " ** ");
+    let l = a.wait_line(&id_both, " ** ");
     assert!(l.contains("REQUIRETLS"), "{l}");
 }

@@ -72,35 +72,15 @@ impl EhloCache {
             clear,
             crypted,
         };
-        let k = key(addr);
         let v = serde_json::to_vec(&e).expect("entry serialises");
-        let r = self
-            .cache
-            .write(move |db| {
-                let tx = db.begin_write()?;
-                tx.open_table(TABLE)?.insert(k.as_str(), v.as_slice())?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = r {
+        if let Err(e) = self.cache.put(TABLE, key(addr), Some(v)).await {
             tracing::warn!(error = %e, "cannot write the EHLO cache");
         }
     }
 
     /// Forget `addr`.
     pub async fn remove(&self, addr: SocketAddr) {
-        let k = key(addr);
-        let r = self
-            .cache
-            .write(move |db| {
-                let tx = db.begin_write()?;
-                tx.open_table(TABLE)?.remove(k.as_str())?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = r {
+        if let Err(e) = self.cache.put(TABLE, key(addr), None).await {
             tracing::warn!(error = %e, "cannot write the EHLO cache");
         }
     }

@@ -83,18 +83,8 @@ impl MtaSts {
     }
 
     async fn store(&self, domain: &str, c: &Cached) {
-        let k = domain.to_string();
         let v = serde_json::to_vec(c).expect("policy serialises");
-        let r = self
-            .cache
-            .write(move |db| {
-                let tx = db.begin_write()?;
-                tx.open_table(TABLE)?.insert(k.as_str(), v.as_slice())?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = r {
+        if let Err(e) = self.cache.put(TABLE, domain.to_string(), Some(v)).await {
             tracing::warn!(error = %e, "cannot write the MTA-STS cache");
         }
     }
