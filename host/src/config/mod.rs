@@ -678,6 +678,37 @@ mod tests {
     const MIN: &str = "[server]\nhostname = \"h\"\nlocal_domains = [\"l\"]\n[[listener]]\naddress = \"127.0.0.1:25\"\nmode = \"plain\"\n";
 
     #[test]
+    fn tls_policy_errors_name_the_entry() {
+        let e = error_of(&format!(
+            "{MIN}[outbound.tls_policy]\n\"a.test\" = \"sometimes\"\n"
+        ));
+        assert!(
+            e.starts_with("t.toml:8:12: unknown variant `sometimes`"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{MIN}[outbound.tls_policy]\n\"ok.test\" = \"may\"\n\"*.a.test\" = \"may\"\n"
+        ));
+        assert!(
+            e.starts_with("t.toml:9:1: outbound.tls_policy: \"*.a.test\""),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{MIN}[outbound.tls_policy]\n\"a.test\" = {{ level = \"encrypt\", match = [\"x\"] }}\n"
+        ));
+        assert!(
+            e.contains("8:1: outbound.tls_policy: match and ca_file apply only"),
+            "{e}"
+        );
+        let cfg = Config::parse(
+            &format!("{MIN}[outbound.tls_policy]\n\"[relay.test]:465\" = {{ level = \"secure\", implicit = true }}\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(cfg.outbound.tls_policy["[relay.test]:465"].0.implicit);
+    }
+
+    #[test]
     fn minimal_config_and_errors_with_positions() {
         Config::parse(MIN, "t.toml").unwrap();
         let e = error_of(&MIN.replace("plain", "bogus"));

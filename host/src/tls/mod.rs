@@ -6,7 +6,7 @@
 //! ([`tickets`]).
 
 mod certs;
-mod ocsp;
+pub mod ocsp;
 pub mod ocsp_fetch;
 mod tickets;
 
