@@ -197,31 +197,33 @@ fn ocsp_fetched_from_the_responder() {
     )
     .unwrap();
     let p = |x: &str| d.join(x).display().to_string();
-    let mut responder = Command::new(require("openssl"))
-        .args([
-            "ocsp",
-            "-port",
-            &port.to_string(),
-            "-index",
-            &p("index.txt"),
-            "-rsigner",
-            &p("ca.pem"),
-            "-rkey",
-            &p("ca.key"),
-            "-CA",
-            &p("ca.pem"),
-            "-ndays",
-            "7",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut responder = Killed(
+        Command::new(require("openssl"))
+            .args([
+                "ocsp",
+                "-port",
+                &port.to_string(),
+                "-index",
+                &p("index.txt"),
+                "-rsigner",
+                &p("ca.pem"),
+                "-rkey",
+                &p("ca.key"),
+                "-CA",
+                &p("ca.pem"),
+                "-ndays",
+                "7",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Wait for it to listen by what it says: a probe connection would
     // wedge it (it serves one connection at a time and waits on it).
     {
         use std::io::BufRead;
-        let mut err = std::io::BufReader::new(responder.stderr.take().unwrap());
+        let mut err = std::io::BufReader::new(responder.0.stderr.take().unwrap());
         let mut line = String::new();
         while !line.contains("waiting for OCSP client connections") {
             line.clear();
@@ -255,6 +257,15 @@ fn ocsp_fetched_from_the_responder() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(d.join("cert.pem.ocsp").exists());
-    let _ = responder.kill();
-    let _ = responder.wait();
+}
+
+/// A child process killed when the test ends, passed or failed (a leaked
+/// `openssl ocsp` spins on a half-open connection).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
