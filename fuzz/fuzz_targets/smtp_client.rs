@@ -28,6 +28,7 @@ fn job(n: usize, chunk: bool) -> Job {
             b"x\r\n".to_vec()
         }),
         eightbit: chunk,
+        requiretls: n % 2 == 0,
         smtputf8: false,
         ret: None,
         envid: None,

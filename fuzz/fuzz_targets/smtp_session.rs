@@ -20,6 +20,7 @@ fuzz_target!(|input: (Vec<u8>, Vec<u8>, bool)| {
         starttls,
         pipe_connect: true,
         tls_active: false,
+        requiretls: true,
     });
     s.start(false);
     let mut pos = 0;
