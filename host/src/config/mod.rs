@@ -263,6 +263,15 @@ pub struct Outbound {
     pub mta_sts: bool,
     /// The HTTPS port of MTA-STS policy hosts (change it only for tests).
     pub mta_sts_port: u16,
+    /// TLS reporting (RFC 8460): count each MX connection's TLS result per
+    /// recipient domain and day, and send each domain that publishes a
+    /// `_smtp._tls` record its daily report.
+    pub tlsrpt: bool,
+    /// `organization-name` of the reports (default: the host name).
+    pub tlsrpt_organization: Option<String>,
+    /// `contact-info` of the reports, also their sender (default:
+    /// `postmaster@` the host name).
+    pub tlsrpt_contact: Option<String>,
     /// Early pipelining as a client.
     pub pipe_connect: bool,
     /// TCP Fast Open for early-pipelined connections.
@@ -312,6 +321,9 @@ impl Default for Outbound {
             tls_ca_file: None,
             mta_sts: true,
             mta_sts_port: 443,
+            tlsrpt: true,
+            tlsrpt_organization: None,
+            tlsrpt_contact: None,
             pipe_connect: true,
             fast_open: false,
             queue_only: false,

@@ -9,6 +9,8 @@
 
 use super::ehlo_cache::EhloCache;
 use super::tls::{ClientTls, Verification};
+use super::tlsrpt::result::ResultType;
+use super::verify::CheckError;
 use crate::smtp::client::conversation::{
     Action, CacheOp, Cached, Conversation, Input, OpenParams, Retry, TlsMode, Wait,
 };
@@ -63,9 +65,37 @@ pub struct Connection {
     /// The TLS mode and certificate check this connection was opened
     /// under: a pooled connection is reused only under the same.
     pub policy_tag: String,
+    /// Our address on the connection.
+    pub local: Option<SocketAddr>,
+    /// The server's certificate chain, when TLS is up.
+    pub peer_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// What went wrong with TLS on this connection or the attempt before
+    /// it (opportunistic TLS that failed, then went on in clear).
+    pub tls_problem: Option<ResultType>,
     ehlo_cache: EhloCache,
     command_timeout: Duration,
     data_timeout: Duration,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub struct OpenFailure {
+    /// The failure.
+    pub failure: Failure,
+    /// The TLS failure's class, when TLS failed.
+    pub tls: Option<ResultType>,
+    /// Our address, when a connection was made.
+    pub local: Option<SocketAddr>,
+}
+
+impl From<Failure> for OpenFailure {
+    fn from(failure: Failure) -> OpenFailure {
+        OpenFailure {
+            failure,
+            tls: None,
+            local: None,
+        }
+    }
 }
 
 /// What a run of the conversation ended with.
@@ -84,10 +114,11 @@ impl Connection {
         mode: TlsMode,
         v: Verification,
         s: &ClientSettings,
-    ) -> Result<Connection, Failure> {
+    ) -> Result<Connection, OpenFailure> {
         let mut mode = mode;
         let tls_cfg = s.tls.config_for(addr, host, v);
         let mut early = s.pipe_connect;
+        let mut problem = None;
         loop {
             let cached = early
                 .then(|| s.ehlo_cache.get(addr))
@@ -103,6 +134,7 @@ impl Connection {
                 cached,
             });
             let tcp = tcp(addr, s, conv.early() && s.fast_open).await?;
+            let local = tcp.local_addr().ok();
             let mut c = Connection {
                 stream: CStream::Plain(tcp),
                 parser: ReplyParser::default(),
@@ -113,6 +145,9 @@ impl Connection {
                 conv,
                 cv: "no",
                 policy_tag: String::new(),
+                local,
+                peer_chain: vec![],
+                tls_problem: problem,
                 ehlo_cache: s.ehlo_cache.clone(),
                 command_timeout: s.command_timeout,
                 data_timeout: s.data_timeout,
@@ -120,13 +155,22 @@ impl Connection {
             c.conv.start();
             match c.run(Some(&tls_cfg)).await {
                 Stop::Ready => return Ok(c),
-                Stop::OpenFailed(f, Retry::No) => return Err(f),
+                Stop::OpenFailed(f, Retry::No) => {
+                    return Err(OpenFailure {
+                        failure: f,
+                        tls: c.tls_problem,
+                        local,
+                    });
+                }
                 Stop::OpenFailed(f, Retry::WithoutEarlyPipe) => {
                     tracing::debug!(%addr, error = %f.text, "early pipelining failed on the STARTTLS path; reconnecting without it");
                     early = false;
                 }
                 Stop::OpenFailed(f, Retry::InClear) => {
                     tracing::debug!(%addr, error = %f.text, "TLS failed; retrying in clear");
+                    problem = c
+                        .tls_problem
+                        .or(Some(ResultType::StarttlsNotSupported));
                     mode = TlsMode::Off;
                     early = false;
                 }
@@ -225,13 +269,26 @@ impl Connection {
         match tokio::time::timeout(self.command_timeout, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => {
                 self.tls = Some(super::tls::details(tls.get_ref().1));
+                self.peer_chain = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default();
                 self.stream = CStream::Tls(Box::new(tls));
                 // Nothing sent before the handshake may be read after it.
                 self.parser = ReplyParser::default();
                 Ok(())
             }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
+            Ok(Err(e)) => {
+                self.tls_problem =
+                    Some(CheckError::of_handshake(&e).unwrap_or(ResultType::ValidationFailure));
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.tls_problem = Some(ResultType::ValidationFailure);
+                Err("timed out".into())
+            }
         }
     }
 

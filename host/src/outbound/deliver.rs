@@ -10,6 +10,8 @@ use crate::log::{MainLog, Peer};
 use crate::outbound::client::{ClientSettings, Connection};
 use crate::outbound::hop::RouteError;
 use crate::outbound::policy::Plan;
+use crate::outbound::tlsrpt::result::{Outcome, PolicyId, ResultType};
+use crate::outbound::tlsrpt::session::{self, Sts};
 use crate::smtp::client::{Failure, Job, JobRcpt, RcptOutcome, Stage};
 use crate::spool::Envelope;
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ pub struct Outbound {
     settings: ClientSettings,
     dns: Arc<Dns>,
     sts: Arc<super::mta_sts::MtaSts>,
+    https: Arc<super::https::Https>,
+    tlsrpt: Option<Arc<super::tlsrpt::Tlsrpt>>,
     pool: Mutex<HashMap<PoolKey, Vec<(Connection, Instant)>>>,
     total: Arc<Semaphore>,
     per_host: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
@@ -109,10 +113,11 @@ impl Outbound {
                 .chain(cfg.outbound.tls_ca_file.clone())
                 .collect::<Vec<_>>(),
         );
+        let https = Arc::new(super::https::Https::new(roots));
         let sts = Arc::new(super::mta_sts::MtaSts::new(
             cache.clone(),
             super::mta_sts::fetch::Fetcher::new(
-                roots,
+                Arc::clone(&https),
                 cfg.outbound.mta_sts_port,
                 cfg.outbound
                     .connect_timeout
@@ -120,8 +125,14 @@ impl Outbound {
                     .min(std::time::Duration::from_secs(60)),
             ),
         ));
+        let tlsrpt = cfg
+            .outbound
+            .tlsrpt
+            .then(|| super::tlsrpt::Tlsrpt::new(cache.clone()));
         Ok(Outbound {
             sts,
+            https,
+            tlsrpt,
             hints: crate::outbound::retry::RetryHints::new(
                 cache,
                 cfg.outbound.retry_min.0,
@@ -187,6 +198,28 @@ impl Outbound {
         pool.retain(|_, v| !v.is_empty());
     }
 
+    /// The TLS report counts (`None`: `outbound.tlsrpt` is off).
+    pub fn tlsrpt(&self) -> Option<&Arc<super::tlsrpt::Tlsrpt>> {
+        self.tlsrpt.as_ref()
+    }
+
+    /// The resolver deliveries use.
+    pub fn dns(&self) -> &Arc<Dns> {
+        &self.dns
+    }
+
+    /// The HTTPS client (system roots plus `outbound.tls_ca_file`).
+    pub fn https(&self) -> &super::https::Https {
+        &self.https
+    }
+
+    /// Count a TLS report session for `domain`.
+    fn count(&self, domain: &str, policy: &PolicyId, outcome: Option<Outcome>) {
+        if let (Some(t), Some(o)) = (&self.tlsrpt, outcome) {
+            t.record(domain, policy, &o);
+        }
+    }
+
     /// Forget host retry hints (a forced retry).
     pub async fn clear_hints(&self) {
         self.hints.clear().await;
@@ -235,7 +268,14 @@ impl Outbound {
                 }));
             }
         };
-        let sts = self.sts_policy(&route, domain).await;
+        let (sts, sts_failed) = self.sts_policy(&route, domain).await;
+        let sts_state = match (&sts, &sts_failed) {
+            (Some(p), _) => Sts::Policy(p),
+            (None, Some(f)) => Sts::Failed(f),
+            _ => Sts::None,
+        };
+        // TLS reports are about the MX hosts of the recipient domain.
+        let reporting = route.router == "dnslookup" && self.tlsrpt.is_some();
         let job = Job {
             sender: sender.to_string(),
             rcpts: rcpts
@@ -262,6 +302,11 @@ impl Outbound {
         let mut only_requiretls = true;
         let started = Instant::now();
         for host in &route.hosts {
+            let rpt = if reporting {
+                session::policy_of(host, sts_state)
+            } else {
+                PolicyId::none()
+            };
             let HostTls {
                 mode,
                 verification,
@@ -269,8 +314,15 @@ impl Outbound {
                 why,
             } = match self.host_tls(env, &route, host, sts.as_ref()) {
                 Ok(h) => h,
-                Err((reason, requiretls)) => {
+                Err((reason, requiretls, kind)) => {
                     let addr = host.addrs[0];
+                    if reporting && let Some(k) = kind {
+                        self.count(
+                            domain,
+                            &rpt,
+                            Some(session::failure(k, &host.name, None, None, &reason)),
+                        );
+                    }
                     log_host_failure(
                         log,
                         &env.id,
@@ -335,9 +387,32 @@ impl Outbound {
                                 self.hints.succeeded(addr).await;
                                 c.cv = if c.tls.is_some() { cv } else { "no" };
                                 c.policy_tag = tag.clone();
+                                if reporting {
+                                    self.count(
+                                        domain,
+                                        &rpt,
+                                        session::opened(
+                                            &c,
+                                            mode,
+                                            &rpt,
+                                            sts_state,
+                                            &self.settings.tls,
+                                        ),
+                                    );
+                                }
                                 c
                             }
-                            Err(mut f) => {
+                            Err(open) => {
+                                if reporting {
+                                    self.count(
+                                        domain,
+                                        &rpt,
+                                        session::open_failed(
+                                            &open, &host.name, addr, &rpt, sts_state,
+                                        ),
+                                    );
+                                }
+                                let mut f = open.failure;
                                 if !why.is_empty()
                                     && (matches!(f.stage, Stage::StartTls | Stage::Local)
                                         || f.text.contains("TLS"))
@@ -481,7 +556,10 @@ impl Outbound {
         &self,
         route: &super::hop::Route,
         domain: &str,
-    ) -> Option<super::mta_sts::Policy> {
+    ) -> (
+        Option<super::mta_sts::Policy>,
+        Option<super::mta_sts::StsFailure>,
+    ) {
         use crate::config::TlsLevel;
         if !self.cfg.outbound.mta_sts
             || route.router != "dnslookup"
@@ -490,14 +568,14 @@ impl Outbound {
                 TlsLevel::May | TlsLevel::Encrypt | TlsLevel::Dane
             )
         {
-            return None;
+            return (None, None);
         }
         match self.sts.lookup(&self.dns, domain).await {
-            super::mta_sts::Lookup::Policy(p) => Some(p),
-            super::mta_sts::Lookup::NoPolicy => None,
+            super::mta_sts::Lookup::Policy(p) => (Some(p), None),
+            super::mta_sts::Lookup::NoPolicy => (None, None),
             super::mta_sts::Lookup::Failed(e) => {
                 tracing::debug!(%domain, error = %e, "no MTA-STS policy");
-                None
+                (None, Some(e))
             }
         }
     }
@@ -505,14 +583,16 @@ impl Outbound {
     /// The TLS plan for `host` for this message: the destination's policy
     /// (relaxed to `may` by `TLS-Required: No`, RFC 8689 §5), and for a
     /// REQUIRETLS message only a verified one. `Err`: skip the host, with
-    /// the reason and whether it was REQUIRETLS's.
+    /// the reason, whether it was REQUIRETLS's, and the TLS report class
+    /// (none for REQUIRETLS, which is the message's demand, not a policy
+    /// failure).
     fn host_tls(
         &self,
         env: &Envelope,
         route: &super::hop::Route,
         host: &super::hop::Host,
         sts: Option<&super::mta_sts::Policy>,
-    ) -> Result<HostTls, (String, bool)> {
+    ) -> Result<HostTls, (String, bool, Option<ResultType>)> {
         let relaxed;
         let policy = if env.tls_optional && !env.requiretls {
             relaxed = crate::config::TlsPolicy {
@@ -529,7 +609,7 @@ impl Outbound {
         let cv = plan.cv();
         let (mode, auth, why) = match plan {
             Plan::Use { mode, auth, why } => (mode, auth, why),
-            Plan::Skip(reason) => return Err((reason, false)),
+            Plan::Skip(reason, kind) => return Err((reason, false, Some(kind))),
         };
         if env.requiretls && cv == "no" {
             return Err((
@@ -539,6 +619,7 @@ impl Outbound {
                     policy.level.name()
                 ),
                 true,
+                None,
             ));
         }
         let verification = self.settings.tls.verification(

@@ -10,10 +10,12 @@ pub mod deliver;
 pub mod dsn;
 pub mod ehlo_cache;
 pub mod hop;
+pub mod https;
 pub mod mta_sts;
 pub mod policy;
 pub mod retry;
 pub mod tls;
+pub mod tlsrpt;
 pub mod verify;
 
 /// Why outbound delivery cannot start (remote mail then stays queued).

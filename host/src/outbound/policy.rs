@@ -15,6 +15,7 @@ use super::dane;
 use super::mta_sts::{Mode, Policy};
 use crate::config::{TlsLevel, TlsPolicy};
 use crate::dns::Tlsa;
+use crate::outbound::tlsrpt::result::ResultType;
 use crate::smtp::client::conversation::TlsMode;
 
 /// What DNS said about one host's TLSA records.
@@ -54,8 +55,9 @@ pub enum Plan {
         /// Why TLS is mandatory, for failure texts (empty when it is not).
         why: String,
     },
-    /// Do not use this host (a temporary failure, with the reason).
-    Skip(String),
+    /// Do not use this host (a temporary failure, with the reason and its
+    /// class for TLS reports).
+    Skip(String, ResultType),
 }
 
 impl Plan {
@@ -96,9 +98,10 @@ pub fn plan(policy: &TlsPolicy, host: &str, tlsa: &TlsaState, sts: Option<&Polic
             ..
         } if mode != TlsMode::Off => {
             if !sts.matches(host) {
-                return Plan::Skip(format!(
-                    "MTA-STS: {host} is not an MX host the domain's policy (enforce) lists"
-                ));
+                return Plan::Skip(
+                    format!("MTA-STS: {host} is not an MX host the domain's policy (enforce) lists"),
+                    ResultType::ValidationFailure,
+                );
             }
             Plan::Use {
                 mode: if policy.implicit {
@@ -156,16 +159,18 @@ fn plan_level(policy: &TlsPolicy, host: &str, tlsa: &TlsaState) -> Plan {
         TlsLevel::Dane | TlsLevel::DaneOnly => {
             let only = level == TlsLevel::DaneOnly;
             match tlsa {
-                TlsaState::Failed(e) => Plan::Skip(format!(
-                    "DANE: TLSA lookup for {host} failed ({e}); not delivering without it"
-                )),
+                TlsaState::Failed(e) => Plan::Skip(
+                    format!("DANE: TLSA lookup for {host} failed ({e}); not delivering without it"),
+                    ResultType::DnssecInvalid,
+                ),
                 TlsaState::Secure(recs) if !recs.is_empty() => {
                     let usable = dane::usable(recs);
                     if usable.is_empty() {
                         if only {
-                            return Plan::Skip(format!(
-                                "DANE: {host} has TLSA records but none usable (dane-only)"
-                            ));
+                            return Plan::Skip(
+                                format!("DANE: {host} has TLSA records but none usable (dane-only)"),
+                                ResultType::TlsaInvalid,
+                            );
                         }
                         let why = format!("DANE: {host} publishes TLSA records (none usable)");
                         return Plan::Use {
@@ -181,9 +186,10 @@ fn plan_level(policy: &TlsPolicy, host: &str, tlsa: &TlsaState) -> Plan {
                         why,
                     }
                 }
-                _ if only => Plan::Skip(format!(
-                    "DANE: {host} has no DNSSEC-secure TLSA records (dane-only)"
-                )),
+                _ if only => Plan::Skip(
+                    format!("DANE: {host} has no DNSSEC-secure TLSA records (dane-only)"),
+                    ResultType::DaneRequired,
+                ),
                 _ => Plan::Use {
                     mode: opportunistic,
                     auth: Auth::None,
@@ -233,12 +239,12 @@ mod tests {
         ));
         assert!(matches!(
             plan(&only, "mx", &TlsaState::Secure(vec![rec(1)]), None),
-            Plan::Skip(_)
+            Plan::Skip(..)
         ));
         // A failed lookup is never "no records".
         for level in [&dane, &only] {
             assert!(
-                matches!(plan(level, "mx", &TlsaState::Failed("SERVFAIL".into()), None), Plan::Skip(t) if t.contains("SERVFAIL"))
+                matches!(plan(level, "mx", &TlsaState::Failed("SERVFAIL".into()), None), Plan::Skip(t, ResultType::DnssecInvalid) if t.contains("SERVFAIL"))
             );
         }
         // No records, insecure, not applicable: opportunistic, or skipped
@@ -256,7 +262,7 @@ mod tests {
                     ..
                 }
             ));
-            assert!(matches!(plan(&only, "mx", &s, None), Plan::Skip(_)));
+            assert!(matches!(plan(&only, "mx", &s, None), Plan::Skip(..)));
         }
     }
 
@@ -281,7 +287,7 @@ mod tests {
         ));
         // One it does not list: skipped.
         assert!(
-            matches!(plan(&dane, "mx.evil.test", &none, Some(&sts)), Plan::Skip(t) if t.contains("MTA-STS"))
+            matches!(plan(&dane, "mx.evil.test", &none, Some(&sts)), Plan::Skip(t, _) if t.contains("MTA-STS"))
         );
         // DANE wins.
         let d = plan(

@@ -88,6 +88,31 @@ impl ClientTls {
         }))
     }
 
+    /// Whether `chain` (leaf first) passes the PKIX check against the
+    /// system roots and the extra CA file for one of `names`: what an
+    /// MTA-STS policy in `testing` mode would have demanded, checked after
+    /// the fact for the report.
+    pub fn check_pkix(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+        names: &[String],
+    ) -> Result<(), super::verify::CheckError> {
+        let Some((ee, rest)) = chain.split_first() else {
+            return Err(super::verify::CheckError {
+                kind: super::tlsrpt::result::ResultType::ValidationFailure,
+                text: "no certificate".into(),
+            });
+        };
+        super::verify::pkix(
+            ee,
+            rest,
+            &self.roots(None),
+            names,
+            rustls::pki_types::UnixTime::now(),
+            self.provider.signature_verification_algorithms.all,
+        )
+    }
+
     /// The check a plan's `auth` asks for towards `host` (next hop
     /// `nexthop`, DANE-TA names `dane_names`) under `policy`.
     pub fn verification(

@@ -11,6 +11,7 @@
 
 use super::dane;
 use crate::dns::Tlsa;
+use crate::outbound::tlsrpt::result::ResultType;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
@@ -52,9 +53,84 @@ impl Verifier {
         Verifier { check, provider }
     }
 
-    fn fail(reason: String) -> rustls::Error {
-        rustls::Error::General(reason)
+    fn fail(kind: ResultType, text: String) -> rustls::Error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(CheckError { kind, text }),
+        )))
     }
+}
+
+/// Why a certificate check failed, in TLS reports' terms; it travels
+/// inside the rustls error so the driver can tell the kinds apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct CheckError {
+    /// The RFC 8460 failure type.
+    pub kind: ResultType,
+    /// What was wrong.
+    pub text: String,
+}
+
+impl CheckError {
+    /// The check failure inside a handshake error, if it was one.
+    pub fn of_handshake(e: &std::io::Error) -> Option<ResultType> {
+        let r = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+        Some(match r {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => o
+                .0
+                .downcast_ref::<CheckError>()
+                .map(|c| c.kind)
+                .unwrap_or(ResultType::ValidationFailure),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)
+            | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet) => {
+                ResultType::CertificateExpired
+            }
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                ResultType::CertificateNotTrusted
+            }
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            | rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            ) => ResultType::CertificateHostMismatch,
+            _ => ResultType::ValidationFailure,
+        })
+    }
+}
+
+/// The PKIX check: a chain from `ee` through `intermediates` to one of
+/// `roots`, valid now, naming one of `names`.
+pub fn pkix(
+    ee: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    roots: &[TrustAnchor<'_>],
+    names: &[String],
+    now: UnixTime,
+    algs: &[&dyn rustls::pki_types::SignatureVerificationAlgorithm],
+) -> Result<(), CheckError> {
+    let ee = webpki::EndEntityCert::try_from(ee).map_err(|e| CheckError {
+        kind: ResultType::ValidationFailure,
+        text: format!("bad certificate: {e}"),
+    })?;
+    ee.verify_for_usage(
+        algs,
+        roots,
+        intermediates,
+        now,
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .map_err(|e| CheckError {
+        kind: ResultType::of_webpki(&e),
+        text: format!("certificate not trusted: {e}"),
+    })?;
+    if !pkix_name_ok(&ee, names) {
+        return Err(CheckError {
+            kind: ResultType::CertificateHostMismatch,
+            text: format!("certificate does not name {}", names.join(" or ")),
+        });
+    }
+    Ok(())
 }
 
 /// Whether the leaf carries a name in `names` (`.domain`: any name strictly
@@ -90,28 +166,18 @@ impl ServerCertVerifier for Verifier {
                 chain.extend(intermediates.iter().cloned());
                 dane::verify(&chain, records, names, now, algs)
                     .map(|()| ServerCertVerified::assertion())
-                    .map_err(|e| Verifier::fail(format!("DANE: {e}")))
+                    .map_err(|e| {
+                        let kind = match e {
+                            dane::DaneError::Name(_) => ResultType::CertificateHostMismatch,
+                            _ => ResultType::TlsaInvalid,
+                        };
+                        Verifier::fail(kind, format!("DANE: {e}"))
+                    })
             }
             Check::Pkix { roots, names } => {
-                let ee = webpki::EndEntityCert::try_from(end_entity)
-                    .map_err(|e| Verifier::fail(format!("bad certificate: {e}")))?;
-                ee.verify_for_usage(
-                    algs,
-                    roots,
-                    intermediates,
-                    now,
-                    webpki::KeyUsage::server_auth(),
-                    None,
-                    None,
-                )
-                .map_err(|e| Verifier::fail(format!("certificate not trusted: {e}")))?;
-                if !pkix_name_ok(&ee, names) {
-                    return Err(Verifier::fail(format!(
-                        "certificate does not name {}",
-                        names.join(" or ")
-                    )));
-                }
-                Ok(ServerCertVerified::assertion())
+                pkix(end_entity, intermediates, roots, names, now, algs)
+                    .map(|()| ServerCertVerified::assertion())
+                    .map_err(|e| Verifier::fail(e.kind, e.text))
             }
         }
     }

@@ -6,7 +6,6 @@
 
 use crate::dns::Dns;
 use http_body_util::BodyExt;
-use rustls::pki_types::{ServerName, TrustAnchor};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,33 +26,16 @@ pub enum FetchError {
 
 /// The HTTPS client side.
 pub struct Fetcher {
-    tls: Arc<rustls::ClientConfig>,
+    https: Arc<crate::outbound::https::Https>,
     port: u16,
     timeout: Duration,
 }
 
 impl Fetcher {
-    /// Trusting `roots`; policy hosts on `port` (443 but in tests).
-    pub fn new(roots: Vec<TrustAnchor<'static>>, port: u16, timeout: Duration) -> Fetcher {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let store = rustls::RootCertStore { roots };
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(store),
-            provider.clone(),
-        )
-        .build();
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions");
-        let cfg = match verifier {
-            Ok(v) => cfg.with_webpki_verifier(v).with_no_client_auth(),
-            // No roots at all: every fetch fails the certificate check.
-            Err(_) => cfg
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        };
+    /// Over `https`; policy hosts on `port` (443 but in tests).
+    pub fn new(https: Arc<crate::outbound::https::Https>, port: u16, timeout: Duration) -> Fetcher {
         Fetcher {
-            tls: Arc::new(cfg),
+            https,
             port,
             timeout,
         }
@@ -68,36 +50,17 @@ impl Fetcher {
     }
 
     async fn fetch_inner(&self, dns: &Dns, domain: &str) -> Result<String, FetchError> {
-        let f = |s: String| FetchError::Fetch(s);
+        use crate::outbound::https::ConnectError;
         let host = format!("mta-sts.{}", domain.trim_end_matches('.'));
-        let ips = dns
-            .lookup_ip(&host)
+        let tls = self
+            .https
+            .connect(dns, &host, self.port)
             .await
-            .map_err(|e| f(format!("{host}: {e}")))?;
-        let mut last = f(format!("{host} has no address"));
-        for ip in ips {
-            let tcp = match tokio::net::TcpStream::connect((ip, self.port)).await {
-                Ok(t) => t,
-                Err(e) => {
-                    last = f(format!("connect to {host} [{ip}]:{}: {e}", self.port));
-                    continue;
-                }
-            };
-            let name = ServerName::try_from(host.clone()).map_err(|e| f(e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    let text = e.to_string();
-                    if text.contains("certificate") {
-                        FetchError::Certificate(text)
-                    } else {
-                        f(format!("TLS with {host}: {text}"))
-                    }
-                })?;
-            return get(tls, &host).await;
-        }
-        Err(last)
+            .map_err(|e| match e {
+                ConnectError::Connect(t) => FetchError::Fetch(t),
+                ConnectError::Certificate(t) => FetchError::Certificate(t),
+            })?;
+        get(tls, &host).await
     }
 }
 

@@ -13,6 +13,7 @@ pub use policy::{Mode, Policy};
 
 use crate::cache::Cache;
 use crate::dns::Dns;
+use crate::outbound::tlsrpt::result::ResultType;
 use redb::{ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -50,7 +51,23 @@ pub enum Lookup {
     Policy(Policy),
     /// No policy could be obtained, and none was cached: the failure, for
     /// reports (delivery goes on as without a policy, §5).
-    Failed(String),
+    Failed(StsFailure),
+}
+
+/// Why no policy could be obtained, in TLS reports' terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct StsFailure {
+    /// `sts-policy-fetch-error`, `sts-policy-invalid` or `sts-webpki-invalid`.
+    pub kind: ResultType,
+    /// What happened.
+    pub text: String,
+}
+
+impl StsFailure {
+    fn new(kind: ResultType, text: String) -> StsFailure {
+        StsFailure { kind, text }
+    }
 }
 
 /// The MTA-STS state shared by deliveries.
@@ -90,13 +107,20 @@ impl MtaSts {
     }
 
     /// Fetch, parse and cache `domain`'s policy published under `id`.
-    async fn fetch(&self, dns: &Dns, domain: &str, id: &str) -> Result<Cached, String> {
-        let text = self
-            .fetcher
-            .fetch(dns, domain)
-            .await
-            .map_err(|e| e.to_string())?;
-        let policy = policy::parse(&text).map_err(|e| format!("MTA-STS policy invalid: {e}"))?;
+    async fn fetch(&self, dns: &Dns, domain: &str, id: &str) -> Result<Cached, StsFailure> {
+        let text = self.fetcher.fetch(dns, domain).await.map_err(|e| {
+            let kind = match e {
+                fetch::FetchError::Fetch(_) => ResultType::StsPolicyFetchError,
+                fetch::FetchError::Certificate(_) => ResultType::StsWebpkiInvalid,
+            };
+            StsFailure::new(kind, e.to_string())
+        })?;
+        let policy = policy::parse(&text).map_err(|e| {
+            StsFailure::new(
+                ResultType::StsPolicyInvalid,
+                format!("MTA-STS policy invalid: {e}"),
+            )
+        })?;
         let c = Cached {
             id: id.to_string(),
             policy,
@@ -128,13 +152,19 @@ impl MtaSts {
             Ok(Err(e)) => {
                 return from_cached(
                     cached,
-                    Lookup::Failed(format!("MTA-STS record invalid: {e}")),
+                    Lookup::Failed(StsFailure::new(
+                        ResultType::StsPolicyInvalid,
+                        format!("MTA-STS record invalid: {e}"),
+                    )),
                 );
             }
             Err(e) => {
                 return from_cached(
                     cached,
-                    Lookup::Failed(format!("MTA-STS record lookup failed: {e}")),
+                    Lookup::Failed(StsFailure::new(
+                        ResultType::StsPolicyFetchError,
+                        format!("MTA-STS record lookup failed: {e}"),
+                    )),
                 );
             }
         };

@@ -122,6 +122,20 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
 }
 
 impl Policy {
+    /// The policy as the lines of its file (for TLS reports'
+    /// `policy-string`, RFC 8460 §4.4): version, mode, each `mx`, max_age.
+    pub fn lines(&self) -> Vec<String> {
+        let mode = match self.mode {
+            Mode::Enforce => "enforce",
+            Mode::Testing => "testing",
+            Mode::None => "none",
+        };
+        let mut v = vec!["version: STSv1".to_string(), format!("mode: {mode}")];
+        v.extend(self.mx.iter().map(|m| format!("mx: {m}")));
+        v.push(format!("max_age: {}", self.max_age));
+        v
+    }
+
     /// Whether MX host `host` matches a pattern (§4.1: exact, or `*.`
     /// for exactly one leftmost label).
     pub fn matches(&self, host: &str) -> bool {

@@ -1,0 +1,393 @@
+//! TLS reporting (RFC 8460) as a sending MTA: every new outbound
+//! connection to an MX host adds its result ([`result::Outcome`]) under
+//! the policy it was made under to a count per recipient domain and UTC
+//! day. Counts gather in memory and are merged into the cache database
+//! every few seconds (and at shutdown), so a busy gateway writes once per
+//! interval, not once per connection; a crash loses at most one interval.
+//! [`report`] turns a day's counts into the RFC 8460 JSON report and the
+//! report message; [`rua`] reads the domain's `_smtp._tls` record and
+//! POSTs to `https:` destinations. Sending (mail goes through our own
+//! queue) is the queue's: `crate::queue::reports`.
+
+pub mod report;
+pub mod result;
+pub mod rua;
+pub mod session;
+
+use crate::cache::Cache;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use result::{FailureDetail, Outcome, PolicyId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Counts: `YYYY-MM-DD domain` -> JSON [`DayCounts`].
+const COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tlsrpt");
+/// Days reported: `YYYY-MM-DD domain` -> unix time (LE) the report went.
+const SENT: TableDefinition<&str, u64> = TableDefinition::new("tlsrpt_sent");
+
+/// Distinct failure details kept per policy and day; beyond them failures
+/// are counted under their type alone.
+const MAX_DETAILS: usize = 500;
+
+/// How long counts wait in memory before they are written.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+/// Days of counts kept (reports go out the day after).
+pub const KEEP_DAYS: i64 = 8;
+
+/// One policy's counts for a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCounts {
+    /// The policy.
+    pub policy: PolicyId,
+    /// Sessions that succeeded.
+    pub success: u64,
+    /// Failed sessions by detail.
+    pub failures: Vec<(FailureDetail, u64)>,
+}
+
+impl PolicyCounts {
+    /// Failed sessions in all.
+    pub fn failed(&self) -> u64 {
+        self.failures.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// A domain's counts for a day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCounts {
+    /// By policy.
+    pub policies: Vec<PolicyCounts>,
+}
+
+impl DayCounts {
+    fn entry(&mut self, policy: &PolicyId) -> &mut PolicyCounts {
+        let i = match self.policies.iter().position(|p| p.policy == *policy) {
+            Some(i) => i,
+            None => {
+                self.policies.push(PolicyCounts {
+                    policy: policy.clone(),
+                    success: 0,
+                    failures: vec![],
+                });
+                self.policies.len() - 1
+            }
+        };
+        &mut self.policies[i]
+    }
+
+    /// Count `n` sessions with `outcome` under `policy`.
+    pub fn add(&mut self, policy: &PolicyId, outcome: &Outcome, n: u64) {
+        let p = self.entry(policy);
+        match outcome {
+            Outcome::Success => p.success += n,
+            Outcome::Failure(d) => add_failure(&mut p.failures, d, n),
+        }
+    }
+
+    /// Add every count of `other`.
+    pub fn merge(&mut self, other: &DayCounts) {
+        for o in &other.policies {
+            let p = self.entry(&o.policy);
+            p.success += o.success;
+            for (d, n) in &o.failures {
+                add_failure(&mut p.failures, d, *n);
+            }
+        }
+    }
+}
+
+fn add_failure(list: &mut Vec<(FailureDetail, u64)>, d: &FailureDetail, n: u64) {
+    if let Some(e) = list.iter_mut().find(|(k, _)| k == d) {
+        e.1 += n;
+        return;
+    }
+    if list.len() < MAX_DETAILS {
+        list.push((d.clone(), n));
+        return;
+    }
+    let bare = FailureDetail {
+        result: d.result,
+        sending_ip: None,
+        receiving_mx: None,
+        receiving_ip: None,
+        reason: None,
+    };
+    match list.iter_mut().find(|(k, _)| *k == bare) {
+        Some(e) => e.1 += n,
+        None => list.push((bare, n)),
+    }
+}
+
+/// The UTC day of unix time `t`, `YYYY-MM-DD`.
+pub fn day_of(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn key(day: &str, domain: &str) -> String {
+    format!("{day} {domain}")
+}
+
+/// The counts, shared by deliveries.
+pub struct Tlsrpt {
+    cache: Cache,
+    pending: Mutex<BTreeMap<(String, String), DayCounts>>,
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl Tlsrpt {
+    /// Over the cache database; starts the writer (inside a runtime).
+    pub fn new(cache: Cache) -> Arc<Tlsrpt> {
+        let t = Arc::new(Tlsrpt {
+            cache,
+            pending: Mutex::new(BTreeMap::new()),
+            flushing: tokio::sync::Mutex::new(()),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&t);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(FLUSH_EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(t) = weak.upgrade() else { break };
+                    if let Err(e) = t.flush().await {
+                        tracing::warn!(error = %e, "cannot write TLS report counts");
+                    }
+                }
+            });
+        }
+        t
+    }
+
+    /// Count one session to `domain` (today, UTC).
+    pub fn record(&self, domain: &str, policy: &PolicyId, outcome: &Outcome) {
+        let day = day_of(chrono::Utc::now().timestamp());
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.pending
+            .lock()
+            .unwrap()
+            .entry((day, domain))
+            .or_default()
+            .add(policy, outcome, 1);
+    }
+
+    /// Merge the counts gathered in memory into the database.
+    pub async fn flush(&self) -> Result<(), redb::Error> {
+        let _one = self.flushing.lock().await;
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let res = self
+            .cache
+            .write({
+                let pending = pending.clone();
+                move |db| {
+                    let tx = db.begin_write()?;
+                    {
+                        let mut t = tx.open_table(COUNTS)?;
+                        for ((day, domain), add) in &pending {
+                            let k = key(day, domain);
+                            let mut c: DayCounts = t
+                                .get(k.as_str())?
+                                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                                .unwrap_or_default();
+                            c.merge(add);
+                            let v = serde_json::to_vec(&c).expect("counts serialise");
+                            t.insert(k.as_str(), v.as_slice())?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                }
+            })
+            .await;
+        if res.is_err() {
+            // Keep the counts for the next attempt.
+            let mut p = self.pending.lock().unwrap();
+            for (k, c) in pending {
+                p.entry(k).or_default().merge(&c);
+            }
+        }
+        res
+    }
+
+    fn stored(&self, day: &str, domain: &str) -> Option<DayCounts> {
+        let tx = self.cache.db().begin_read().ok()?;
+        let t = tx.open_table(COUNTS).ok()?;
+        let v = t.get(key(day, domain).as_str()).ok()??;
+        serde_json::from_slice(v.value()).ok()
+    }
+
+    /// `domain`'s counts for `day`, written and pending.
+    pub fn counts(&self, day: &str, domain: &str) -> Option<DayCounts> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let pending = self
+            .pending
+            .lock()
+            .unwrap()
+            .get(&(day.to_string(), domain.clone()))
+            .cloned();
+        match (self.stored(day, &domain), pending) {
+            (None, None) => None,
+            (Some(c), None) | (None, Some(c)) => Some(c),
+            (Some(mut c), Some(p)) => {
+                c.merge(&p);
+                Some(c)
+            }
+        }
+    }
+
+    /// Every (day, domain) with counts, oldest first (`day`: only it).
+    pub fn keys(&self, day: Option<&str>) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .pending
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(d, _)| day.is_none_or(|x| x == d))
+            .cloned()
+            .collect();
+        if let Ok(tx) = self.cache.db().begin_read()
+            && let Ok(t) = tx.open_table(COUNTS)
+            && let Ok(iter) = t.iter()
+        {
+            for (k, _) in iter.flatten() {
+                if let Some((d, dom)) = k.value().split_once(' ')
+                    && day.is_none_or(|x| x == d)
+                {
+                    out.push((d.to_string(), dom.to_string()));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// When `day`'s report for `domain` went out (or was found to have
+    /// nowhere to go).
+    pub fn sent(&self, day: &str, domain: &str) -> Option<u64> {
+        let tx = self.cache.db().begin_read().ok()?;
+        let t = tx.open_table(SENT).ok()?;
+        Some(t.get(key(day, domain).as_str()).ok()??.value())
+    }
+
+    /// Note that `day`'s report for `domain` is done.
+    pub async fn mark_sent(&self, day: &str, domain: &str) -> Result<(), redb::Error> {
+        let k = key(day, domain);
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        self.cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                tx.open_table(SENT)?.insert(k.as_str(), now)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Drop counts and sent marks of days before `day`.
+    pub async fn prune(&self, day: &str) -> Result<(), redb::Error> {
+        let day = day.to_string();
+        self.cache
+            .write(move |db| {
+                let tx = db.begin_write()?;
+                {
+                    let mut t = tx.open_table(COUNTS)?;
+                    t.retain(|k, _| k.split(' ').next().is_none_or(|d| d >= day.as_str()))?;
+                    let mut s = tx.open_table(SENT)?;
+                    s.retain(|k, _| k.split(' ').next().is_none_or(|d| d >= day.as_str()))?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::result::{PolicyType, ResultType};
+    use super::*;
+
+    fn fail(r: ResultType, ip: &str) -> Outcome {
+        Outcome::Failure(FailureDetail {
+            result: r,
+            sending_ip: None,
+            receiving_mx: Some("mx.example".into()),
+            receiving_ip: Some(ip.into()),
+            reason: None,
+        })
+    }
+
+    #[test]
+    fn counting_and_merging() {
+        let sts = PolicyId {
+            kind: PolicyType::Sts,
+            strings: vec!["version: STSv1".into()],
+            mx_host: vec!["mx.example".into()],
+        };
+        let mut a = DayCounts::default();
+        a.add(&sts, &Outcome::Success, 1);
+        a.add(&sts, &fail(ResultType::CertificateExpired, "192.0.2.1"), 1);
+        a.add(&sts, &fail(ResultType::CertificateExpired, "192.0.2.1"), 1);
+        a.add(&PolicyId::none(), &Outcome::Success, 1);
+        assert_eq!(a.policies.len(), 2);
+        assert_eq!(a.policies[0].success, 1);
+        assert_eq!(a.policies[0].failed(), 2);
+        assert_eq!(a.policies[0].failures.len(), 1);
+        let mut b = DayCounts::default();
+        b.add(&sts, &fail(ResultType::TlsaInvalid, "192.0.2.2"), 3);
+        b.merge(&a);
+        assert_eq!(b.policies[0].failed(), 5);
+        assert_eq!(b.policies[0].success, 1);
+        assert_eq!(b.policies[1].policy, PolicyId::none());
+    }
+
+    #[test]
+    fn details_are_capped() {
+        let mut c = DayCounts::default();
+        for i in 0..(MAX_DETAILS + 50) {
+            c.add(
+                &PolicyId::none(),
+                &fail(ResultType::ValidationFailure, &format!("10.0.{}.{}", i / 256, i % 256)),
+                1,
+            );
+        }
+        let p = &c.policies[0];
+        assert_eq!(p.failures.len(), MAX_DETAILS + 1);
+        assert_eq!(p.failed(), (MAX_DETAILS + 50) as u64);
+        assert_eq!(p.failures.last().unwrap().1, 50);
+    }
+
+    #[tokio::test]
+    async fn store_survives_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c.redb")).unwrap();
+        let t = Tlsrpt::new(cache.clone());
+        let today = day_of(chrono::Utc::now().timestamp());
+        t.record("Example.COM.", &PolicyId::none(), &Outcome::Success);
+        assert_eq!(t.counts(&today, "example.com").unwrap().policies[0].success, 1);
+        t.flush().await.unwrap();
+        t.record("example.com", &PolicyId::none(), &Outcome::Success);
+        assert_eq!(t.counts(&today, "example.com").unwrap().policies[0].success, 2);
+        t.flush().await.unwrap();
+        drop(t);
+        let t = Tlsrpt::new(cache);
+        assert_eq!(t.counts(&today, "example.com").unwrap().policies[0].success, 2);
+        assert_eq!(t.keys(None), vec![(today.clone(), "example.com".to_string())]);
+        assert!(t.sent(&today, "example.com").is_none());
+        t.mark_sent(&today, "example.com").await.unwrap();
+        assert!(t.sent(&today, "example.com").is_some());
+        t.prune("9999-01-01").await.unwrap();
+        assert!(t.keys(None).is_empty());
+        assert!(t.sent(&today, "example.com").is_none());
+    }
+}
