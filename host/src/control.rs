@@ -2,7 +2,8 @@
 //! One request line, one JSON answer, then the connection closes.
 //!
 //! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
-//! (every message: `queue retry --all` and `queue flush`).
+//! (every message: `queue retry --all` and `queue flush`), `PLUGINS`,
+//! `RELOAD`, `TLSRPT <day> <domain|*> [SEND]` (`report tls`).
 
 use crate::log::{Event, MainLog};
 use crate::queue::QueueHandle;
@@ -160,6 +161,14 @@ pub async fn answer(
                 Ok(n) => json!({ "reloaded": n }),
                 Err(e) => json!({ "error": e.to_string() }),
             },
+            None => json!({ "error": "no server is running" }),
+        },
+        (Some("TLSRPT"), Some(day)) => match queue {
+            Some(q) => {
+                let domain = words.next().filter(|d| *d != "*");
+                let send = words.next().is_some_and(|w| w.eq_ignore_ascii_case("SEND"));
+                q.tls_reports(day, domain, send).await
+            }
             None => json!({ "error": "no server is running" }),
         },
         _ => json!({ "error": format!("bad request {request:?}") }),

@@ -240,6 +240,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             "{deliveries} delivery(ies) still running at shutdown; they will be retried"
         )));
     }
+    shared.queue.flush_reports().await;
     if let Some(o) = &outbound {
         o.close_all();
     }

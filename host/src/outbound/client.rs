@@ -168,9 +168,7 @@ impl Connection {
                 }
                 Stop::OpenFailed(f, Retry::InClear) => {
                     tracing::debug!(%addr, error = %f.text, "TLS failed; retrying in clear");
-                    problem = c
-                        .tls_problem
-                        .or(Some(ResultType::StarttlsNotSupported));
+                    problem = c.tls_problem.or(Some(ResultType::StarttlsNotSupported));
                     mode = TlsMode::Off;
                     early = false;
                 }

@@ -99,7 +99,9 @@ pub fn plan(policy: &TlsPolicy, host: &str, tlsa: &TlsaState, sts: Option<&Polic
         } if mode != TlsMode::Off => {
             if !sts.matches(host) {
                 return Plan::Skip(
-                    format!("MTA-STS: {host} is not an MX host the domain's policy (enforce) lists"),
+                    format!(
+                        "MTA-STS: {host} is not an MX host the domain's policy (enforce) lists"
+                    ),
                     ResultType::ValidationFailure,
                 );
             }
@@ -168,7 +170,9 @@ fn plan_level(policy: &TlsPolicy, host: &str, tlsa: &TlsaState) -> Plan {
                     if usable.is_empty() {
                         if only {
                             return Plan::Skip(
-                                format!("DANE: {host} has TLSA records but none usable (dane-only)"),
+                                format!(
+                                    "DANE: {host} has TLSA records but none usable (dane-only)"
+                                ),
                                 ResultType::TlsaInvalid,
                             );
                         }

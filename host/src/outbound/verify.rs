@@ -76,11 +76,11 @@ impl CheckError {
     pub fn of_handshake(e: &std::io::Error) -> Option<ResultType> {
         let r = e.get_ref()?.downcast_ref::<rustls::Error>()?;
         Some(match r {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => o
-                .0
-                .downcast_ref::<CheckError>()
-                .map(|c| c.kind)
-                .unwrap_or(ResultType::ValidationFailure),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                o.0.downcast_ref::<CheckError>()
+                    .map(|c| c.kind)
+                    .unwrap_or(ResultType::ValidationFailure)
+            }
             rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)
             | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet) => {
                 ResultType::CertificateExpired

@@ -35,27 +35,46 @@ pub fn dsn_message(
     let id = crate::spool::new_message_id();
     let now = chrono::Local::now();
     let body = dsn::build(&cfg.server.hostname, env, content, reports, &id, now);
-    let mut rcpts = vec![RecipientEntry::new(env.sender.clone(), None, None)];
-    let env2 = Envelope {
-        id,
-        received_at: now.timestamp(),
-        sender: String::new(),
-        helo: cfg.server.hostname.clone(),
+    let mut env2 = local_envelope(
+        &cfg.server.hostname,
+        String::new(),
+        vec![RecipientEntry::new(env.sender.clone(), None, None)],
+        body.len(),
+    );
+    env2.id = id;
+    env2.received_at = now.timestamp();
+    env2.smtputf8 = env.smtputf8;
+    // RFC 8689 §4.3: the report on a REQUIRETLS message travels under
+    // REQUIRETLS too (and carries only the headers, see dsn::build).
+    env2.requiretls = env.requiretls;
+    Some((env2, body))
+}
+
+/// The envelope of a message the gateway writes itself, from `sender` to
+/// `recipients`, `size` octets of 8-bit content.
+pub fn local_envelope(
+    hostname: &str,
+    sender: String,
+    recipients: Vec<RecipientEntry>,
+    size: usize,
+) -> Envelope {
+    Envelope {
+        id: crate::spool::new_message_id(),
+        received_at: chrono::Utc::now().timestamp(),
+        sender,
+        helo: hostname.to_string(),
         client_ip: "127.0.0.1".into(),
         client_port: 0,
         protocol: "local".into(),
         tls: None,
         body_8bitmime: true,
-        smtputf8: env.smtputf8,
+        smtputf8: false,
         ret: None,
         envid: None,
-        size: body.len() as u64,
-        recipients: std::mem::take(&mut rcpts),
+        size: size as u64,
+        recipients,
         vars: vec![],
-        // RFC 8689 §4.3: the report on a REQUIRETLS message travels under
-        // REQUIRETLS too (and carries only the headers, see dsn::build).
-        requiretls: env.requiretls,
+        requiretls: false,
         tls_optional: false,
-    };
-    Some((env2, body))
+    }
 }

@@ -4,6 +4,7 @@
 //! the spool when every recipient is delivered or has failed for good.
 
 pub mod bounce;
+mod reports;
 pub mod schedule;
 
 use crate::config::Config;
@@ -59,6 +60,26 @@ impl QueueHandle {
             self.runner.clone().dispatch(id);
         }
         n
+    }
+
+    /// TLS reports of `day` (`YYYY-MM-DD`, UTC) for `domain` or every
+    /// domain with counts, as JSON; with `send`, also sent now.
+    pub async fn tls_reports(
+        &self,
+        day: &str,
+        domain: Option<&str>,
+        send: bool,
+    ) -> serde_json::Value {
+        self.runner.tls_reports(day, domain, send).await
+    }
+
+    /// Write the TLS report counts gathered in memory (at shutdown).
+    pub async fn flush_reports(&self) {
+        if let Some(t) = self.runner.outbound.as_ref().and_then(|o| o.tlsrpt())
+            && let Err(e) = t.flush().await
+        {
+            tracing::warn!(error = %e, "cannot write TLS report counts");
+        }
     }
 
     /// Stop starting deliveries and wait (up to `timeout`) for those in
@@ -127,6 +148,7 @@ pub fn start(
         tx,
         runner: Arc::clone(&runner),
     };
+    reports::start(&runner);
     tokio::spawn(async move {
         runner.clone().scan();
         let mut tick = tokio::time::interval(interval);
@@ -445,36 +467,12 @@ impl Runner {
                 continue;
             }
             let content = self.spool.read_data(id).unwrap_or_default();
-            if let Some((mut denv, body)) = bounce::dsn_message(&self.cfg, &env, &content, &reports)
-            {
-                let work = crate::routing::preroute(&self.router, &mut denv.recipients);
-                let did = denv.id.clone();
-                let size = body.len();
-                match self.spool.commit_message(denv, &body).await {
-                    Ok(()) => {
-                        self.log.event(&Event::Received {
-                            id: did.clone(),
-                            sender: String::new(),
-                            peer: None,
-                            protocol: "local".into(),
-                            origin: Some(id.to_string()),
-                            user: Some("mailgate".into()),
-                            early: Early::No,
-                            tls: None,
-                            chunking: false,
-                            size: size as u64,
-                            message_id: None,
-                            requiretls: false,
-                            outcome: None,
-                        });
-                        if work {
-                            self.resubmit(did);
-                        }
-                    }
-                    Err(e) => self.log.event(&Event::message_notice(
+            if let Some((denv, body)) = bounce::dsn_message(&self.cfg, &env, &content, &reports) {
+                if let Err(e) = self.inject(denv, &body, Some(id), "mailgate").await {
+                    self.log.event(&Event::message_notice(
                         id,
                         format!("cannot spool a DSN: {e}"),
-                    )),
+                    ));
                 }
             } else if env.sender.is_empty() {
                 tracing::debug!(%id, "no DSN for the null sender");
@@ -495,6 +493,40 @@ impl Runner {
     }
 
     /// Queue a message spooled by the runner itself (a DSN) for routing.
+    /// Spool a message the gateway writes itself (a DSN, a TLS report),
+    /// log its arrival (`origin`: the message it is about; `user`: who
+    /// made it), and hand it to delivery.
+    async fn inject(
+        &self,
+        mut env: Envelope,
+        body: &[u8],
+        origin: Option<&str>,
+        user: &str,
+    ) -> std::io::Result<()> {
+        let work = crate::routing::preroute(&self.router, &mut env.recipients);
+        let (id, sender, requiretls) = (env.id.clone(), env.sender.clone(), env.requiretls);
+        self.spool.commit_message(env, body).await?;
+        self.log.event(&Event::Received {
+            id: id.clone(),
+            sender,
+            peer: None,
+            protocol: "local".into(),
+            origin: origin.map(str::to_string),
+            user: Some(user.to_string()),
+            early: Early::No,
+            tls: None,
+            chunking: false,
+            size: body.len() as u64,
+            message_id: None,
+            requiretls,
+            outcome: None,
+        });
+        if work {
+            self.resubmit(id);
+        }
+        Ok(())
+    }
+
     fn resubmit(&self, id: String) {
         if self.cfg.outbound.queue_only {
             return;

@@ -357,7 +357,10 @@ mod tests {
         for i in 0..(MAX_DETAILS + 50) {
             c.add(
                 &PolicyId::none(),
-                &fail(ResultType::ValidationFailure, &format!("10.0.{}.{}", i / 256, i % 256)),
+                &fail(
+                    ResultType::ValidationFailure,
+                    &format!("10.0.{}.{}", i / 256, i % 256),
+                ),
                 1,
             );
         }
@@ -374,15 +377,27 @@ mod tests {
         let t = Tlsrpt::new(cache.clone());
         let today = day_of(chrono::Utc::now().timestamp());
         t.record("Example.COM.", &PolicyId::none(), &Outcome::Success);
-        assert_eq!(t.counts(&today, "example.com").unwrap().policies[0].success, 1);
+        assert_eq!(
+            t.counts(&today, "example.com").unwrap().policies[0].success,
+            1
+        );
         t.flush().await.unwrap();
         t.record("example.com", &PolicyId::none(), &Outcome::Success);
-        assert_eq!(t.counts(&today, "example.com").unwrap().policies[0].success, 2);
+        assert_eq!(
+            t.counts(&today, "example.com").unwrap().policies[0].success,
+            2
+        );
         t.flush().await.unwrap();
         drop(t);
         let t = Tlsrpt::new(cache);
-        assert_eq!(t.counts(&today, "example.com").unwrap().policies[0].success, 2);
-        assert_eq!(t.keys(None), vec![(today.clone(), "example.com".to_string())]);
+        assert_eq!(
+            t.counts(&today, "example.com").unwrap().policies[0].success,
+            2
+        );
+        assert_eq!(
+            t.keys(None),
+            vec![(today.clone(), "example.com".to_string())]
+        );
         assert!(t.sent(&today, "example.com").is_none());
         t.mark_sent(&today, "example.com").await.unwrap();
         assert!(t.sent(&today, "example.com").is_some());

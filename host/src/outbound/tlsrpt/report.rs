@@ -20,6 +20,47 @@ pub struct Submitter {
     pub hostname: String,
 }
 
+impl Submitter {
+    /// From `outbound.tlsrpt_organization`, `outbound.tlsrpt_contact` and
+    /// the host name.
+    pub fn from_config(cfg: &crate::config::Config) -> Submitter {
+        let host = &cfg.server.hostname;
+        Submitter {
+            organization: cfg
+                .outbound
+                .tlsrpt_organization
+                .clone()
+                .unwrap_or_else(|| host.clone()),
+            contact: cfg
+                .outbound
+                .tlsrpt_contact
+                .clone()
+                .unwrap_or_else(|| format!("postmaster@{host}")),
+            hostname: host.clone(),
+        }
+    }
+}
+
+/// The reports of `day` for `domain` (or every domain with counts) as
+/// `{"reports": [{"domain", "report"}]}`.
+pub fn collect(t: &super::Tlsrpt, s: &Submitter, day: &str, domain: Option<&str>) -> Value {
+    if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err() {
+        return json!({ "error": format!("bad day {day:?}: give YYYY-MM-DD") });
+    }
+    let domains: Vec<String> = match domain {
+        Some(d) => vec![d.trim_end_matches('.').to_ascii_lowercase()],
+        None => t.keys(Some(day)).into_iter().map(|(_, d)| d).collect(),
+    };
+    let reports: Vec<Value> = domains
+        .into_iter()
+        .filter_map(|d| {
+            let r = json(s, &d, day, &t.counts(day, &d)?)?;
+            Some(json!({ "domain": d, "report": r }))
+        })
+        .collect();
+    json!({ "reports": reports })
+}
+
 /// The report's time range: the whole UTC day, as RFC 3339 and unix times.
 fn range(day: &str) -> Option<(String, String, i64, i64)> {
     let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
@@ -204,7 +245,10 @@ mod tests {
         let j = json(&sub(), "dest.example", "2026-11-30", &c).unwrap();
         assert_eq!(j["date-range"]["start-datetime"], "2026-11-30T00:00:00Z");
         assert_eq!(j["date-range"]["end-datetime"], "2026-11-30T23:59:59Z");
-        assert_eq!(j["report-id"], "2026-11-30T00:00:00Z_dest.example@mx.example");
+        assert_eq!(
+            j["report-id"],
+            "2026-11-30T00:00:00Z_dest.example@mx.example"
+        );
         let p = &j["policies"][0];
         assert_eq!(p["policy"]["policy-type"], "tlsa");
         assert_eq!(p["policy"]["policy-string"][0], "3 1 1 ab01");
@@ -242,9 +286,7 @@ mod tests {
         assert!(m.contains("TLS-Report-Submitter: mx.example\r\n"));
         assert!(m.contains("report-type=\"tlsrpt\""));
         assert!(m.contains("Content-Type: application/tlsrpt+gzip\r\n"));
-        assert!(m.contains(
-            "filename=\"mx.example!dest.example!1795996800!1796083199.json.gz\""
-        ));
+        assert!(m.contains("filename=\"mx.example!dest.example!1795996800!1796083199.json.gz\""));
         assert!(m.contains(
             "Subject: Report Domain: dest.example Submitter: mx.example Report-ID: <2026-11-30T00:00:00Z_dest.example@mx.example>"
         ));

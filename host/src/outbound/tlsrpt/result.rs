@@ -113,15 +113,7 @@ impl PolicyId {
     pub fn tlsa(host: &str, records: &[crate::dns::Tlsa]) -> PolicyId {
         let mut strings: Vec<String> = records
             .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {}",
-                    r.usage,
-                    r.selector,
-                    r.matching,
-                    hex(&r.data)
-                )
-            })
+            .map(|r| format!("{} {} {} {}", r.usage, r.selector, r.matching, hex(&r.data)))
             .collect();
         strings.sort();
         PolicyId {

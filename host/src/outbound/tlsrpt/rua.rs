@@ -192,6 +192,9 @@ mod tests {
         assert!(p(&["v=TLSRPTv1; rua=mailto:nobody"]).is_err());
         // Not a TLSRPT record at all.
         assert_eq!(p(&["v=TLSRPTv10; rua=mailto:a@b"]), Ok(None));
-        assert_eq!(txt_text("\"v=TLSRPTv1; \" \"rua=mailto:a@b\""), "v=TLSRPTv1; rua=mailto:a@b");
+        assert_eq!(
+            txt_text("\"v=TLSRPTv1; \" \"rua=mailto:a@b\""),
+            "v=TLSRPTv1; rua=mailto:a@b"
+        );
     }
 }
