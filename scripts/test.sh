@@ -46,6 +46,13 @@ if [ ! -x "$venv/bin/componentize-py" ]; then
 fi
 COMPONENTIZE_PY="$venv/bin/componentize-py" plugins/python/reject-list/build.sh
 (cd plugins/js/reject-list && npm install --silent --no-audit --no-fund && node build.mjs)
+# parsedmarc (PyPI) reads the TLS reports the tests send.
+pdm="$PWD/target/parsedmarc"
+if ! "$pdm/bin/python" -c 'import parsedmarc' >/dev/null 2>&1; then
+    python3 -m venv "$pdm"
+    "$pdm/bin/pip" install --quiet --disable-pip-version-check parsedmarc==11.1.0
+fi
+export MAILGATE_PARSEDMARC_PYTHON="$pdm/bin/python"
 # The plugins' own unit tests (their pure logic) run natively.
 cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs --lib
 

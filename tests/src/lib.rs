@@ -306,6 +306,13 @@ impl Server {
         v
     }
 
+    /// Today's TLS report for `domain` (`mailgate report tls --domain`).
+    pub fn tls_report(&self, domain: &str) -> serde_json::Value {
+        let (ok, out) = self.cli(&["report", "tls", "--domain", domain]);
+        assert!(ok, "report tls --domain {domain}: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
     /// Run `mailgate <args> --config <ours>`.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(mailgate_bin())
@@ -632,6 +639,57 @@ pub fn swaks(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The Python that has parsedmarc (PyPI; scripts/test.sh installs it into
+/// `target/parsedmarc` and names it in `MAILGATE_PARSEDMARC_PYTHON`).
+pub fn parsedmarc_python() -> PathBuf {
+    let p = std::env::var_os("MAILGATE_PARSEDMARC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/parsedmarc/bin/python")
+        });
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/test.sh, which installs parsedmarc from PyPI",
+        p.display()
+    );
+    p
+}
+
+/// A TLS report's policies in short: `type [mx hosts] ok=N [result=N]...`
+/// (e.g. `tlsa mx.example ok=0 tlsa-invalid=1`), in report order.
+pub fn tls_summary(r: &serde_json::Value) -> Vec<String> {
+    let list = r["policies"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .map(|p| {
+            let mut s = p["policy"]["policy-type"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string();
+            let mx: Vec<&str> = p["policy"]["mx-host"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect();
+            if !mx.is_empty() {
+                s.push_str(&format!(" {}", mx.join(",")));
+            }
+            s.push_str(&format!(
+                " ok={}",
+                p["summary"]["total-successful-session-count"]
+            ));
+            for f in p["failure-details"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    " {}={}",
+                    f["result-type"].as_str().unwrap_or("?"),
+                    f["failed-session-count"]
+                ));
+            }
+            s
+        })
+        .collect()
+}
+
 /// Debian's Exim 4.96 running as an SMTP server on loopback with a private
 /// configuration (queue only: it accepts and keeps messages).
 pub struct EximServer {
@@ -800,6 +858,18 @@ begin transports
     /// Exim's main log.
     pub fn mainlog(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log/mainlog")).unwrap_or_default()
+    }
+
+    /// A queued message, headers and body (`exim -Mvc`).
+    pub fn message(&self, id: &str) -> String {
+        let out = Command::new(require("exim4"))
+            .arg("-C")
+            .arg(self.dir.path().join("exim.conf"))
+            .arg("-Mvc")
+            .arg(id)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Lines of the main log that contain `pat`.

@@ -339,6 +339,56 @@ _{p}._tcp.mx IN TLSA {wrong}
             "{d} delivered:\n{log}"
         );
     }
+    // TLS reports (RFC 8460) count each connection under the host's TLSA
+    // policy, with the failure's type; hosts without secure TLSA count as
+    // no-policy-found. (Deferred recipients wait an hour: one attempt each.)
+    for (d, want) in [
+        ("ee", "tlsa mx-ee.mgtest ok=1"),
+        ("wrong", "tlsa mx-wrong.mgtest ok=0 tlsa-invalid=1"),
+        (
+            "taname",
+            "tlsa mx-taname.mgtest ok=0 certificate-host-mismatch=1",
+        ),
+        ("servfail", "tlsa mx-servfail.mgtest ok=0 dnssec-invalid=1"),
+        ("bogus", "tlsa mx-bogus.mgtest ok=0 dnssec-invalid=1"),
+        ("daneonly", "no-policy-found ok=0 dane-required=1"),
+        (
+            "nostarttls",
+            "tlsa mx-nostarttls.mgtest ok=0 starttls-not-supported=1",
+        ),
+        ("mitm", "tlsa mx-mitm.mgtest ok=0 validation-failure=1"),
+        ("insecure", "no-policy-found ok=1"),
+    ] {
+        let r = s.tls_report(&format!("{d}.mgtest"));
+        assert_eq!(
+            mailgate_tests::tls_summary(&r),
+            vec![want.to_string()],
+            "{d}: {r}"
+        );
+    }
+    let r = s.tls_report("ee.mgtest");
+    let policy = &r["policies"][0]["policy"];
+    assert!(
+        policy["policy-string"][0]
+            .as_str()
+            .is_some_and(|t| t.starts_with("3 1 1 ")),
+        "{r}"
+    );
+    let r = s.tls_report("wrong.mgtest");
+    let f = &r["policies"][0]["failure-details"][0];
+    assert_eq!(f["receiving-mx-hostname"], "mx-wrong.mgtest", "{r}");
+    assert!(
+        f["receiving-ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("127.")),
+        "{r}"
+    );
+    assert!(
+        f["failure-reason-code"]
+            .as_str()
+            .is_some_and(|t| t.contains("no TLSA record matches")),
+        "{r}"
+    );
     // The servers saw exactly the deliveries above.
     let count = |e: &EximServer| e.lines(" <= a@local.test").len();
     assert_eq!(count(&ea), 5, "{}", ea.mainlog());

@@ -17,16 +17,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Requests = Arc<Mutex<Vec<String>>>;
+/// Bodies of POST requests.
+type Posts = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 /// Status line, content type and body by `host` + `path`.
 type Pages = Arc<Mutex<HashMap<String, (String, String, String)>>>;
 
-/// An HTTPS server answering `GET` by Host and path from `pages`
-/// (status line, content type, body); records `host path` of each request.
+/// An HTTPS server answering by Host and path from `pages` (status line,
+/// content type, body); records `host path` of each request and the
+/// content type and body of each POST.
 fn https_server(
     addr: &str,
     port: u16,
     cert: &mailgate_tests::dnssec::TestCert,
     pages: Pages,
+    posts: Posts,
 ) -> Requests {
     use rustls::pki_types::pem::PemObject;
     let certs: Vec<_> =
@@ -49,7 +53,8 @@ fn https_server(
     let seen2 = seen.clone();
     std::thread::spawn(move || {
         for c in l.incoming().flatten() {
-            let (cfg, pages, seen) = (cfg.clone(), pages.clone(), seen2.clone());
+            let (cfg, pages, seen, posts) =
+                (cfg.clone(), pages.clone(), seen2.clone(), posts.clone());
             std::thread::spawn(move || {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut conn = rustls::ServerConnection::new(cfg).unwrap();
@@ -62,14 +67,28 @@ fn https_server(
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 let mut host = String::new();
+                let (mut length, mut ctype) = (0usize, String::new());
                 loop {
                     let mut h = String::new();
                     if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
                         break;
                     }
-                    if let Some(v) = h.strip_prefix("host:").or_else(|| h.strip_prefix("Host:")) {
-                        host = v.trim().to_string();
+                    let Some((k, v)) = h.split_once(':') else {
+                        continue;
+                    };
+                    match k.to_ascii_lowercase().as_str() {
+                        "host" => host = v.trim().to_string(),
+                        "content-length" => length = v.trim().parse().unwrap_or(0),
+                        "content-type" => ctype = v.trim().to_string(),
+                        _ => {}
                     }
+                }
+                if line.starts_with("POST ") {
+                    let mut body = vec![0; length.min(1 << 20)];
+                    if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                        return;
+                    }
+                    posts.lock().unwrap().push((ctype, body));
                 }
                 seen.lock().unwrap().push(format!("{host} {path}"));
                 let page = pages.lock().unwrap().get(&format!("{host}{path}")).cloned();
@@ -98,7 +117,7 @@ fn policy(mode: &str, mx: &str) -> (String, String, String) {
     )
 }
 
-fn zone(good_id: &str) -> String {
+fn zone(good_id: &str, https_port: u16) -> String {
     let mut z = String::from(
         "$ORIGIN ststest.\n$TTL 300\n@ IN SOA ns.ststest. admin.ststest. 1 3600 600 86400 1\n@ IN NS ns.ststest.\nns IN A 127.0.0.1\n",
     );
@@ -115,6 +134,10 @@ fn zone(good_id: &str) -> String {
             "{d} IN MX 10 mx.{d}\nmx.{d} IN A {mx_ip}\n_mta-sts.{d} 1 IN TXT \"v=STSv1; id={id}\"\nmta-sts.{d} IN A 127.0.0.81\n"
         ));
     }
+    // TLS reports for good.ststest: by mail to an Exim, and by POST.
+    z.push_str(&format!(
+        "_smtp._tls.good IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.ststest,https://rua.ststest:{https_port}/report\"\nreports IN MX 10 mx.reports\nmx.reports IN A 127.0.0.91\nrua IN A 127.0.0.81\n"
+    ));
     z
 }
 
@@ -153,6 +176,7 @@ fn mta_sts_policies() {
     ]
     .iter()
     .map(|d| format!("mta-sts.{d}.ststest"))
+    .chain(std::iter::once("rua.ststest".to_string()))
     .collect();
     let web_cert = ca.issue(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let pages = Arc::new(Mutex::new(HashMap::new()));
@@ -191,8 +215,19 @@ fn mta_sts_policies() {
         body.push_str(&format!("x-padding: {}\r\n", "x".repeat(70 * 1024)));
         p.insert(format!("mta-sts.oversized.ststest{path}"), (s, t, body));
     }
-    let requests = https_server("127.0.0.81", https_port, &web_cert, pages.clone());
-    let mut nsd = Nsd::start("ststest", &zone("1"));
+    pages.lock().unwrap().insert(
+        format!("rua.ststest:{https_port}/report"),
+        ("200 OK".into(), "text/plain".into(), String::new()),
+    );
+    let posts: Posts = Arc::new(Mutex::new(Vec::new()));
+    let requests = https_server(
+        "127.0.0.81",
+        https_port,
+        &web_cert,
+        pages.clone(),
+        posts.clone(),
+    );
+    let mut nsd = Nsd::start("ststest", &zone("1", https_port));
     let mut s = Server::start_with(
         "",
         &format!(
@@ -247,6 +282,8 @@ fn mta_sts_policies() {
     );
     assert_eq!(eb.lines(" <= a@local.test").len(), 1, "{}", eb.mainlog());
 
+    tls_reports(&s, &ea, &posts, https_port);
+
     // Cached: no second fetch for the same id.
     assert_eq!(count("mta-sts.good.ststest"), 1);
     let id = s.submit_to("v@good.ststest");
@@ -257,7 +294,7 @@ fn mta_sts_policies() {
         "mta-sts.good.ststest/.well-known/mta-sts.txt".into(),
         policy("enforce", "elsewhere.good.ststest"),
     );
-    nsd.replace_zone(0, &zone("2"));
+    nsd.replace_zone(0, &zone("2", https_port));
     std::thread::sleep(Duration::from_secs(2));
     let id = s.submit_to("w@good.ststest");
     let l = s.wait_line(&id, " == ");
@@ -272,4 +309,119 @@ fn mta_sts_policies() {
     let l = s.wait_line(&id, " == ");
     assert!(l.contains("is not an MX host"), "{l}");
     assert_eq!(ea.lines(" <= a@local.test").len(), 4, "{}", ea.mainlog());
+}
+
+/// TLS reports (RFC 8460) of the sessions above: each domain's sessions
+/// under its MTA-STS policy with the failure's type (a testing policy's
+/// failures count though the mail went); then good.ststest's report sent
+/// by mail (accepted by Exim) and by POST, both read by parsedmarc.
+fn tls_reports(s: &Server, ea: &EximServer, posts: &Posts, https_port: u16) {
+    use mailgate_tests::tls_summary;
+    for (d, want) in [
+        ("good", "sts mx.good.ststest ok=1"),
+        (
+            "nomatch",
+            "sts other.nomatch.ststest ok=0 validation-failure=1",
+        ),
+        (
+            "badcert",
+            "sts *.badcert.ststest ok=0 certificate-not-trusted=1",
+        ),
+        (
+            "testing",
+            "sts other.testing.ststest ok=0 validation-failure=1",
+        ),
+        ("redirect", "sts ok=0 sts-policy-fetch-error=1"),
+        ("oversized", "sts ok=0 sts-policy-fetch-error=1"),
+    ] {
+        let r = s.tls_report(&format!("{d}.ststest"));
+        assert_eq!(tls_summary(&r), vec![want.to_string()], "{d}: {r}");
+    }
+    let r = s.tls_report("good.ststest");
+    let strings = r["policies"][0]["policy"]["policy-string"].to_string();
+    assert!(
+        strings.contains("mode: enforce") && strings.contains("mx: mx.good.ststest"),
+        "{r}"
+    );
+
+    let (ok, out) = s.cli(&["report", "tls", "--domain", "good.ststest", "--send"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "good.ststest: sent to mailto:tlsrpt@reports.ststest, https://rua.ststest:{https_port}/report"
+        )),
+        "{out}"
+    );
+    // The report message reached Exim from our queue.
+    let start = std::time::Instant::now();
+    let line = loop {
+        if let Some(l) = ea
+            .lines(" <= postmaster@")
+            .into_iter()
+            .find(|l| l.contains("tlsrpt@reports.ststest"))
+        {
+            break l;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}\n{}",
+            ea.mainlog(),
+            s.mainlog()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let exim_id = line.split_whitespace().nth(2).unwrap().to_string();
+    let msg = ea.message(&exim_id);
+    assert!(msg.contains("TLS-Report-Domain: good.ststest"), "{msg}");
+    assert!(msg.contains("TLS-Report-Submitter: "), "{msg}");
+    assert!(
+        msg.contains("Content-Type: application/tlsrpt+gzip"),
+        "{msg}"
+    );
+    let post = posts
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("a report POSTed");
+    assert_eq!(post.0, "application/tlsrpt+gzip");
+
+    // parsedmarc reads both.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.eml"), &msg).unwrap();
+    std::fs::write(dir.path().join("report.json.gz"), &post.1).unwrap();
+    let py = mailgate_tests::parsedmarc_python();
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(
+            "import gzip, json, sys, parsedmarc\n\
+             e = parsedmarc.parse_report_email(open(sys.argv[1]).read())\n\
+             p = parsedmarc.parse_smtp_tls_report_json(gzip.decompress(open(sys.argv[2], 'rb').read()))\n\
+             print(json.dumps({'email': e, 'post': p}, default=str))",
+        )
+        .arg(dir.path().join("report.eml"))
+        .arg(dir.path().join("report.json.gz"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["email"]["report_type"], "smtp_tls", "{v}");
+    for r in [&v["email"]["report"], &v["post"]] {
+        let p = &r["policies"][0];
+        assert_eq!(p["policy_domain"], "good.ststest", "{v}");
+        assert_eq!(p["policy_type"], "sts", "{v}");
+        assert_eq!(p["successful_session_count"], 1, "{v}");
+        assert_eq!(p["failed_session_count"], 0, "{v}");
+        assert!(
+            r["report_id"]
+                .as_str()
+                .is_some_and(|id| id.contains("_good.ststest@")),
+            "{v}"
+        );
+    }
 }

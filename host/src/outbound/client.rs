@@ -72,6 +72,9 @@ pub struct Connection {
     /// What went wrong with TLS on this connection or the attempt before
     /// it (opportunistic TLS that failed, then went on in clear).
     pub tls_problem: Option<ResultType>,
+    /// The recipient domain this connection last counted as a TLS report
+    /// session for (a pooled connection counts once per domain it serves).
+    pub reported_for: String,
     ehlo_cache: EhloCache,
     command_timeout: Duration,
     data_timeout: Duration,
@@ -148,6 +151,7 @@ impl Connection {
                 local,
                 peer_chain: vec![],
                 tls_problem: problem,
+                reported_for: String::new(),
                 ehlo_cache: s.ehlo_cache.clone(),
                 command_timeout: s.command_timeout,
                 data_timeout: s.data_timeout,

@@ -354,7 +354,17 @@ impl Outbound {
                     .expect("semaphore");
                 let now = chrono::Utc::now().timestamp();
                 let mut conn = match self.take_idle(addr, &tag) {
-                    Some(c) => c,
+                    Some(mut c) => {
+                        if reporting && c.reported_for != domain {
+                            c.reported_for = domain.to_string();
+                            self.count(
+                                domain,
+                                &rpt,
+                                session::opened(&c, mode, &rpt, sts_state, &self.settings.tls),
+                            );
+                        }
+                        c
+                    }
                     None if self.hints.blocked_until(addr, now).is_some() => {
                         only_requiretls = false;
                         if last.is_none() {
@@ -388,6 +398,7 @@ impl Outbound {
                                 c.cv = if c.tls.is_some() { cv } else { "no" };
                                 c.policy_tag = tag.clone();
                                 if reporting {
+                                    c.reported_for = domain.to_string();
                                     self.count(
                                         domain,
                                         &rpt,

@@ -169,10 +169,7 @@ impl Runner {
         let now = chrono::Utc::now().timestamp();
         let today = tlsrpt::day_of(now);
         let sub = self.submitter();
-        for (day, domain) in t.keys(None) {
-            if day >= today || t.sent(&day, &domain).is_some() {
-                continue;
-            }
+        for (day, domain) in t.due(&today) {
             let Some(r) = t
                 .counts(&day, &domain)
                 .and_then(|c| report::json(&sub, &domain, &day, &c))

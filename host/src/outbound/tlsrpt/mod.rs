@@ -167,7 +167,12 @@ impl Tlsrpt {
 
     /// Count one session to `domain` (today, UTC).
     pub fn record(&self, domain: &str, policy: &PolicyId, outcome: &Outcome) {
-        let day = day_of(chrono::Utc::now().timestamp());
+        self.record_at(chrono::Utc::now().timestamp(), domain, policy, outcome);
+    }
+
+    /// Count one session to `domain` at unix time `t`.
+    pub fn record_at(&self, t: i64, domain: &str, policy: &PolicyId, outcome: &Outcome) {
+        let day = day_of(t);
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         self.pending
             .lock()
@@ -269,6 +274,15 @@ impl Tlsrpt {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The (day, domain) reports due: days before `today` with counts
+    /// and no sent mark, oldest first.
+    pub fn due(&self, today: &str) -> Vec<(String, String)> {
+        self.keys(None)
+            .into_iter()
+            .filter(|(d, dom)| d.as_str() < today && self.sent(d, dom).is_none())
+            .collect()
     }
 
     /// When `day`'s report for `domain` went out (or was found to have
@@ -401,6 +415,34 @@ mod tests {
         assert!(t.sent(&today, "example.com").is_none());
         t.mark_sent(&today, "example.com").await.unwrap();
         assert!(t.sent(&today, "example.com").is_some());
+        // Finished days are due until sent; today is not.
+        let now = chrono::Utc::now().timestamp();
+        t.record_at(
+            now - 86400,
+            "a.example",
+            &PolicyId::none(),
+            &Outcome::Success,
+        );
+        t.record_at(
+            now - 2 * 86400,
+            "b.example",
+            &PolicyId::none(),
+            &Outcome::Success,
+        );
+        t.record("c.example", &PolicyId::none(), &Outcome::Success);
+        t.flush().await.unwrap();
+        let (d1, d2) = (day_of(now - 86400), day_of(now - 2 * 86400));
+        assert_eq!(
+            t.due(&today),
+            vec![
+                (d2.clone(), "b.example".to_string()),
+                (d1.clone(), "a.example".to_string())
+            ]
+        );
+        t.mark_sent(&d2, "b.example").await.unwrap();
+        assert_eq!(t.due(&today), vec![(d1.clone(), "a.example".to_string())]);
+        t.prune(&d1).await.unwrap();
+        assert_eq!(t.keys(None).len(), 3);
         t.prune("9999-01-01").await.unwrap();
         assert!(t.keys(None).is_empty());
         assert!(t.sent(&today, "example.com").is_none());
