@@ -7,7 +7,7 @@
 //! [`report`] turns a day's counts into the RFC 8460 JSON report and the
 //! report message; [`rua`] reads the domain's `_smtp._tls` record and
 //! POSTs to `https:` destinations. Sending (mail goes through our own
-//! queue) is the queue's: `crate::queue::reports`.
+//! queue) is done by the queue (its `reports` module).
 
 pub mod report;
 pub mod result;
