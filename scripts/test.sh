@@ -11,6 +11,7 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nsd ] || missing+=(nsd)
 command -v ldns-signzone >/dev/null 2>&1 || missing+=(ldnsutils)
+[ -x /usr/sbin/unbound ] || missing+=(unbound)
 perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 # The C example plugin: clang for wasm32 with wasi-libc.
 command -v clang >/dev/null 2>&1 || missing+=(clang)

@@ -276,3 +276,83 @@ impl Drop for DnsProxy {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Debian's unbound as a validating resolver on 127.0.0.2:53 (where
+/// glibc's resolver, and so Exim, can reach it), forwarding `zone` to nsd
+/// on `nsd_port` with `anchor` (a DNSKEY or DS record) as its trust anchor
+/// and refusing every other name, so nothing leaves the machine.
+pub struct Unbound {
+    child: std::process::Child,
+    /// Its directory (config, log).
+    pub dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    /// Start and wait until it serves.
+    pub fn start(zone: &str, nsd_port: u16, anchor: &str) -> Unbound {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("anchor"), anchor).unwrap();
+        let zone = format!("{}.", zone.trim_end_matches('.'));
+        let conf = format!(
+            "server:
+  interface: 127.0.0.2
+  port: 53
+  do-ip6: no
+  do-not-query-localhost: no
+  username: \"\"
+  chroot: \"\"
+  directory: \"{d}\"
+  pidfile: \"{d}/unbound.pid\"
+  logfile: \"{d}/unbound.log\"
+  use-syslog: no
+  verbosity: 1
+  access-control: 127.0.0.0/8 allow
+  module-config: \"validator iterator\"
+  trust-anchor-file: \"{d}/anchor\"
+  local-zone: \".\" refuse
+  local-zone: \"{zone}\" transparent
+stub-zone:
+  name: \"{zone}\"
+  stub-addr: 127.0.0.1@{nsd_port}
+remote-control:
+  control-enable: no
+"
+        );
+        std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
+        let child = std::process::Command::new(require("unbound"))
+            .arg("-d")
+            .arg("-c")
+            .arg(dir.path().join("unbound.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start unbound");
+        let u = Unbound { child, dir };
+        let start = std::time::Instant::now();
+        loop {
+            let log = std::fs::read_to_string(u.dir.path().join("unbound.log")).unwrap_or_default();
+            if log.contains("start of service") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "unbound did not start: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        u
+    }
+
+    /// Its log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
