@@ -56,10 +56,16 @@ def open_tun(ns, name):
 
 
 def tcp_info(pkt):
-    """(sport, dport, flags, payload_len) of an IPv4 TCP packet, else None."""
-    if len(pkt) < 20 or pkt[0] >> 4 != 4 or pkt[9] != 6:
+    """(sport, dport, flags, payload_len) of an IPv4 TCP packet (flags "U"
+    for a UDP datagram, e.g. a DNS query), else None."""
+    if len(pkt) < 20 or pkt[0] >> 4 != 4 or pkt[9] not in (6, 17):
         return None
     ihl = (pkt[0] & 0x0F) * 4
+    if pkt[9] == 17:
+        if len(pkt) < ihl + 8:
+            return None
+        sport, dport, ulen = struct.unpack_from("!HHH", pkt, ihl)
+        return sport, dport, "U", ulen - 8
     total = struct.unpack_from("!H", pkt, 2)[0]
     if len(pkt) < ihl + 20:
         return None
@@ -70,6 +76,18 @@ def tcp_info(pkt):
     return sport, dport, names or "-", total - ihl - doff
 
 
+def dns_question(pkt):
+    """`name TYPE` of the question in a DNS query datagram."""
+    ihl = (pkt[0] & 0x0F) * 4
+    i, labels = ihl + 8 + 12, []
+    while i < len(pkt) and pkt[i]:
+        labels.append(pkt[i + 1:i + 1 + pkt[i]].decode("ascii", "replace"))
+        i += 1 + pkt[i]
+    qtype = struct.unpack_from("!H", pkt, i + 1)[0] if i + 3 <= len(pkt) else 0
+    names = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 15: "MX", 16: "TXT", 28: "AAAA", 43: "DS", 48: "DNSKEY", 52: "TLSA"}
+    return "%s %s" % (".".join(labels) + ".", names.get(qtype, qtype))
+
+
 def main():
     ns_a, ns_b, rtt_ms, logfile = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
     one_way = rtt_ms / 2000.0
@@ -78,6 +96,8 @@ def main():
     other = {fa: fb, fb: fa}
     label = {fa: "a>b", fb: "b>a"}
     records = []
+    # DNSLOG=file: also write each DNS query's question there.
+    dnslog = open(os.environ["DNSLOG"], "a") if os.environ.get("DNSLOG") else None
     queue = []  # (due, seq, fd, packet)
     seq = 0
     stop = False
@@ -107,6 +127,9 @@ def main():
                 info = tcp_info(pkt)
                 if info:
                     records.append((now, label[fd]) + info)
+                    if dnslog and info[2] == "U" and info[1] == 53:
+                        dnslog.write("%.6f\t%s\n" % (now, dns_question(pkt)))
+                        dnslog.flush()
                 seq += 1
                 heapq.heappush(queue, (now + one_way, seq, other[fd], pkt))
         now = time.time()

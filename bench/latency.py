@@ -24,9 +24,17 @@ Scenarios, for mailgate -> mailgate and Exim 4.96 -> Exim 4.96:
   tls            STARTTLS, no early pipelining, no resumption
   tls+pipe+res   STARTTLS, early pipelining, TLS resumption
   tls+pipe+res+tfo ... and TCP Fast Open
+and for mailgate -> mailgate with DANE (the sender finds the receiver by
+MX in a DNSSEC-signed zone served by nsd in the receiver's namespace, so
+every DNS query crosses the link, and verifies its certificate by a
+`3 1 1` TLSA record; the DNS time before the SYN is shown apart):
+  dane           STARTTLS with DANE, no early pipelining, no resumption
+  dane+pipe+res  ... early pipelining, TLS resumption
+  dane+pipe+res+tfo ... and TCP Fast Open
 
 Run as root from the repository root after `cargo build --release`:
     python3 bench/latency.py [RTT_MS] [DELIVERIES]
+    ONLY=tls,dane python3 bench/latency.py     (some scenarios only)
 Writes bench/results/latency-YYYYmmdd-HHMMSS.txt.
 """
 
@@ -45,13 +53,16 @@ MAILGATE = os.environ.get("MAILGATE_BIN") or os.path.join(ROOT, "target", "relea
 A_ADDR, B_ADDR, PORT = "192.0.2.1", "192.0.2.2", 2525
 
 SCENARIOS = [
-    # name, tls, early pipelining, resumption, fast open
-    ("clear", False, False, False, False),
-    ("clear+pipe", False, True, False, False),
-    ("clear+pipe+tfo", False, True, False, True),
-    ("tls", True, False, False, False),
-    ("tls+pipe+res", True, True, True, False),
-    ("tls+pipe+res+tfo", True, True, True, True),
+    # name, tls, early pipelining, resumption, fast open, DANE
+    ("clear", False, False, False, False, False),
+    ("clear+pipe", False, True, False, False, False),
+    ("clear+pipe+tfo", False, True, False, True, False),
+    ("tls", True, False, False, False, False),
+    ("tls+pipe+res", True, True, True, False, False),
+    ("tls+pipe+res+tfo", True, True, True, True, False),
+    ("dane", True, False, False, False, True),
+    ("dane+pipe+res", True, True, True, False, True),
+    ("dane+pipe+res+tfo", True, True, True, True, True),
 ]
 
 
@@ -143,13 +154,62 @@ def self_signed(d):
     os.chmod(f"{d}/key.pem", 0o644)
 
 
+def dane_zone(d):
+    """Sign far.test (MX, address and TLSA for the receiver's certificate)
+    and start nsd on the receiver's address; returns the trust anchor file
+    and the nsd process."""
+    spki = subprocess.run(
+        f"openssl x509 -in {d}/cert.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum",
+        shell=True, check=True, capture_output=True, text=True,
+    ).stdout.split()[0]
+    zd = f"{d}/zone"
+    os.makedirs(zd, exist_ok=True)
+    with open(f"{zd}/zone", "w") as f:
+        f.write(
+            "$ORIGIN far.test.\n$TTL 3600\n"
+            "@ IN SOA ns.far.test. admin.far.test. 1 3600 600 86400 3600\n"
+            f"@ IN NS ns\nns IN A {B_ADDR}\n@ IN MX 10 mx\nmx IN A {B_ADDR}\n"
+            f"_{PORT}._tcp.mx IN TLSA 3 1 1 {spki}\n"
+        )
+    key = subprocess.run(
+        ["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "far.test."],
+        cwd=zd, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    sh("ldns-signzone", "-o", "far.test.", "zone", key, cwd=zd)
+    shutil.copy(f"{zd}/{key}.key", f"{d}/anchors")
+    with open(f"{zd}/nsd.conf", "w") as f:
+        f.write(
+            f"server:\n  ip-address: {B_ADDR}\n  port: 53\n  username: \"\"\n  chroot: \"\"\n"
+            f"  zonesdir: \"{zd}\"\n  database: \"\"\n  zonelistfile: \"{zd}/zone.list\"\n"
+            f"  xfrdfile: \"{zd}/xfrd.state\"\n  pidfile: \"{zd}/nsd.pid\"\n"
+            f"  logfile: \"{zd}/nsd.log\"\n  do-ip6: no\nremote-control:\n  control-enable: no\n"
+            "zone:\n  name: far.test\n  zonefile: zone.signed\n"
+        )
+    return f"{d}/anchors", zd
+
+
 class Mailgate:
     """mailgate sending to mailgate."""
 
     name = "mailgate"
 
-    def __init__(self, link, d, tls, early, resume, tfo):
+    def __init__(self, link, d, tls, early, resume, tfo, dane=False):
         self.link, self.d = link, d
+        self.nsd = None
+        if dane:
+            anchors, zd = dane_zone(d)
+            self.nsd = subprocess.Popen(
+                in_ns(link.b, shutil.which("nsd") or "/usr/sbin/nsd", "-d", "-c", f"{zd}/nsd.conf"),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            wait_for("nsd", lambda: "nsd started" in open(f"{zd}/nsd.log").read()
+                     if os.path.exists(f"{zd}/nsd.log") else False)
+            route = (
+                f'nameservers = ["{B_ADDR}:53"]\ndnssec_trust_anchors = "{anchors}"\n'
+                f'port = {PORT}\ntls = "dane"'
+            )
+        else:
+            route = f'smarthost = "{B_ADDR}:{PORT}"\ntls = "{"may" if tls else "none"}"'
         srv = f"""[server]
 hostname = "receiver.test"
 data_dir = "{d}/recv"
@@ -174,8 +234,7 @@ local_domains = ["sender.test"]
 address = "127.0.0.1:{PORT}"
 mode = "plain"
 [outbound]
-smarthost = "{B_ADDR}:{PORT}"
-tls = "{'may' if tls else 'none'}"
+{route}
 pipe_connect = {str(early).lower()}
 fast_open = {str(tfo).lower()}
 tls_resumption = {str(resume).lower()}
@@ -218,9 +277,9 @@ millisec = true
         wait_for("delivery", lambda: open(self.send_log).read().count(" => x@far.test") >= n)
 
     def stop(self):
-        for p in self.procs:
+        for p in self.procs + ([self.nsd] if self.nsd else []):
             p.terminate()
-        for p in self.procs:
+        for p in self.procs + ([self.nsd] if self.nsd else []):
             p.wait(timeout=30)
 
 
@@ -229,7 +288,7 @@ class Exim:
 
     name = "exim"
 
-    def __init__(self, link, d, tls, early, resume, tfo):
+    def __init__(self, link, d, tls, early, resume, tfo, dane=False):
         self.link, self.d = link, d
         for sub in ("recv/spool", "recv/log", "send/spool", "send/log"):
             os.makedirs(f"{d}/{sub}", exist_ok=True)
@@ -317,6 +376,7 @@ def measure(rows, recv, rtt):
     """Round trips per delivery, with what the packets show."""
     one_way = rtt / 2
     out = []
+    prev = 0.0
     for t_log, cport, line in recv:
         syn = [r for r in rows if r[1] == "a>b" and r[2] == cport and r[3] == PORT and r[4] == "S"]
         replies = [
@@ -329,6 +389,11 @@ def measure(rows, recv, rtt):
         t0, syn_data = syn[0][0], syn[0][5]
         t_end = replies[0][0] + one_way
         notes = []
+        # DNS queries sent since the previous delivery ended, before this SYN.
+        dns = [r for r in rows if r[1] == "a>b" and r[3] == 53 and r[4] == "U" and prev < r[0] < t0]
+        if dns:
+            notes.append(f"{len(dns)} DNS queries, {(t0 - dns[0][0]) / rtt:.2f} RTT before the SYN")
+        prev = t_end
         if syn_data:
             notes.append(f"{syn_data} bytes in the SYN")
         if " L*" in line:
@@ -363,13 +428,18 @@ def main():
     ]
     summary = []
     for impl in (Mailgate, Exim):
-        for name, tls, early, resume, tfo in SCENARIOS:
+        for name, tls, early, resume, tfo, dane in SCENARIOS:
+            if dane and impl is not Mailgate:
+                continue
+            only = os.environ.get("ONLY")
+            if only and name not in only.split(","):
+                continue
             d = tempfile.mkdtemp(prefix="mglat-")
             os.chmod(d, 0o777)
             self_signed(d)
             link = Link(rtt_ms, f"{impl.name}-{name}")
             try:
-                mta = impl(link, d, tls, early, resume, tfo)
+                mta = impl(link, d, tls, early, resume, tfo, dane)
                 try:
                     for n in range(1, deliveries + 1):
                         mta.send(n)

@@ -13,6 +13,11 @@
 #   MAILGATE_BIN=/tmp/other bench/throughput.sh   (another build)
 #   MAILGATE_BEFORE=/tmp/old SERVERS="mailgate mailgate-before exim postfix" bench/throughput.sh
 #
+# CASE=tls: a new connection and a full TLS 1.3 handshake (STARTTLS, no
+# resumption) per message, every server with the same RSA-2048 certificate,
+# driven by host/examples/tls_source.rs (smtp-source has no TLS); smtp-sink
+# is left out. Defaults then: SIZES=1024 SESSIONS=20 N20=5000.
+#
 # PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
 # Rust reject-list example; build them first: scripts/test.sh does).
 # Loopback only. Needs root (Exim's private daemon, Postfix's users, the
@@ -21,6 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
+CASE=${CASE:-plain}
+if [ "$CASE" = tls ]; then
+    N20=${N20:-5000}
+    SIZES=${SIZES:-1024}
+    SESSIONS=${SESSIONS:-20}
+    SERVERS=${SERVERS:-"mailgate exim postfix"}
+fi
 N20=${N20:-10000}
 N1=${N1:-2000}
 PLUGINS=${PLUGINS:-0}
@@ -39,6 +51,10 @@ else
     cargo build --release --bin mailgate >/dev/null 2>&1
     mg="$PWD/target/release/mailgate"
 fi
+if [ "$CASE" = tls ]; then
+    cargo build --release --example tls_source >/dev/null 2>&1
+    tls_source="$PWD/target/release/examples/tls_source"
+fi
 [ -x /usr/sbin/exim4 ] || { echo "exim4-daemon-heavy is not installed" >&2; exit 1; }
 getent group postdrop >/dev/null || groupadd -r postdrop
 id postfix >/dev/null 2>&1 || useradd -r -M -d /nonexistent -s /usr/sbin/nologin postfix
@@ -46,7 +62,12 @@ id postfix >/dev/null 2>&1 || useradd -r -M -d /nonexistent -s /usr/sbin/nologin
 work="$PWD/bench/.work/$(date +%s)"
 mkdir -p "$work" bench/results
 chmod 755 "$PWD/bench/.work" "$work"
-out="bench/results/throughput-$(date +%Y%m%d-%H%M%S).txt"
+out="bench/results/throughput-$CASE-$(date +%Y%m%d-%H%M%S).txt"
+if [ "$CASE" = tls ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench.test \
+        -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
+    chmod 644 "$work/key.pem"
+fi
 cg=/sys/fs/cgroup/cpuacct
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
@@ -88,7 +109,8 @@ plugin_cache = "$work/plugin-cache"
 local_domains = ["local.test"]
 [[listener]]
 address = "127.0.0.1:$port"
-mode = "plain"
+mode = "$([ "$CASE" = tls ] && echo starttls || echo plain)"
+$([ "$CASE" = tls ] && printf '[tls]\ncertificate = "%s"\nprivate_key = "%s"\n' "$work/cert.pem" "$work/key.pem")
 [limits]
 max_messages_per_connection = 1000000
 [outbound]
@@ -114,6 +136,7 @@ local_interfaces = 127.0.0.1
 queue_only = true
 smtp_accept_max = 200
 smtp_accept_max_per_connection = 1000000
+$(if [ "$CASE" = tls ]; then printf 'tls_advertise_hosts = *\ntls_certificate = %s\ntls_privatekey = %s\n' "$work/cert.pem" "$work/key.pem"; fi)
 keep_environment =
 acl_smtp_rcpt = acl_rcpt
 begin acl
@@ -154,6 +177,13 @@ maillog_file_prefixes = $work
 smtputf8_enable = no
 default_process_limit = 100
 CONF
+        if [ "$CASE" = tls ]; then
+            cat >> "$dir/etc/main.cf" <<CONF
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = $work/cert.pem
+smtpd_tls_key_file = $work/key.pem
+CONF
+        fi
         sh -c "$enter" sh "$pfx/usr/sbin/postfix" -c "$dir/etc" start >/dev/null 2>"$dir/err"
         ;;
     sink)
@@ -187,7 +217,7 @@ count_queued() {
 }
 
 {
-    echo "# bench/throughput.sh $(date -u +%FT%TZ) on $(nproc) cores; REPS=$REPS N20=$N20 N1=$N1 PLUGINS=$PLUGINS"
+    echo "# bench/throughput.sh $(date -u +%FT%TZ) on $(nproc) cores; CASE=$CASE REPS=$REPS N20=$N20 N1=$N1 PLUGINS=$PLUGINS"
     echo "# exim: $(/usr/sbin/exim4 --version | head -1)"
     echo "# postfix: $("$pfx/usr/sbin/postconf" -d mail_version 2>/dev/null)"
     echo "# server sessions size rep messages seconds msg/s cpu_ms/msg queued"
@@ -205,11 +235,20 @@ for size in $SIZES; do
                 port=$(free_port)
                 start_server "$name" "$dir" "$port"
                 # A warm-up message, not counted.
-                "$bin/smtp-source" -s 1 -m 1 -l "$size" -f a@bench.test -t warm@remote.test "127.0.0.1:$port"
+                if [ "$CASE" = tls ]; then
+                    "$tls_source" "127.0.0.1:$port" 1 1 "$size" >/dev/null
+                else
+                    "$bin/smtp-source" -s 1 -m 1 -l "$size" -f a@bench.test -t warm@remote.test "127.0.0.1:$port"
+                fi
                 u0=$(cat "$cg/mgbench-$name/cpuacct.usage")
                 t0=$(date +%s.%N)
-                # -d: persistent sessions (one connection per session).
-                "$bin/smtp-source" -d -s "$s" -m "$n" -l "$size" -f a@bench.test -t x@remote.test "127.0.0.1:$port"
+                if [ "$CASE" = tls ]; then
+                    # A new connection and handshake per message.
+                    "$tls_source" "127.0.0.1:$port" "$s" "$n" "$size" >"$dir/source.out"
+                else
+                    # -d: persistent sessions (one connection per session).
+                    "$bin/smtp-source" -d -s "$s" -m "$n" -l "$size" -f a@bench.test -t x@remote.test "127.0.0.1:$port"
+                fi
                 t1=$(date +%s.%N)
                 u1=$(cat "$cg/mgbench-$name/cpuacct.usage")
                 q=$(count_queued "$name" "$dir")

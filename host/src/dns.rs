@@ -3,6 +3,8 @@
 //! addresses) and by plugins granted `dns`. Nameservers come from the
 //! config, so tests point it at a private nsd and nothing else.
 
+use hickory_resolver::proto::rr::RecordType;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
@@ -60,7 +62,26 @@ pub struct Dns {
     anchor_names: Vec<String>,
     /// When DNSSEC was last probed, and whether it validated.
     probed: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Denials from the validating resolver, until they expire: hickory
+    /// caches validated answers but asks again for a validated NODATA or
+    /// NXDOMAIN (an MX host's missing AAAA would cost every delivery a
+    /// round trip).
+    negative: std::sync::Mutex<HashMap<(String, RecordType), (std::time::Instant, Denial)>>,
 }
+
+/// A cached denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    NxDomain,
+    Secure,
+    Insecure,
+}
+
+/// Denials kept at most this long (RFC 2308 §5 allows the SOA minimum; a
+/// response without one is kept a minute).
+const MAX_NEGATIVE_TTL: u32 = 3600;
+const DEFAULT_NEGATIVE_TTL: u32 = 60;
+const MAX_NEGATIVE_ENTRIES: usize = 10_000;
 
 /// An answer from the validating resolver, with how far it is proven.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +145,7 @@ impl Dns {
             validating: Dns::resolver(nameservers, true, anchors)?,
             anchor_names,
             probed: std::sync::Mutex::new(None),
+            negative: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -301,7 +323,6 @@ impl Dns {
         rtype: hickory_resolver::proto::rr::RecordType,
     ) -> Result<Validated<Vec<hickory_resolver::proto::rr::Record>>, LookupError> {
         use hickory_resolver::net::{DnsError as HDns, NetError};
-        use hickory_resolver::proto::dnssec::Proof;
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         if !self.dnssec_available().await {
             return match self.resolver.lookup(fqdn, rtype).await {
@@ -309,7 +330,65 @@ impl Dns {
                 Err(e) => Err(LookupError::from_hickory(e)),
             };
         }
-        match self.validating.lookup(fqdn, rtype).await {
+        let key = (fqdn.to_ascii_lowercase(), rtype);
+        if let Some(d) = self.denied(&key) {
+            return match d {
+                Denial::NxDomain => Err(LookupError::NxDomain),
+                Denial::Secure => Ok(Validated::Secure(vec![])),
+                Denial::Insecure => Ok(Validated::Insecure(vec![])),
+            };
+        }
+        let res = self.validating.lookup(fqdn, rtype).await;
+        let ttl = match &res {
+            Err(NetError::Dns(HDns::NoRecordsFound(n))) => n.negative_ttl,
+            _ => None,
+        }
+        .unwrap_or(DEFAULT_NEGATIVE_TTL)
+        .clamp(1, MAX_NEGATIVE_TTL);
+        let out = Self::judge(name, rtype, res);
+        let denial = match &out {
+            Err(LookupError::NxDomain) => Some(Denial::NxDomain),
+            Ok(Validated::Secure(v)) if v.is_empty() => Some(Denial::Secure),
+            Ok(Validated::Insecure(v)) if v.is_empty() => Some(Denial::Insecure),
+            _ => None,
+        };
+        if let Some(d) = denial {
+            let mut m = self.negative.lock().unwrap();
+            if m.len() >= MAX_NEGATIVE_ENTRIES {
+                m.clear();
+            }
+            m.insert(
+                key,
+                (
+                    std::time::Instant::now() + std::time::Duration::from_secs(ttl.into()),
+                    d,
+                ),
+            );
+        }
+        out
+    }
+
+    fn denied(&self, key: &(String, RecordType)) -> Option<Denial> {
+        let mut m = self.negative.lock().unwrap();
+        match m.get(key) {
+            Some((until, d)) if *until > std::time::Instant::now() => Some(*d),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// What a validating lookup's result means.
+    fn judge(
+        name: &str,
+        rtype: RecordType,
+        res: Result<hickory_resolver::lookup::Lookup, hickory_resolver::net::NetError>,
+    ) -> Result<Validated<Vec<hickory_resolver::proto::rr::Record>>, LookupError> {
+        use hickory_resolver::net::{DnsError as HDns, NetError};
+        use hickory_resolver::proto::dnssec::Proof;
+        match res {
             Ok(l) => {
                 let recs = l.answers().to_vec();
                 if recs.iter().any(|r| r.proof == Proof::Bogus) {

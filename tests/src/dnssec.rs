@@ -176,11 +176,34 @@ impl TestCa {
 /// A DNS proxy on a loopback port in front of a nameserver: UDP queries
 /// whose name contains a `servfail` pattern get SERVFAIL, those with a
 /// `drop` pattern get nothing (a timeout), everything else is relayed; TCP
-/// is relayed as it is.
+/// is relayed as it is. It keeps every UDP question (`name TYPE`).
 pub struct DnsProxy {
     /// The port (UDP and TCP) on 127.0.0.1.
     pub port: u16,
     stop: Arc<AtomicBool>,
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// The question type of a DNS message (numeric, or its common name).
+fn qtype(msg: &[u8]) -> String {
+    let mut i = 12;
+    while i < msg.len() && msg[i] != 0 {
+        i += 1 + msg[i] as usize;
+    }
+    let t = match msg.get(i + 1..i + 3) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => 0,
+    };
+    match t {
+        1 => "A".into(),
+        15 => "MX".into(),
+        16 => "TXT".into(),
+        28 => "AAAA".into(),
+        43 => "DS".into(),
+        48 => "DNSKEY".into(),
+        52 => "TLSA".into(),
+        n => n.to_string(),
+    }
 }
 
 /// The query name of a DNS message, lower-cased, dotted.
@@ -210,6 +233,8 @@ impl DnsProxy {
         let drop_: Vec<String> = drop.iter().map(|s| s.to_string()).collect();
         let up: SocketAddr = ([127, 0, 0, 1], upstream).into();
         let s2 = stop.clone();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let asked2 = asked.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 65535];
             while !s2.load(Ordering::Relaxed) {
@@ -218,6 +243,7 @@ impl DnsProxy {
                 };
                 let q = buf[..n].to_vec();
                 let name = qname(&q);
+                asked2.lock().unwrap().push(format!("{name} {}", qtype(&q)));
                 if drop_.iter().any(|p| name.contains(p.as_str())) {
                     continue;
                 }
@@ -267,7 +293,17 @@ impl DnsProxy {
                 });
             }
         });
-        DnsProxy { port, stop }
+        DnsProxy { port, stop, asked }
+    }
+
+    /// How many UDP questions `question` (`name TYPE`) it has seen.
+    pub fn asked(&self, question: &str) -> usize {
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|q| *q == question)
+            .count()
     }
 }
 

@@ -389,9 +389,20 @@ _{p}._tcp.mx IN TLSA {wrong}
             .is_some_and(|t| t.contains("no TLSA record matches")),
         "{r}"
     );
+    // A second delivery to a DANE domain asks DNS nothing new: the
+    // answers, the TLSA records and the validated denial of the MX
+    // host's AAAA are cached.
+    let aaaa = proxy.asked("mx-ee.mgtest AAAA");
+    let tlsa = proxy.asked(&format!("_{p}._tcp.mx-ee.mgtest TLSA"));
+    assert!(aaaa >= 1 && tlsa >= 1, "aaaa {aaaa} tlsa {tlsa}");
+    let again = s.submit_to("other@ee.mgtest");
+    let l = s.wait_line(&again, " => ");
+    assert!(l.contains(" CV=dane "), "{l}");
+    assert_eq!(proxy.asked("mx-ee.mgtest AAAA"), aaaa);
+    assert_eq!(proxy.asked(&format!("_{p}._tcp.mx-ee.mgtest TLSA")), tlsa);
     // The servers saw exactly the deliveries above.
     let count = |e: &EximServer| e.lines(" <= a@local.test").len();
-    assert_eq!(count(&ea), 5, "{}", ea.mainlog());
+    assert_eq!(count(&ea), 6, "{}", ea.mainlog());
     assert_eq!(count(&eb), 2, "{}", eb.mainlog());
     assert_eq!(count(&ec), 0, "{}", ec.mainlog());
     // The man in the middle got a handshake attempt, and nothing over it.
