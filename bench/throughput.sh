@@ -16,7 +16,9 @@
 # CASE=tls: a new connection and a full TLS 1.3 handshake (STARTTLS, no
 # resumption) per message, every server with the same RSA-2048 certificate,
 # driven by host/examples/tls_source.rs (smtp-source has no TLS); smtp-sink
-# is left out. Defaults then: SIZES=1024 SESSIONS=20 N20=5000.
+# is left out. Defaults then: SIZES=1024 SESSIONS=20 N20=5000. The server
+# mailgate-ecdsa is mailgate with an ECDSA P-256 certificate beside the RSA
+# one ([[tls.alternative]]): what a client that accepts ECDSA costs it.
 #
 # PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
 # Rust reject-list example; build them first: scripts/test.sh does).
@@ -67,6 +69,8 @@ if [ "$CASE" = tls ]; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench.test \
         -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
     chmod 644 "$work/key.pem"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj /CN=bench.test -keyout "$work/ec-key.pem" -out "$work/ec-cert.pem" >/dev/null 2>&1
 fi
 cg=/sys/fs/cgroup/cpuacct
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -83,8 +87,14 @@ start_server() {
     mkdir -p "$cg/mgbench-$name"
     local enter="echo \$\$ > $cg/mgbench-$name/cgroup.procs; exec \"\$@\""
     case $name in
-    mailgate|mailgate-before)
+    mailgate|mailgate-before|mailgate-ecdsa)
         local plug=""
+        if [ "$name" = mailgate-ecdsa ]; then
+            plug="
+[[tls.alternative]]
+certificate = \"$work/ec-cert.pem\"
+private_key = \"$work/ec-key.pem\""
+        fi
         if [ "$PLUGINS" = 1 ]; then
             plug="
 [[plugin]]
@@ -178,6 +188,7 @@ smtputf8_enable = no
 default_process_limit = 100
 CONF
         if [ "$CASE" = tls ]; then
+            sed -i "s/^tlsmgr    unix  -       -       y/tlsmgr    unix  -       -       n/" "$dir/etc/master.cf"
             cat >> "$dir/etc/main.cf" <<CONF
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = $work/cert.pem
@@ -208,7 +219,7 @@ stop_server() {
 count_queued() {
     local name=$1 dir=$2
     case $name in
-    mailgate|mailgate-before) "$(mg_of "$name")" queue list --config "$dir/m.toml" 2>/dev/null |
+    mailgate|mailgate-before|mailgate-ecdsa) "$(mg_of "$name")" queue list --config "$dir/m.toml" 2>/dev/null |
         awk '$3 ~ /^[0-9A-Za-z]+-[0-9A-Za-z]+-[0-9A-Za-z]+$/' | wc -l ;;
     exim) find "$dir/spool/input" -name '*-H' | wc -l ;;
     postfix) find "$dir/spool/hold" -type f | wc -l ;;

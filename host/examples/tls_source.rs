@@ -152,10 +152,10 @@ async fn main() {
         );
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < messages {
-                if let Err(e) = one(&addr, (!plain).then_some(&cfg), &body).await {
-                    if failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                        eprintln!("tls_source: {e}");
-                    }
+                if let Err(e) = one(&addr, (!plain).then_some(&cfg), &body).await
+                    && failed.fetch_add(1, Ordering::Relaxed) < 5
+                {
+                    eprintln!("tls_source: {e}");
                 }
             }
         }));

@@ -25,6 +25,9 @@ pub struct Source {
     pub ocsp: Option<PathBuf>,
     /// Whether a missing OCSP file is an error (configured explicitly).
     pub ocsp_required: bool,
+    /// Another key type for the default certificate's names
+    /// (`[[tls.alternative]]`), not an SNI entry of its own.
+    pub alternative: bool,
 }
 
 /// One loaded certificate.
@@ -36,35 +39,54 @@ struct Entry {
 }
 
 /// A loaded set: entries in configuration order (the first is the
-/// default), names to entries.
+/// default), names to the entries that serve them (several when they
+/// differ in key type).
 #[derive(Debug)]
 pub struct Certificates {
     entries: Vec<Entry>,
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<String, Vec<usize>>,
+    /// The default certificate and its alternatives.
+    default: Vec<usize>,
     /// Modification times of the files it was loaded from.
     stamps: Vec<Option<SystemTime>>,
 }
 
 impl Certificates {
-    /// The entry for a server name: exact, then a wildcard for its parent,
-    /// else the default.
-    fn pick(&self, sni: Option<&str>) -> &Entry {
-        let i = sni
+    /// The entry for a server name (exact, then a wildcard for its parent,
+    /// else the default) whose key the client can use (`schemes`, its
+    /// signature algorithms), an ECDSA or Ed25519 key before an RSA one;
+    /// the first when none fits (the handshake then fails as it must).
+    fn pick(&self, sni: Option<&str>, schemes: &[rustls::SignatureScheme]) -> &Entry {
+        let group = sni
             .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
             .and_then(|n| {
-                self.by_name.get(&n).copied().or_else(|| {
+                self.by_name.get(&n).or_else(|| {
                     n.split_once('.')
-                        .and_then(|(_, parent)| self.by_name.get(&format!("*.{parent}")).copied())
+                        .and_then(|(_, parent)| self.by_name.get(&format!("*.{parent}")))
                 })
             })
-            .unwrap_or(0);
-        &self.entries[i]
+            .unwrap_or(&self.default);
+        let usable = |i: &&usize| self.entries[**i].plain.key.choose_scheme(schemes).is_some();
+        let rsa =
+            |i: &&usize| self.entries[**i].plain.key.algorithm() == rustls::SignatureAlgorithm::RSA;
+        let i = group
+            .iter()
+            .filter(usable)
+            .find(|i| !rsa(i))
+            .or_else(|| group.iter().find(usable))
+            .unwrap_or(&group[0]);
+        &self.entries[*i]
     }
 
-    /// The certified key to present now for `sni`: with its staple while
-    /// that is current.
-    pub fn resolve_at(&self, sni: Option<&str>, now: i64) -> Arc<CertifiedKey> {
-        let e = self.pick(sni);
+    /// The certified key to present now for `sni` to a client offering
+    /// `schemes`: with its staple while that is current.
+    pub fn resolve_at(
+        &self,
+        sni: Option<&str>,
+        schemes: &[rustls::SignatureScheme],
+        now: i64,
+    ) -> Arc<CertifiedKey> {
+        let e = self.pick(sni, schemes);
         match &e.stapled {
             Some((ck, s)) if s.this_update <= now + 300 && now < s.next_update => Arc::clone(ck),
             _ => Arc::clone(&e.plain),
@@ -141,24 +163,28 @@ pub fn load(
 ) -> Result<Certificates, TlsError> {
     let before = stamps(sources);
     let mut entries = Vec::new();
-    let mut by_name = HashMap::new();
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut default = vec![0];
     for (i, s) in sources.iter().enumerate() {
         let e = load_one(s, provider)?;
-        if i > 0 {
+        if i > 0 && s.alternative {
+            default.push(i);
+        } else if i > 0 {
             for n in &e.names {
-                by_name.entry(n.clone()).or_insert(i);
+                by_name.entry(n.clone()).or_default().push(i);
             }
         }
         entries.push(e);
     }
-    // The default answers for its own names unless an SNI entry claims
-    // them first.
+    // The default answers for its own names unless SNI entries claim
+    // them.
     for n in &entries[0].names {
-        by_name.entry(n.clone()).or_insert(0);
+        by_name.entry(n.clone()).or_insert_with(|| default.clone());
     }
     Ok(Certificates {
         entries,
         by_name,
+        default,
         stamps: before,
     })
 }
@@ -247,10 +273,11 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current()
-                .resolve_at(hello.server_name(), super::tickets::now() as i64),
-        )
+        Some(self.current().resolve_at(
+            hello.server_name(),
+            hello.signature_schemes(),
+            super::tickets::now() as i64,
+        ))
     }
 }
 
@@ -273,7 +300,83 @@ mod tests {
             key: k,
             ocsp: Some(PathBuf::from(format!("{}.ocsp", c.display()))),
             ocsp_required: false,
+            alternative: false,
         }
+    }
+
+    /// An RSA-2048 self-signed certificate (ring cannot generate RSA
+    /// keys: openssl does).
+    fn write_rsa_cert(dir: &Path, stem: &str, names: &[&str]) -> Source {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("openssl");
+        let key = rcgen::KeyPair::from_pem(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        let cert =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+        let c = dir.join(format!("{stem}.pem"));
+        let k = dir.join(format!("{stem}.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        Source {
+            cert: c,
+            key: k,
+            ocsp: None,
+            ocsp_required: false,
+            alternative: false,
+        }
+    }
+
+    const ALL: &[rustls::SignatureScheme] = &[
+        rustls::SignatureScheme::RSA_PSS_SHA256,
+        rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+    ];
+
+    #[test]
+    fn alternative_key_types() {
+        use rustls::SignatureAlgorithm::{ECDSA, RSA};
+        let dir = tempfile::tempdir().unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let rsa = write_rsa_cert(dir.path(), "rsa", &["mx.a.test"]);
+        let mut ec = write_cert(dir.path(), "ec", &["mx.a.test"]);
+        ec.alternative = true;
+        let sni_rsa = write_rsa_cert(dir.path(), "sni-rsa", &["mx.b.test"]);
+        let sni_ec = write_cert(dir.path(), "sni-ec", &["mx.b.test"]);
+        let store = CertStore::new(vec![rsa, ec, sni_rsa, sni_ec], provider).unwrap();
+        let set = store.current();
+        let alg = |sni: Option<&str>, schemes: &[rustls::SignatureScheme]| {
+            set.resolve_at(sni, schemes, 0).key.algorithm()
+        };
+        // ECDSA to clients that take it, RSA to the others; without SNI
+        // and for unknown names too; the same for two SNI entries.
+        for sni in [
+            None,
+            Some("mx.a.test"),
+            Some("other.test"),
+            Some("mx.b.test"),
+        ] {
+            assert_eq!(alg(sni, ALL), ECDSA, "{sni:?}");
+            assert_eq!(
+                alg(sni, &[rustls::SignatureScheme::RSA_PSS_SHA256]),
+                RSA,
+                "{sni:?}"
+            );
+        }
+        // mx.b.test gets its own certificates, not the default's.
+        let b = set.resolve_at(Some("mx.b.test"), ALL, 0);
+        assert!(!Arc::ptr_eq(&b, &set.resolve_at(None, ALL, 0)));
+        // A client that can use neither gets the first; its handshake
+        // fails in rustls as it must.
+        assert_eq!(alg(None, &[rustls::SignatureScheme::ED448]), RSA);
     }
 
     fn leaf_serial(ck: &CertifiedKey) -> Vec<u8> {
@@ -291,12 +394,18 @@ mod tests {
         let b = write_cert(dir.path(), "b", &["*.b.test", "b.test"]);
         let store = CertStore::new(vec![a.clone(), b.clone()], provider).unwrap();
         let set = store.current();
-        let a_ck = set.resolve_at(None, 0);
-        assert!(Arc::ptr_eq(&set.resolve_at(Some("mx.a.test"), 0), &a_ck));
-        assert!(Arc::ptr_eq(&set.resolve_at(Some("unknown.test"), 0), &a_ck));
-        let b_ck = set.resolve_at(Some("MX.b.test."), 0);
+        let a_ck = set.resolve_at(None, ALL, 0);
+        assert!(Arc::ptr_eq(
+            &set.resolve_at(Some("mx.a.test"), ALL, 0),
+            &a_ck
+        ));
+        assert!(Arc::ptr_eq(
+            &set.resolve_at(Some("unknown.test"), ALL, 0),
+            &a_ck
+        ));
+        let b_ck = set.resolve_at(Some("MX.b.test."), ALL, 0);
         assert!(!Arc::ptr_eq(&b_ck, &a_ck));
-        assert!(Arc::ptr_eq(&set.resolve_at(Some("b.test"), 0), &b_ck));
+        assert!(Arc::ptr_eq(&set.resolve_at(Some("b.test"), ALL, 0), &b_ck));
         assert!(a_ck.ocsp.is_none());
 
         // A staple for A: served between thisUpdate and nextUpdate only.
@@ -307,11 +416,11 @@ mod tests {
         let set = store.current();
         let this = 1_796_083_200; // 2026-12-01T00:00:00Z
         assert_eq!(
-            set.resolve_at(None, this + 10).ocsp.as_deref(),
+            set.resolve_at(None, ALL, this + 10).ocsp.as_deref(),
             Some(&resp[..])
         );
-        assert!(set.resolve_at(None, this + 8 * 86400).ocsp.is_none());
-        assert!(set.resolve_at(None, this - 86400).ocsp.is_none());
+        assert!(set.resolve_at(None, ALL, this + 8 * 86400).ocsp.is_none());
+        assert!(set.resolve_at(None, ALL, this - 86400).ocsp.is_none());
         // The old set is still whole for whoever holds it.
         assert!(a_ck.ocsp.is_none());
 
@@ -319,13 +428,19 @@ mod tests {
         let other = ocsp::tests::response(&[9, 9, 9], 0x80, Some("20261208000000Z"));
         std::fs::write(a.ocsp.as_ref().unwrap(), &other).unwrap();
         assert!(store.reload(true).is_err());
-        assert!(store.current().resolve_at(None, this + 10).ocsp.is_some());
+        assert!(
+            store
+                .current()
+                .resolve_at(None, ALL, this + 10)
+                .ocsp
+                .is_some()
+        );
 
         // A new certificate in place of B is picked up.
         std::fs::remove_file(a.ocsp.as_ref().unwrap()).unwrap();
         write_cert(dir.path(), "b", &["*.b.test"]);
         assert!(store.reload(true).unwrap());
-        let b2 = store.current().resolve_at(Some("x.b.test"), 0);
+        let b2 = store.current().resolve_at(Some("x.b.test"), ALL, 0);
         assert_ne!(b2.cert[0], b_ck.cert[0]);
         // A key that does not match its certificate is refused.
         let c = write_cert(dir.path(), "c", &["c.test"]);

@@ -83,14 +83,22 @@ pub fn sources(cfg: &Config) -> Result<Vec<Source>, TlsError> {
         key: default.1,
         ocsp,
         ocsp_required: required,
+        alternative: false,
     }];
-    for s in &cfg.tls.sni {
+    for (s, alternative) in cfg
+        .tls
+        .alternative
+        .iter()
+        .map(|s| (s, true))
+        .chain(cfg.tls.sni.iter().map(|s| (s, false)))
+    {
         let (ocsp, required) = ocsp_source(&s.certificate, s.ocsp.as_ref());
         v.push(Source {
             cert: s.certificate.clone(),
             key: s.private_key.clone(),
             ocsp,
             ocsp_required: required,
+            alternative,
         });
     }
     Ok(v)
