@@ -3,7 +3,9 @@
 //! -status`); a second certificate is served to clients asking for its
 //! name (SNI); a replaced certificate is served to the next handshake
 //! while a session opened before continues; a broken replacement keeps the
-//! old certificate.
+//! old certificate. With an ECDSA certificate beside the RSA one
+//! (`[[tls.alternative]]`), `openssl s_client` gets ECDSA, and RSA when it
+//! offers only RSA signature algorithms.
 
 use mailgate_tests::dnssec::TestCa;
 use mailgate_tests::{Client, Server, require, tls_config};
@@ -268,4 +270,70 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The server certificate's public key type as `openssl s_client` sees it
+/// when it offers `sigalgs`.
+fn key_type(port: u16, sigalgs: &str) -> String {
+    let o = Command::new(require("openssl"))
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-sigalgs",
+            sigalgs,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    out.lines()
+        .find(|l| l.starts_with("Server public key is"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string()
+}
+
+#[test]
+fn rsa_and_ecdsa_by_client_algorithms() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (stem, alg) in [
+        ("rsa", &["-newkey", "rsa:2048"][..]),
+        (
+            "ec",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
+    ] {
+        let st = Command::new(require("openssl"))
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=mx.local.test",
+            ])
+            .args(alg)
+            .arg("-keyout")
+            .arg(d.join(format!("{stem}.key")))
+            .arg("-out")
+            .arg(d.join(format!("{stem}.pem")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let s = Server::start(
+        "",
+        &format!(
+            "[tls]\ncertificate = \"{d}/rsa.pem\"\nprivate_key = \"{d}/rsa.key\"\n[[tls.alternative]]\ncertificate = \"{d}/ec.pem\"\nprivate_key = \"{d}/ec.key\"\n",
+            d = d.display()
+        ),
+    );
+    let both = key_type(s.tls_port, "ECDSA+SHA256:RSA-PSS+SHA256:RSA+SHA256");
+    assert!(both.contains("256 bit"), "{both}");
+    let rsa = key_type(s.tls_port, "RSA-PSS+SHA256:RSA+SHA256");
+    assert!(rsa.contains("2048 bit"), "{rsa}");
 }
