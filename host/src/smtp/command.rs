@@ -230,11 +230,18 @@ pub fn is_xtext(s: &str) -> bool {
 
 /// Decode xtext into a string (invalid UTF-8 is replaced).
 pub fn xtext_decode(s: &str) -> String {
+    unescape_hex(s, b'+')
+}
+
+/// Replace each `escape` followed by two hex digits (xtext's `+2B`, a
+/// URI's `%40`) by that octet; anything else stays as it is (invalid
+/// UTF-8 in the result is replaced).
+pub fn unescape_hex(s: &str, escape: u8) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'+'
+        if b[i] == escape
             && i + 2 < b.len()
             && let Ok(v) = u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or("x"), 16)
         {

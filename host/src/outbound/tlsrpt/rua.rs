@@ -60,7 +60,7 @@ pub fn parse(txts: &[String]) -> Result<Option<Vec<Rua>>, RecordError> {
     for uri in rua.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         let lower = uri.to_ascii_lowercase();
         if lower.starts_with("mailto:") {
-            let addr = percent_decode(&uri[7..]);
+            let addr = crate::smtp::command::unescape_hex(&uri[7..], b'%');
             let addr = addr.split('?').next().unwrap_or("").to_string();
             if !addr.contains('@') {
                 return Err(RecordError(format!("bad mailto address in {uri:?}")));
@@ -77,25 +77,6 @@ pub fn parse(txts: &[String]) -> Result<Option<Vec<Rua>>, RecordError> {
         return Err(RecordError(format!("no usable rua in {rua:?}")));
     }
     Ok(Some(out))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Join a TXT record's presentation strings (`"a" "b"` -> `ab`).
