@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Idle connections are kept by address and TLS policy tag.
+/// Idle connections are kept by address and tag (host name, TLS mode and
+/// certificate check).
 type PoolKey = (SocketAddr, String);
 
 /// Shared outbound state.
@@ -341,7 +342,14 @@ impl Outbound {
                     continue;
                 }
             };
-            let tag = format!("{mode:?}|{}", verification.tag);
+            // A pooled connection serves the same host name only (as
+            // Exim's continued connections): the log's H= and the SNI it
+            // was opened with stay true, whatever else shares the address.
+            let tag = format!(
+                "{mode:?}|{}|{}",
+                host.name.to_ascii_lowercase(),
+                verification.tag
+            );
             for &addr in &host.addrs {
                 let _total: OwnedSemaphorePermit = Arc::clone(&self.total)
                     .acquire_owned()
