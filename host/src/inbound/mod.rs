@@ -6,5 +6,6 @@
 pub mod listener;
 pub mod policy;
 pub mod quarantine;
+pub mod auth;
 pub mod receive;
 pub mod session;
