@@ -214,6 +214,12 @@ impl Dns {
         Ok((self.records(name, rtype).await?, false))
     }
 
+    /// The (caching) resolver itself, for libraries that take one
+    /// (mail-auth): they share its cache.
+    pub fn shared_resolver(&self) -> hickory_resolver::TokioResolver {
+        self.resolver.clone()
+    }
+
     /// Records of one type in presentation form; an empty list when the
     /// name has none. `Err` for failures (timeout, SERVFAIL).
     pub async fn records(

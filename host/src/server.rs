@@ -124,6 +124,16 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
         shutdown: stop_rx,
         plugins: Some(Arc::clone(&runtime)),
+        auth: outbound.as_ref().filter(|_| cfg.auth.enabled).map(|o| {
+            Arc::new(crate::inbound::auth::Authenticator::new(
+                o.dns().shared_resolver(),
+                cfg.auth
+                    .authserv_id
+                    .clone()
+                    .unwrap_or_else(|| cfg.server.hostname.clone()),
+                cfg.auth.dkim_max_signatures,
+            ))
+        }),
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();

@@ -1,6 +1,7 @@
 //! The TOML configuration: types, defaults (the embedded `default.toml`),
 //! parsing with errors that name the file, line, column and reason.
 
+pub mod auth;
 pub mod plugin;
 pub mod tls_policy;
 mod types;
@@ -47,6 +48,9 @@ pub struct Config {
     /// `[log]`
     #[serde(default)]
     pub log: Log,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: auth::Auth,
     /// `[[plugin]]`, in the order they run.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<plugin::PluginConfig>,

@@ -3,9 +3,9 @@
 //! relay policy, runs the plugins' SMTP-stage hooks, adds the Received
 //! header and spools accepted messages, then hands them to the queue.
 
+pub mod auth;
 pub mod listener;
 pub mod policy;
 pub mod quarantine;
-pub mod auth;
 pub mod receive;
 pub mod session;

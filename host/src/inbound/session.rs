@@ -41,6 +41,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// The plugin runtime.
     pub plugins: Option<Arc<crate::plugin::Runtime>>,
+    /// Message authentication checks (`[auth]`), when on.
+    pub auth: Option<Arc<super::auth::Authenticator>>,
 }
 
 /// Addresses and listener of one connection.
@@ -80,6 +82,9 @@ struct Conn {
     pending: Vec<crate::plugin::bindings::mailgate::plugin::types::Action>,
     /// Recipients a plugin redirected at RCPT: (as given, new address).
     redirects: Vec<(String, String)>,
+    /// iprev for the client (once per connection) and SPF for the current
+    /// transaction.
+    checks: super::auth::Checks,
 }
 
 enum ReadOutcome {
@@ -189,6 +194,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         rcpts: Vec::new(),
         pending: Vec::new(),
         redirects: Vec::new(),
+        checks: super::auth::Checks::default(),
     };
     if info.mode == ListenerMode::ImplicitTls {
         let Some(acceptor) = shared.tls.clone() else {
@@ -479,7 +485,17 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             conn.rcpts.clear();
             conn.pending.clear();
             conn.redirects.clear();
-            (Verdict::Accept, None)
+            let v = match shared.auth.clone() {
+                Some(a) => {
+                    let helo = conn.helo.clone().unwrap_or_default();
+                    let sender = conn.sender.clone().unwrap_or_default();
+                    conn.checks
+                        .at_mail(&a, &shared.cfg.auth, conn.ip, &helo, &sender)
+                        .await
+                }
+                None => Verdict::Accept,
+            };
+            (v, None)
         }
         Check::Rcpt { rcpt, .. } => {
             // Host relay control comes first; plugins cannot open a relay.
@@ -568,6 +584,20 @@ async fn message(
     shared: &Arc<Shared>,
     mut tx: crate::smtp::server::Transaction,
 ) -> Result<String, Reply> {
+    if let Some(a) = shared.auth.clone() {
+        let helo = conn.helo.clone().unwrap_or_default();
+        let sender = conn.sender.clone().unwrap_or_default();
+        let (data, removed) = conn
+            .checks
+            .at_data(&a, &shared.cfg.auth, conn.ip, &helo, &sender, &tx.data)
+            .await;
+        if removed > 0 {
+            conn.note(SessionNote::Other(format!(
+                "removed {removed} Authentication-Results header(s) claiming our authserv-id"
+            )));
+        }
+        tx.data = data;
+    }
     if conn.plugins.is_some() {
         // Lend the content to the hook without copying it; the message
         // resource is gone when the call returns, so the Arc is ours again.

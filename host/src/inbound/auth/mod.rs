@@ -6,8 +6,10 @@
 //! (RFC 8601) after removing any that claim our authserv-id
 //! ([`results`]).
 //!
-//! Work in progress (issue 11): the checks and the header are here; the
-//! session does not call them yet.
+//! The session calls [`Checks::at_mail`] (iprev once per connection, SPF
+//! per transaction, with `[auth]`'s actions) and [`Checks::at_data`]
+//! (forged headers out, DKIM, our header in). Work in progress (issue 11):
+//! plugins do not see the results yet.
 
 pub mod results;
 
@@ -16,6 +18,104 @@ use mail_auth::{
     SpfOutput, spf::verify::SpfParameters,
 };
 use std::net::IpAddr;
+
+/// What a session has checked so far.
+#[derive(Debug, Default)]
+pub struct Checks {
+    iprev: Option<IprevOutput>,
+    spf: Option<(SpfOutput, SpfOutput)>,
+}
+
+impl Checks {
+    /// At MAIL FROM: iprev (first time), SPF for HELO and MAIL FROM, and
+    /// the configured action on `fail` or `temperror`.
+    pub async fn at_mail(
+        &mut self,
+        a: &Authenticator,
+        cfg: &crate::config::auth::Auth,
+        ip: IpAddr,
+        helo: &str,
+        sender: &str,
+    ) -> crate::smtp::server::Verdict {
+        use crate::config::auth::{SpfFail, SpfTempError};
+        use crate::smtp::reply::Reply;
+        use mail_auth::SpfResult;
+        if self.iprev.is_none() {
+            self.iprev = Some(a.iprev(ip).await);
+        }
+        let (h, m) = a.spf(ip, helo, sender).await;
+        let verdict = match m.result() {
+            SpfResult::Fail if cfg.spf_fail == SpfFail::Reject => {
+                crate::smtp::server::Verdict::Reject(Reply::new(
+                    550,
+                    "5.7.23",
+                    format!(
+                        "SPF: {} does not designate {ip} as a permitted sender",
+                        m.domain()
+                    ),
+                ))
+            }
+            SpfResult::TempError if cfg.spf_temperror == SpfTempError::Defer => {
+                crate::smtp::server::Verdict::Reject(Reply::new(
+                    451,
+                    "4.7.24",
+                    format!(
+                        "SPF: temporary DNS error for {}; try again later",
+                        m.domain()
+                    ),
+                ))
+            }
+            _ => crate::smtp::server::Verdict::Accept,
+        };
+        self.spf = Some((h, m));
+        verdict
+    }
+
+    /// At end of data: `data` without Authentication-Results headers that
+    /// claim our authserv-id, DKIM verified, our header prepended; and
+    /// how many headers were removed.
+    pub async fn at_data(
+        &self,
+        a: &Authenticator,
+        cfg: &crate::config::auth::Auth,
+        ip: IpAddr,
+        helo: &str,
+        sender: &str,
+        data: &[u8],
+    ) -> (Vec<u8>, usize) {
+        let (clean, removed) = results::strip_own(data, &a.authserv_id);
+        let parsed = a.parse(&clean);
+        let dkim = match &parsed {
+            Some(m) => a.dkim(m).await,
+            None => vec![],
+        };
+        let from_domain = crate::smtp::header::header_value(&clean, "From")
+            .and_then(|f| {
+                f.rsplit_once('@')
+                    .map(|(_, d)| d.trim_end_matches(['>', ' ', '"']).to_ascii_lowercase())
+            })
+            .unwrap_or_default();
+        let o = Outcome {
+            iprev: self.iprev.clone(),
+            spf_helo: self.spf.as_ref().map(|s| s.0.clone()),
+            spf_mail: self.spf.as_ref().map(|s| s.1.clone()),
+            dkim,
+        };
+        let mut head = a.header(&o, ip, helo, sender, &from_domain);
+        if cfg.received_spf
+            && let Some((_, m)) = &self.spf
+        {
+            use mail_auth::common::headers::HeaderWriter;
+            head.push_str(
+                &mail_auth::ReceivedSpf::new(m, ip, helo, sender, &a.authserv_id).to_header(),
+            );
+        }
+        drop(parsed);
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&clean);
+        (out, removed)
+    }
+}
 
 /// The checks of one message.
 #[derive(Debug, Clone, Default)]

@@ -86,7 +86,10 @@ mod tests {
     fn ids() {
         assert_eq!(authserv_id(" mx.example.net; spf=pass"), "mx.example.net");
         assert_eq!(authserv_id("mx.example.net 1; none"), "mx.example.net");
-        assert_eq!(authserv_id("(forged?) (x (y)) mx.example.net;dkim=pass"), "mx.example.net");
+        assert_eq!(
+            authserv_id("(forged?) (x (y)) mx.example.net;dkim=pass"),
+            "mx.example.net"
+        );
         assert_eq!(authserv_id("mx.example.net"), "mx.example.net");
         assert_eq!(authserv_id(""), "");
     }
