@@ -144,8 +144,9 @@ impl Server {
     }
 
     /// Like [`Server::start`], with keys for the `[outbound]` table. Unless
-    /// they name nameservers, DNS goes to a dead loopback port, so no test
-    /// ever asks a resolver off this machine.
+    /// they name nameservers, DNS goes to a loopback responder that refuses
+    /// every query at once ([`refusing_dns`]), so no test ever asks a
+    /// resolver off this machine, nor waits for DNS timeouts.
     pub fn start_with(server_extra: &str, outbound_extra: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(3);
@@ -153,7 +154,7 @@ impl Server {
         let dns = if outbound_extra.contains("nameservers") {
             String::new()
         } else {
-            format!("nameservers = [\"127.0.0.1:{}\"]\n", ports[2])
+            format!("nameservers = [\"127.0.0.1:{}\"]\n", refusing_dns())
         };
         // Every test server shares one compile cache (and its key), so a
         // large plugin is compiled once per run, unless the test brings its
@@ -653,6 +654,36 @@ pub fn parsedmarc_python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The port of a UDP DNS responder on 127.0.0.1 (one per test process)
+/// that answers every query REFUSED at once.
+pub fn refusing_dns() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                let mut r = buf[..n].to_vec();
+                r[2] = (r[2] | 0x80) & !0x02; // QR, not truncated
+                r[3] = (r[3] & 0xf0) | 5; // REFUSED
+                r[6..12].fill(0); // no answer, authority or additional records
+                // Keep the question only: cut at its end (name, type, class).
+                let mut i = 12;
+                while i < r.len() && r[i] != 0 {
+                    i += 1 + r[i] as usize;
+                }
+                r.truncate((i + 5).min(r.len()));
+                let _ = sock.send_to(&r, from);
+            }
+        });
+        port
+    })
 }
 
 /// A TLS report's policies in short: `type [mx hosts] ok=N [result=N]...`
