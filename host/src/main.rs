@@ -46,6 +46,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: QueueCmd,
     },
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        cmd: DkimCmd,
+    },
     /// Reports the gateway sends to other domains.
     Report {
         /// Configuration file (to find the data directory).
@@ -53,6 +58,28 @@ enum Cmd {
         config: Option<PathBuf>,
         #[command(subcommand)]
         cmd: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimCmd {
+    /// Write a new private key (PEM, mode 0600) and print the TXT record
+    /// to publish and the `[[dkim]]` entry that uses it.
+    Keygen {
+        /// The signing domain (d=).
+        domain: String,
+        /// The selector (s=).
+        selector: String,
+        /// An Ed25519 key (RFC 8463) instead of RSA.
+        #[arg(long)]
+        ed25519: bool,
+        /// RSA key size.
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Where to write the key (default: DOMAIN.SELECTOR.pem here); an
+        /// existing file is never overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -197,6 +224,16 @@ fn main() -> ExitCode {
             print!("{DEFAULT_TOML}");
             Ok(())
         }
+        Cmd::Dkim {
+            cmd:
+                DkimCmd::Keygen {
+                    domain,
+                    selector,
+                    ed25519,
+                    bits,
+                    out,
+                },
+        } => dkim_keygen(&domain, &selector, ed25519, bits, out),
         Cmd::Queue { config, cmd } => {
             load(config.as_deref()).and_then(|cfg| rt.block_on(queue_cmd(&cfg, cmd)))
         }
@@ -221,6 +258,51 @@ fn main() -> ExitCode {
 
 /// `mailgate report tls`: through the running server, or (printing only)
 /// from the cache database when none runs.
+fn dkim_keygen(
+    domain: &str,
+    selector: &str,
+    ed25519: bool,
+    bits: usize,
+    out: Option<PathBuf>,
+) -> Result<(), String> {
+    use mailgate::inbound::auth::keygen;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let entry = mailgate::config::auth::DkimKey {
+        domain: domain.to_string(),
+        selector: selector.to_string(),
+        key: out.unwrap_or_else(|| PathBuf::from(format!("{domain}.{selector}.pem"))),
+        headers: None,
+        oversign: true,
+        expire: None,
+    };
+    if let Some(p) = entry.problem() {
+        return Err(p);
+    }
+    let k = keygen::generate(ed25519, bits)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&entry.key)
+        .map_err(|e| format!("{}: {e}", entry.key.display()))?;
+    f.write_all(k.pem.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", entry.key.display()))?;
+    let path = std::fs::canonicalize(&entry.key).unwrap_or(entry.key.clone());
+    println!("wrote {} ({})", path.display(), k.kind);
+    println!();
+    println!("Publish:");
+    println!("{}", keygen::zone_line(domain, selector, &k.record));
+    println!();
+    println!("Configure:");
+    println!("[[dkim]]");
+    println!("domain = {:?}", domain);
+    println!("selector = {:?}", selector);
+    println!("key = {:?}", path.display().to_string());
+    Ok(())
+}
+
 async fn report_tls(
     cfg: &Config,
     domain: Option<String>,

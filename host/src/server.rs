@@ -115,6 +115,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         Some(Arc::clone(&runtime)),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let keys: Vec<_> = cfg.dkim.iter().map(|k| k.get_ref().clone()).collect();
+    let signer = match crate::inbound::auth::sign::Signer::new(&keys) {
+        Ok(s) if s.is_empty() => None,
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => return Err(format!("[[dkim]]: {e}")),
+    };
     let shared = Arc::new(Shared {
         cfg: Arc::clone(&cfg),
         spool: spool.clone(),
@@ -134,6 +140,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
                 cfg.auth.dkim_max_signatures,
             ))
         }),
+        signer,
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();

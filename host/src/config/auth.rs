@@ -40,6 +40,9 @@ pub struct Auth {
     pub received_spf: bool,
     /// DKIM signatures checked per message (the first ones).
     pub dkim_max_signatures: usize,
+    /// Time each check (iprev, SPF for one identity, DKIM of one message)
+    /// may take; one that runs out is a `temperror`.
+    pub timeout: super::Seconds,
 }
 
 impl Default for Auth {
@@ -51,6 +54,124 @@ impl Default for Auth {
             spf_temperror: SpfTempError::Accept,
             received_spf: false,
             dkim_max_signatures: 10,
+            timeout: super::Seconds(20),
         }
+    }
+}
+
+/// The default list of header fields a DKIM signature covers: those a
+/// reader sees and those that say what the message is (RFC 6376 §5.4.1),
+/// without the ones relays add or change in transit.
+pub const DKIM_HEADERS: &[&str] = &[
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Sender",
+];
+
+/// `[[dkim]]`: one signing key. Mail from relay clients whose From domain
+/// is `domain` or one of its subdomains is signed with every key of the
+/// most specific such domain (an RSA and an Ed25519 key of one domain give
+/// two signatures).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    /// The signing domain (`d=`).
+    pub domain: String,
+    /// The selector (`s=`): the key is published at
+    /// `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// PEM private key: RSA (PKCS#1 or PKCS#8) gives rsa-sha256, Ed25519
+    /// (PKCS#8) ed25519-sha256. `mailgate dkim keygen` writes one.
+    pub key: std::path::PathBuf,
+    /// Header fields to sign (default [`DKIM_HEADERS`]); `From` is always
+    /// signed.
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
+    /// Sign each listed field once more than it occurs, so that nobody can
+    /// add another (RFC 6376 §8.15).
+    #[serde(default = "yes")]
+    pub oversign: bool,
+    /// Signature lifetime (`x=`); none by default.
+    #[serde(default)]
+    pub expire: Option<super::Seconds>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A signing key as read from its PEM file.
+pub enum KeyMaterial {
+    /// RSA, PKCS#1 or PKCS#8 DER.
+    Rsa(rustls::pki_types::PrivateKeyDer<'static>),
+    /// Ed25519, PKCS#8 DER (v1 as OpenSSL writes it, or v2).
+    Ed25519(Vec<u8>),
+}
+
+impl DkimKey {
+    /// Read and check the key file: an RSA key of at least 1024 bits or
+    /// an Ed25519 key; otherwise a reason naming the file.
+    pub fn read_key(&self) -> Result<KeyMaterial, String> {
+        use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+        let path = self.key.display();
+        let pem = std::fs::read(&self.key).map_err(|e| format!("dkim key {path}: {e}"))?;
+        let der = PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|e| format!("dkim key {path}: not a PEM private key ({e})"))?;
+        let bytes = der.secret_der();
+        if let Ok(k) = ring::rsa::KeyPair::from_der(bytes)
+            .or_else(|_| ring::rsa::KeyPair::from_pkcs8(bytes))
+        {
+            if k.public().modulus_len() < 128 {
+                return Err(format!("dkim key {path}: RSA keys need at least 1024 bits"));
+            }
+            return Ok(KeyMaterial::Rsa(der.clone_key()));
+        }
+        if matches!(der, PrivateKeyDer::Pkcs8(_))
+            && ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).is_ok()
+        {
+            return Ok(KeyMaterial::Ed25519(bytes.to_vec()));
+        }
+        Err(format!(
+            "dkim key {path}: neither an RSA nor an Ed25519 private key"
+        ))
+    }
+
+    /// Problems with the entry itself (before the key file is read).
+    pub fn problem(&self) -> Option<String> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        };
+        if !name_ok(&self.domain) {
+            return Some(format!("dkim domain {:?} is not a domain name", self.domain));
+        }
+        if !name_ok(&self.selector) {
+            return Some(format!("dkim selector {:?} is not a valid selector", self.selector));
+        }
+        if let Some(h) = &self.headers
+            && let Some(bad) = h
+                .iter()
+                .find(|n| n.is_empty() || n.bytes().any(|b| !(33..=126).contains(&b) || b == b':'))
+        {
+            return Some(format!("dkim header name {bad:?} is not a field name"));
+        }
+        None
     }
 }

@@ -51,6 +51,9 @@ pub struct Config {
     /// `[auth]`
     #[serde(default)]
     pub auth: auth::Auth,
+    /// `[[dkim]]`: signing keys.
+    #[serde(default)]
+    pub dkim: Vec<toml::Spanned<auth::DkimKey>>,
     /// `[[plugin]]`, in the order they run.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<plugin::PluginConfig>,
@@ -584,6 +587,14 @@ impl Config {
                 key_span(&["outbound", "tls_ca_file"]),
                 format!("outbound.tls_ca_file {} does not exist", f.display()),
             ));
+        }
+        for k in &cfg.dkim {
+            if let Some(p) = k.get_ref().problem() {
+                return Err(err(Some(k.span()), p));
+            }
+            if let Err(p) = k.get_ref().read_key() {
+                return Err(err(Some(k.span()), p));
+            }
         }
         plugin::validate(&cfg.plugins, name)?;
         for (name_, targets) in &cfg.aliases {

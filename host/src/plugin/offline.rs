@@ -58,6 +58,7 @@ pub async fn test_offline(
         recipients: vec![],
         message_id: None,
         vars: &[],
+        checks: vec![],
     });
     let hooked = |h: Hook| p.hooks.contains(&h);
     let show = |hook: &str, o: &Outcome| {

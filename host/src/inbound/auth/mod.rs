@@ -8,27 +8,59 @@
 //!
 //! The session calls [`Checks::at_mail`] (iprev once per connection, SPF
 //! per transaction, with `[auth]`'s actions) and [`Checks::at_data`]
-//! (forged headers out, DKIM, our header in). Work in progress (issue 11):
-//! plugins do not see the results yet.
+//! (forged headers out, DKIM). The results ([`Entry`]) go to the plugins
+//! as `checks`; plugins add theirs (ARC, DMARC), and the session writes
+//! one header with all of them ([`entry::header`]). Mail from relay
+//! clients is signed by [`sign`].
 
+pub mod entry;
 pub mod results;
+pub mod keygen;
+pub mod sign;
+
+pub use entry::Entry;
 
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, IprevOutput, MessageAuthenticator,
-    SpfOutput, spf::verify::SpfParameters,
+    AuthenticatedMessage, DkimOutput, IprevOutput, IprevResult, MessageAuthenticator, SpfOutput,
+    spf::verify::SpfParameters,
 };
 use std::net::IpAddr;
+use std::time::Duration;
 
-/// What a session has checked so far.
+/// What a session has checked so far: iprev once per connection, SPF per
+/// transaction, DKIM per message, in header order.
 #[derive(Debug, Default)]
 pub struct Checks {
-    iprev: Option<IprevOutput>,
-    spf: Option<(SpfOutput, SpfOutput)>,
+    iprev: Option<Entry>,
+    spf: Vec<Entry>,
+    dkim: Vec<Entry>,
+    received_spf: Option<String>,
+}
+
+/// The message after [`Checks::at_data`].
+pub struct Verified {
+    /// The message without Authentication-Results headers that claimed
+    /// our authserv-id.
+    pub data: Vec<u8>,
+    /// How many such headers went.
+    pub removed: usize,
 }
 
 impl Checks {
+    /// Every result so far, in the order of our header.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.iprev.iter().chain(&self.spf).chain(&self.dkim)
+    }
+
+    /// The optional `Received-SPF:` header (with CRLF) for this
+    /// transaction.
+    pub fn received_spf(&self) -> Option<&str> {
+        self.received_spf.as_deref()
+    }
+
     /// At MAIL FROM: iprev (first time), SPF for HELO and MAIL FROM, and
-    /// the configured action on `fail` or `temperror`.
+    /// the configured action on `fail` or `temperror`. Each check has
+    /// `[auth] timeout`; one that runs out is a `temperror`.
     pub async fn at_mail(
         &mut self,
         a: &Authenticator,
@@ -40,94 +72,100 @@ impl Checks {
         use crate::config::auth::{SpfFail, SpfTempError};
         use crate::smtp::reply::Reply;
         use mail_auth::SpfResult;
+        let limit = Duration::from_secs(cfg.timeout.0.max(1));
+        self.dkim.clear();
         if self.iprev.is_none() {
-            self.iprev = Some(a.iprev(ip).await);
+            let o = tokio::time::timeout(limit, a.iprev(ip))
+                .await
+                .unwrap_or_else(|_| IprevOutput {
+                    result: IprevResult::TempError(mail_auth::Error::Io(
+                        "reverse lookups took too long".into(),
+                    )),
+                    ptr: None,
+                });
+            self.iprev = Some(Entry::iprev(&o, ip));
         }
-        let (h, m) = a.spf(ip, helo, sender).await;
-        let verdict = match m.result() {
+        let h = tokio::time::timeout(limit, a.spf_helo(ip, helo)).await.ok();
+        let m = if sender.is_empty() {
+            h.clone()
+        } else {
+            tokio::time::timeout(limit, a.spf_mail(ip, helo, sender))
+                .await
+                .ok()
+        };
+        self.spf = vec![
+            h.as_ref().map_or_else(
+                || Entry::spf_timeout("smtp.helo", helo),
+                |h| Entry::spf_helo(h, helo),
+            ),
+            m.as_ref().map_or_else(
+                || Entry::spf_timeout("smtp.mailfrom", sender),
+                |m| Entry::spf_mail(m, sender, helo),
+            ),
+        ];
+        self.received_spf = match (&m, cfg.received_spf) {
+            (Some(m), true) => {
+                use mail_auth::common::headers::HeaderWriter;
+                Some(
+                    mail_auth::ReceivedSpf::new(m, ip, helo, sender, &a.authserv_id).to_header(),
+                )
+            }
+            _ => None,
+        };
+        let (result, domain) = match &m {
+            Some(m) => (m.result(), m.domain().to_string()),
+            None => (
+                SpfResult::TempError,
+                sender.rsplit_once('@').map_or(helo, |(_, d)| d).to_string(),
+            ),
+        };
+        match result {
             SpfResult::Fail if cfg.spf_fail == SpfFail::Reject => {
                 crate::smtp::server::Verdict::Reject(Reply::new(
                     550,
                     "5.7.23",
-                    format!(
-                        "SPF: {} does not designate {ip} as a permitted sender",
-                        m.domain()
-                    ),
+                    format!("SPF: {domain} does not designate {ip} as a permitted sender"),
                 ))
             }
             SpfResult::TempError if cfg.spf_temperror == SpfTempError::Defer => {
                 crate::smtp::server::Verdict::Reject(Reply::new(
                     451,
                     "4.7.24",
-                    format!(
-                        "SPF: temporary DNS error for {}; try again later",
-                        m.domain()
-                    ),
+                    format!("SPF: temporary DNS error for {domain}; try again later"),
                 ))
             }
             _ => crate::smtp::server::Verdict::Accept,
-        };
-        self.spf = Some((h, m));
-        verdict
+        }
     }
 
-    /// At end of data: `data` without Authentication-Results headers that
-    /// claim our authserv-id, DKIM verified, our header prepended; and
-    /// how many headers were removed.
+    /// At end of data: Authentication-Results headers that claim our
+    /// authserv-id removed, then every DKIM signature verified (at most
+    /// `[auth] dkim_max_signatures`, within `[auth] timeout`).
     pub async fn at_data(
-        &self,
+        &mut self,
         a: &Authenticator,
         cfg: &crate::config::auth::Auth,
-        ip: IpAddr,
-        helo: &str,
-        sender: &str,
         data: &[u8],
-    ) -> (Vec<u8>, usize) {
+    ) -> Verified {
         let (clean, removed) = results::strip_own(data, &a.authserv_id);
-        let parsed = a.parse(&clean);
-        let dkim = match &parsed {
-            Some(m) => a.dkim(m).await,
-            None => vec![],
+        let limit = Duration::from_secs(cfg.timeout.0.max(1));
+        self.dkim = match a.parse(&clean) {
+            Some(m) if m.dkim_headers.is_empty() => vec![Entry::dkim_none()],
+            Some(m) => match tokio::time::timeout(limit, a.dkim(&m)).await {
+                Ok(out) => out.iter().map(Entry::dkim).collect(),
+                Err(_) => m
+                    .dkim_headers
+                    .iter()
+                    .map(|h| Entry::dkim_timeout(&h.header))
+                    .collect(),
+            },
+            None => vec![Entry::dkim_none()],
         };
-        let from_domain = crate::smtp::header::header_value(&clean, "From")
-            .and_then(|f| {
-                f.rsplit_once('@')
-                    .map(|(_, d)| d.trim_end_matches(['>', ' ', '"']).to_ascii_lowercase())
-            })
-            .unwrap_or_default();
-        let o = Outcome {
-            iprev: self.iprev.clone(),
-            spf_helo: self.spf.as_ref().map(|s| s.0.clone()),
-            spf_mail: self.spf.as_ref().map(|s| s.1.clone()),
-            dkim,
-        };
-        let mut head = a.header(&o, ip, helo, sender, &from_domain);
-        if cfg.received_spf
-            && let Some((_, m)) = &self.spf
-        {
-            use mail_auth::common::headers::HeaderWriter;
-            head.push_str(
-                &mail_auth::ReceivedSpf::new(m, ip, helo, sender, &a.authserv_id).to_header(),
-            );
+        Verified {
+            data: clean,
+            removed,
         }
-        drop(parsed);
-        let mut out = head.into_bytes();
-        out.extend_from_slice(&clean);
-        (out, removed)
     }
-}
-
-/// The checks of one message.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome<'a> {
-    /// The client's reverse DNS.
-    pub iprev: Option<IprevOutput>,
-    /// SPF for the HELO name.
-    pub spf_helo: Option<SpfOutput>,
-    /// SPF for the MAIL FROM domain (or the HELO name for `<>`).
-    pub spf_mail: Option<SpfOutput>,
-    /// One result per DKIM signature (at most the configured number).
-    pub dkim: Vec<DkimOutput<'a>>,
 }
 
 /// The checker: mail-auth over the gateway's resolver.
@@ -157,22 +195,23 @@ impl Authenticator {
         self.ma.verify_iprev(ip).await
     }
 
-    /// SPF for `helo`, then for `sender` (`""`: the null sender, checked
-    /// as `postmaster@helo`).
-    pub async fn spf(&self, ip: IpAddr, helo: &str, sender: &str) -> (SpfOutput, SpfOutput) {
-        let host = self.authserv_id.as_str();
-        let h = self
-            .ma
-            .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
-            .await;
-        let m = if sender.is_empty() {
-            h.clone()
-        } else {
-            self.ma
-                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, sender))
-                .await
-        };
-        (h, m)
+    /// SPF for the HELO name.
+    pub async fn spf_helo(&self, ip: IpAddr, helo: &str) -> SpfOutput {
+        self.ma
+            .verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.authserv_id))
+            .await
+    }
+
+    /// SPF for the MAIL FROM address.
+    pub async fn spf_mail(&self, ip: IpAddr, helo: &str, sender: &str) -> SpfOutput {
+        self.ma
+            .verify_spf(SpfParameters::verify_mail_from(
+                ip,
+                helo,
+                &self.authserv_id,
+                sender,
+            ))
+            .await
     }
 
     /// The message as DKIM sees it, with at most the configured number of
@@ -188,54 +227,5 @@ impl Authenticator {
     /// Every DKIM signature `msg` kept.
     pub async fn dkim<'a>(&self, msg: &'a AuthenticatedMessage<'a>) -> Vec<DkimOutput<'a>> {
         self.ma.verify_dkim(msg).await
-    }
-
-    /// Our Authentication-Results header (with its name and CRLF) for
-    /// `o`, the client `ip`, `helo`, `sender` and the From domain.
-    pub fn header(
-        &self,
-        o: &Outcome<'_>,
-        ip: IpAddr,
-        helo: &str,
-        sender: &str,
-        from_domain: &str,
-    ) -> String {
-        use mail_auth::common::headers::HeaderWriter;
-        let mut ar = AuthenticationResults::new(&self.authserv_id);
-        if let Some(i) = &o.iprev {
-            ar = ar.with_iprev_result(i, ip);
-        }
-        if let Some(s) = &o.spf_helo {
-            ar = ar.with_spf_ehlo_result(s, ip, helo);
-        }
-        if let Some(s) = &o.spf_mail {
-            ar = ar.with_spf_mailfrom_result(s, ip, sender, helo);
-        }
-        if !o.dkim.is_empty() {
-            ar = ar.with_dkim_results(&o.dkim, from_domain);
-        }
-        ar.to_header()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn empty_outcome_says_none() {
-        let r = mail_auth::hickory_resolver::TokioResolver::builder_with_config(
-            mail_auth::hickory_resolver::config::ResolverConfig::default(),
-            mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-        )
-        .build()
-        .unwrap();
-        let a = super::Authenticator::new(r, "mx.example.net".into(), 10);
-        let h = a.header(
-            &super::Outcome::default(),
-            "192.0.2.1".parse().unwrap(),
-            "client.example",
-            "a@b.example",
-            "b.example",
-        );
-        assert_eq!(h, "Authentication-Results: mx.example.net; none\r\n");
     }
 }

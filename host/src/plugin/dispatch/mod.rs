@@ -31,6 +31,8 @@ pub struct Facts<'a> {
     pub message_id: Option<&'a str>,
     /// Variables set by earlier hooks.
     pub vars: &'a [(String, String)],
+    /// The host's authentication results so far (iprev, SPF, DKIM).
+    pub checks: Vec<wit::CheckResult>,
 }
 
 /// The hook context for `f`.
@@ -51,7 +53,7 @@ pub fn context(f: &Facts<'_>) -> wit::Context {
         recipients: f.recipients.clone(),
         message_id: f.message_id.map(str::to_string),
         vars: f.vars.to_vec(),
-        checks: vec![],
+        checks: f.checks.clone(),
     }
 }
 
@@ -66,6 +68,9 @@ pub fn envelope_context(env: &Envelope) -> wit::Context {
         recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
         message_id: Some(&env.id),
         vars: &env.vars,
+        // Delivery-time plugins read the results from our
+        // Authentication-Results header in the message.
+        checks: vec![],
     })
 }
 
@@ -105,12 +110,18 @@ mod tests {
             recipients: vec!["a@b.test".into()],
             message_id: None,
             vars: &vars,
+            checks: vec![wit::CheckResult {
+                method: "spf".into(),
+                outcome: "pass".into(),
+                detail: "smtp.mailfrom=a@b.test".into(),
+            }],
         });
         assert_eq!(c.client_ip, "192.0.2.7");
         assert_eq!(c.helo.as_deref(), Some("c.test"));
         assert_eq!(c.sender.as_deref(), Some(""));
         assert_eq!(c.recipients, vec!["a@b.test".to_string()]);
         assert_eq!(c.vars, vars);
-        assert!(c.tls.is_none() && c.message_id.is_none() && c.checks.is_empty());
+        assert!(c.tls.is_none() && c.message_id.is_none());
+        assert_eq!(c.checks[0].detail, "smtp.mailfrom=a@b.test");
     }
 }

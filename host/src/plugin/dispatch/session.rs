@@ -188,14 +188,15 @@ pub async fn route(
 }
 
 /// Apply data-stage actions to the transaction: headers go on top of the
-/// header block, envelope changes to the envelope.
+/// header block, envelope changes to the envelope. The Authentication-
+/// Results entries plugins asked for are returned: the session writes
+/// them into its one header, after the host's own.
 pub fn apply(
     tx: &mut Transaction,
     actions: Vec<wit::Action>,
-    hostname: &str,
     log: &MainLog,
     host: &str,
-) {
+) -> Vec<String> {
     let mut add: Vec<(String, String)> = Vec::new();
     let mut auth: Vec<String> = Vec::new();
     for a in actions {
@@ -234,12 +235,6 @@ pub fn apply(
         }
     }
     let mut top = String::new();
-    if !auth.is_empty() {
-        top.push_str(&format!(
-            "Authentication-Results: {hostname};\r\n\t{}\r\n",
-            auth.join(";\r\n\t")
-        ));
-    }
     for (n, v) in add {
         top.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -248,4 +243,5 @@ pub fn apply(
         d.extend_from_slice(&tx.data);
         tx.data = d;
     }
+    auth
 }
