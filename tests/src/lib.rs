@@ -740,7 +740,18 @@ impl EximServer {
     /// waits a second before the end of data is answered.
     pub fn start(port: u16, interfaces: &str, options: &str) -> EximServer {
         let dir = tempfile::tempdir().unwrap();
-        EximServer::start_in(dir, "127.0.0.1", port, interfaces, options)
+        EximServer::start_in(dir, "127.0.0.1", port, interfaces, options, None)
+    }
+
+    /// Like [`EximServer::start`], in a private mount namespace whose
+    /// /etc/resolv.conf names only `nameserver` (a loopback resolver on
+    /// port 53, e.g. [`dnssec::Unbound`]), so Exim's own lookups (DKIM
+    /// keys, say) never reach the machine's resolver.
+    pub fn start_resolving(port: u16, options: &str, nameserver: &str) -> EximServer {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(&resolv, format!("nameserver {nameserver}\n")).unwrap();
+        EximServer::start_in(dir, "127.0.0.1", port, "", options, Some(&resolv))
     }
 
     /// Start on the loopback addresses `addrs` (the first is probed) at
@@ -762,7 +773,7 @@ impl EximServer {
         )
         .unwrap();
         let extra: String = addrs[1..].iter().map(|a| format!(" ; {a}")).collect();
-        EximServer::start_in(dir, addrs[0], port, &extra, options)
+        EximServer::start_in(dir, addrs[0], port, &extra, options, None)
     }
 
     fn start_in(
@@ -771,6 +782,7 @@ impl EximServer {
         port: u16,
         interfaces: &str,
         options: &str,
+        resolv: Option<&Path>,
     ) -> EximServer {
         use std::os::unix::fs::PermissionsExt;
         let d = dir.path();
@@ -788,7 +800,7 @@ impl EximServer {
             "primary_hostname = exim-server.test
 spool_directory = {d}/spool
 log_file_path = {d}/log/%slog
-log_selector = +pipelining +tls_resumption +tls_cipher +received_recipients +incoming_port
+log_selector = +pipelining +tls_resumption +tls_cipher +received_recipients +incoming_port +dkim_verbose
 host_lookup =
 rfc1413_hosts =
 daemon_smtp_ports = {port}
@@ -836,10 +848,25 @@ begin transports
             },
         );
         std::fs::write(d.join("exim.conf"), conf).unwrap();
-        let child = Command::new(require("exim4"))
-            .arg("-C")
-            .arg(d.join("exim.conf"))
-            .arg("-bdf")
+        let mut cmd = match resolv {
+            // unshare execs sh, which execs Exim: the child is Exim.
+            Some(r) => {
+                let mut c = Command::new(require("unshare"));
+                c.args(["-m", "sh", "-c"]).arg(format!(
+                    "mount --bind {} /etc/resolv.conf && exec {} -C {} -bdf",
+                    r.display(),
+                    require("exim4").display(),
+                    d.join("exim.conf").display()
+                ));
+                c
+            }
+            None => {
+                let mut c = Command::new(require("exim4"));
+                c.arg("-C").arg(d.join("exim.conf")).arg("-bdf");
+                c
+            }
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -870,7 +897,7 @@ begin transports
         self.stop();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let primary = self.primary.clone();
-        EximServer::start_in(dir, &primary, self.port, interfaces, options)
+        EximServer::start_in(dir, &primary, self.port, interfaces, options, None)
     }
 
     fn stop(&mut self) {

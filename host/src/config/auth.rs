@@ -122,7 +122,7 @@ pub enum KeyMaterial {
 }
 
 impl DkimKey {
-    /// Read and check the key file: an RSA key of at least 1024 bits or
+    /// Read and check the key file: an RSA key of 2048 to 8192 bits or
     /// an Ed25519 key; otherwise a reason naming the file.
     pub fn read_key(&self) -> Result<KeyMaterial, String> {
         use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
@@ -131,13 +131,19 @@ impl DkimKey {
         let der = PrivateKeyDer::from_pem_slice(&pem)
             .map_err(|e| format!("dkim key {path}: not a PEM private key ({e})"))?;
         let bytes = der.secret_der();
-        if let Ok(k) = ring::rsa::KeyPair::from_der(bytes)
-            .or_else(|_| ring::rsa::KeyPair::from_pkcs8(bytes))
-        {
-            if k.public().modulus_len() < 128 {
-                return Err(format!("dkim key {path}: RSA keys need at least 1024 bits"));
+        let rsa = match &der {
+            PrivateKeyDer::Pkcs1(_) => ring::rsa::KeyPair::from_der(bytes),
+            _ => ring::rsa::KeyPair::from_pkcs8(bytes),
+        };
+        match rsa {
+            Ok(_) => return Ok(KeyMaterial::Rsa(der.clone_key())),
+            // ring signs with RSA keys of 2048 to 8192 bits only.
+            Err(e) if matches!(e.to_string().as_str(), "TooSmall" | "TooLarge") => {
+                return Err(format!(
+                    "dkim key {path}: RSA keys must have 2048 to 8192 bits ({e})"
+                ));
             }
-            return Ok(KeyMaterial::Rsa(der.clone_key()));
+            Err(_) => {}
         }
         if matches!(der, PrivateKeyDer::Pkcs8(_))
             && ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).is_ok()

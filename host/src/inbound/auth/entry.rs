@@ -110,6 +110,12 @@ impl Entry {
                 Some("rsa-sha1 is not accepted (RFC 8301)".to_string()),
             ),
             DkimResult::Pass => ("pass", None),
+            // mail-auth calls a body hash mismatch neutral; it is a
+            // signature that failed to verify (RFC 6376 §6.1.3, RFC 8601
+            // §2.7.1).
+            DkimResult::Neutral(
+                e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch),
+            ) => ("fail", Some(e.to_string())),
             DkimResult::Neutral(e) => ("neutral", Some(e.to_string())),
             DkimResult::Fail(e) => ("fail", Some(e.to_string())),
             DkimResult::PermError(e) => ("permerror", Some(e.to_string())),
@@ -156,6 +162,13 @@ impl Entry {
             e.comment = Some(format!("body length limit l={}", s.l));
         }
         e
+    }
+
+    /// A DKIM-Signature field that is not a signature (`permerror`).
+    pub fn dkim_malformed(e: &mail_auth::Error) -> Entry {
+        let mut x = Entry::new("dkim", "permerror");
+        x.reason = Some(format!("malformed signature: {e}"));
+        x
     }
 
     /// No DKIM signature at all.

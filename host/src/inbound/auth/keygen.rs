@@ -25,9 +25,9 @@ pub fn generate(ed25519: bool, bits: usize) -> Result<NewKey, String> {
             kind: "ed25519".into(),
         });
     }
-    if !(1024..=8192).contains(&bits) {
+    if !(2048..=8192).contains(&bits) {
         return Err(format!(
-            "RSA keys of {bits} bits are not supported: use 1024 to 8192 (2048 is usual)"
+            "RSA keys of {bits} bits are not supported: use 2048 to 8192 (2048 is usual)"
         ));
     }
     let k = DkimKeyPair::generate_rsa(bits).map_err(|e| e.to_string())?;
@@ -130,15 +130,15 @@ mod tests {
 
     #[test]
     fn rsa_record_is_spki_that_ring_reads() {
-        let k = generate(false, 1024).unwrap();
+        let k = generate(false, 2048).unwrap();
         assert!(k.pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
         let p = k.record.strip_prefix("v=DKIM1; k=rsa; p=").unwrap();
         let spki = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
         // The SPKI's BIT STRING holds the PKCS#1 key ring can parse.
-        assert_eq!(&spki[..4], &[0x30, 0x81, 0x9f, 0x30]);
+        assert_eq!(&spki[..5], &[0x30, 0x82, 0x01, 0x22, 0x30]);
         assert_eq!(zone_line("example.com", "s1", "x"), "s1._domainkey.example.com. IN TXT ( \"x\" )");
         let long = "a".repeat(300);
         assert!(zone_line("e.test.", "s", &long).ends_with(&format!("\"{}\" \"{}\" )", "a".repeat(255), "a".repeat(45))));
-        assert!(generate(false, 512).is_err());
+        assert!(generate(false, 1024).is_err());
     }
 }

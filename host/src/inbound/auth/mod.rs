@@ -150,15 +150,31 @@ impl Checks {
         let (clean, removed) = results::strip_own(data, &a.authserv_id);
         let limit = Duration::from_secs(cfg.timeout.0.max(1));
         self.dkim = match a.parse(&clean) {
-            Some(m) if m.dkim_headers.is_empty() => vec![Entry::dkim_none()],
-            Some(m) => match tokio::time::timeout(limit, a.dkim(&m)).await {
-                Ok(out) => out.iter().map(Entry::dkim).collect(),
-                Err(_) => m
-                    .dkim_headers
-                    .iter()
-                    .map(|h| Entry::dkim_timeout(&h.header))
-                    .collect(),
-            },
+            Some(m) if m.dkim_headers.is_empty() && !m.has_dkim_errors => {
+                vec![Entry::dkim_none()]
+            }
+            Some(m) => {
+                let mut e: Vec<Entry> = match tokio::time::timeout(limit, a.dkim(&m)).await {
+                    Ok(out) => out.iter().map(Entry::dkim).collect(),
+                    Err(_) => m
+                        .dkim_headers
+                        .iter()
+                        .map(|h| Entry::dkim_timeout(&h.header))
+                        .collect(),
+                };
+                // Signatures mail-auth could not parse at all (it reports
+                // only those with a DKIM-specific error).
+                e.extend(
+                    m.errors
+                        .iter()
+                        .filter(|h| {
+                            h.name.eq_ignore_ascii_case(b"DKIM-Signature")
+                                && !matches!(h.header, mail_auth::Error::Dkim(_))
+                        })
+                        .map(|h| Entry::dkim_malformed(&h.header)),
+                );
+                e
+            }
             None => vec![Entry::dkim_none()],
         };
         Verified {
@@ -219,7 +235,9 @@ impl Authenticator {
     /// signatures must not cost hundreds of key lookups and RSA
     /// verifications); `None` when it cannot be parsed.
     pub fn parse<'a>(&self, message: &'a [u8]) -> Option<AuthenticatedMessage<'a>> {
-        let mut m = AuthenticatedMessage::parse(message)?;
+        // Not strict: signatures with l= are verified (and noted), not
+        // refused outright.
+        let mut m = AuthenticatedMessage::parse_with_opts(message, None, false)?;
         m.dkim_headers.truncate(self.max_signatures);
         Some(m)
     }

@@ -1,0 +1,397 @@
+//! DKIM with a real peer on each side. Keys come from `mailgate dkim
+//! keygen` and are published by nsd.
+//! - dkimpy (Debian's python3-dkim) signs with rsa-sha256 and
+//!   ed25519-sha256, relaxed and simple, with and without `l=`; mailgate
+//!   verifies and says so in its Authentication-Results header; a body or
+//!   header changed after signing fails. A client outside relay_networks
+//!   is not signed by mailgate, though its From domain has a key.
+//! - mailgate signs a relay client's mail with an RSA and an Ed25519 key
+//!   and sends it to Exim 4.96, which verifies both on receipt (its
+//!   `DKIM:` log lines; keys through unbound in Exim's own mount
+//!   namespace); dkimpy verifies Exim's copy, and fails it once its body
+//!   is changed.
+
+use mailgate_tests::dnssec::{Unbound, sign_zone};
+use mailgate_tests::{Client, EximServer, Nsd, Server, free_port, mailgate_bin};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// A key made by `mailgate dkim keygen`: its file and TXT record value.
+struct Key {
+    pem: std::path::PathBuf,
+    record: String,
+}
+
+fn keygen(dir: &Path, domain: &str, selector: &str, ed25519: bool) -> Key {
+    let pem = dir.join(format!("{domain}.{selector}.pem"));
+    let mut c = Command::new(mailgate_bin());
+    c.args(["dkim", "keygen", domain, selector, "--out"])
+        .arg(&pem);
+    if ed25519 {
+        c.arg("--ed25519");
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // `sel._domainkey.dom. IN TXT ( "part" "part" )`: join the strings.
+    let line = text
+        .lines()
+        .find(|l| l.contains("._domainkey."))
+        .unwrap_or_else(|| panic!("{text}"));
+    let record: String = line
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(record.starts_with("v=DKIM1; k="), "{record}");
+    Key { pem, record }
+}
+
+/// Zone lines for `keys`: (selector, key).
+fn key_records(keys: &[(&str, &Key)]) -> String {
+    keys.iter()
+        .map(|(sel, k)| {
+            let parts: Vec<String> = k
+                .record
+                .as_bytes()
+                .chunks(200)
+                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                .collect();
+            format!("{sel}._domainkey IN TXT ( {} )\n", parts.join(" "))
+        })
+        .collect()
+}
+
+/// dkimpy: sign `msg` (CRLF) and return the signed message; `opts` are
+/// `canon=simple`, `length`, `ed25519`, `subject-only`.
+const SIGN: &str = r#"
+import sys, base64, dkim
+key, sel, dom, opts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+msg = sys.stdin.buffer.read()
+pem = open(key, "rb").read()
+alg = b"rsa-sha256"
+if "ed25519" in opts:
+    der = base64.b64decode(b"".join(l for l in pem.splitlines() if not l.startswith(b"-----")))
+    pem = base64.b64encode(der[-32:])
+    alg = b"ed25519-sha256"
+canon = (b"simple", b"simple") if "canon=simple" in opts else (b"relaxed", b"relaxed")
+sig = dkim.sign(msg, sel.encode(), dom.encode(), pem, canonicalize=canon,
+                include_headers=[b"from", b"to", b"subject"], length="length" in opts,
+                signature_algorithm=alg)
+sys.stdout.buffer.write(sig + msg)
+"#;
+
+/// dkimpy: verify every signature of the message on stdin with keys from
+/// argv (name=record ...); prints one line per signature, True or False.
+const VERIFY: &str = r#"
+import sys, dkim
+keys = dict(a.split("=", 1) for a in sys.argv[1:])
+def dns(name, timeout=5):
+    return keys.get(name.decode().rstrip("."), "").encode()
+msg = sys.stdin.buffer.read()
+d = dkim.DKIM(msg)
+n = len([h for h in d.headers if h[0].lower() == b"dkim-signature"])
+for i in range(n):
+    try:
+        print(d.verify(idx=i, dnsfunc=dns))
+    except dkim.ValidationError as e:
+        print(False, e)
+"#;
+
+fn python(script: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (python3-dkim)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn dkimpy_sign(k: &Key, sel: &str, dom: &str, opts: &str, msg: &str) -> String {
+    let pem = k.pem.display().to_string();
+    String::from_utf8(python(SIGN, &[&pem, sel, dom, opts], msg.as_bytes())).unwrap()
+}
+
+/// Send `data` (CRLF, no final dot) from `from` to `to`; the reply to the
+/// final dot.
+fn send(port: u16, from: &str, to: &str, data: &str) -> String {
+    let mut c = Client::connect(port);
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(data.replace("\r\n.", "\r\n..").as_bytes());
+    let r = c.cmd(".");
+    c.cmd("QUIT");
+    r
+}
+
+/// The delivered message whose Subject is `subject`.
+fn delivered(s: &Server, subject: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(m) = s
+            .maildir("local.test", "user")
+            .into_iter()
+            .find(|m| m.contains(&format!("Subject: {subject}\n")))
+        {
+            return m;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "{subject}: {}\n{:?}",
+            s.mainlog(),
+            s.maildir("local.test", "user")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Our Authentication-Results header of a delivered message (the maildir
+/// has LF line ends), unfolded.
+fn our_results(m: &str) -> String {
+    let start = m
+        .find("Authentication-Results: mx.local.test")
+        .unwrap_or_else(|| panic!("no A-R in {m}"));
+    let rest = &m[start..];
+    let mut end = rest.len();
+    for (i, _) in rest.match_indices('\n') {
+        if !rest[i + 1..].starts_with(['\t', ' ']) {
+            end = i;
+            break;
+        }
+    }
+    rest[..end].replace("\n\t", " ")
+}
+
+#[test]
+fn mailgate_verifies_what_dkimpy_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rsa = keygen(d, "dk.test", "rsa", false);
+    let ed = keygen(d, "dk.test", "ed", true);
+    let zone = format!(
+        "$ORIGIN dk.test.\n$TTL 300\n@ IN SOA ns.dk.test. admin.dk.test. 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.1\n{}",
+        key_records(&[("rsa", &rsa), ("ed", &ed)])
+    );
+    let nsd = Nsd::start("dk.test", &zone);
+    // mailgate has a key for dk.test too, but the client (127.0.0.1) is
+    // not a relay client here: nothing of ours is added.
+    let s = Server::start_with(
+        "relay_networks = [\"192.0.2.0/24\"]",
+        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
+        &format!(
+            "[[dkim]]\ndomain = \"dk.test\"\nselector = \"rsa\"\nkey = \"{}\"\n",
+            rsa.pem.display()
+        ),
+    );
+    let msg = |subject: &str| {
+        format!(
+            "From: Alice <alice@dk.test>\r\nTo: user@local.test\r\nSubject: {subject}\r\n\r\nHello,\r\n\r\nthis body is signed.\r\n"
+        )
+    };
+    let cases: &[(&str, &str, &str, &Key)] = &[
+        ("rsa relaxed", "rsa", "", &rsa),
+        ("rsa simple", "rsa", "canon=simple", &rsa),
+        ("ed25519", "ed", "ed25519", &ed),
+        ("length", "rsa", "length", &rsa),
+    ];
+    for (subject, sel, opts, key) in cases {
+        let signed = dkimpy_sign(key, sel, "dk.test", opts, &msg(subject));
+        let r = send(s.port, "alice@dk.test", "user@local.test", &signed);
+        assert!(r.starts_with("250"), "{r}");
+    }
+    // Changed after signing: one body line, then the Subject.
+    let signed = dkimpy_sign(&rsa, "rsa", "dk.test", "", &msg("body changed"));
+    send(
+        s.port,
+        "alice@dk.test",
+        "user@local.test",
+        &signed.replace("this body is signed.", "this body is forged."),
+    );
+    let signed = dkimpy_sign(&rsa, "rsa", "dk.test", "", &msg("header original"));
+    send(
+        s.port,
+        "alice@dk.test",
+        "user@local.test",
+        &signed.replace("Subject: header original", "Subject: header changed"),
+    );
+    // l= covers the body as signed; what is appended is not signed, and
+    // the header says so.
+    let signed = dkimpy_sign(&rsa, "rsa", "dk.test", "length", &msg("appended"));
+    send(
+        s.port,
+        "alice@dk.test",
+        "user@local.test",
+        &format!("{signed}An unsigned postscript.\r\n"),
+    );
+    // Two signatures, RSA then Ed25519: two results.
+    let once = dkimpy_sign(&rsa, "rsa", "dk.test", "", &msg("two signatures"));
+    let twice = dkimpy_sign(&ed, "ed", "dk.test", "ed25519", &once);
+    send(s.port, "alice@dk.test", "user@local.test", &twice);
+
+    for (subject, sel, opts, _) in cases {
+        let m = delivered(&s, subject);
+        let ar = our_results(&m);
+        let alg = if opts.contains("ed25519") {
+            "ed25519-sha256"
+        } else {
+            "rsa-sha256"
+        };
+        assert!(
+            ar.contains(&format!(
+                "dkim=pass{} header.d=dk.test header.i=@dk.test header.s={sel} header.a={alg}",
+                if opts.contains("length") {
+                    format!(" (body length limit l={})", "Hello,\r\n\r\nthis body is signed.\r\n".len())
+                } else {
+                    String::new()
+                }
+            )),
+            "{subject}: {ar}"
+        );
+        // Only dkimpy's signature: mailgate did not sign for a non-relay client.
+        assert_eq!(m.matches("DKIM-Signature:").count(), 1, "{m}");
+    }
+    for subject in ["body changed", "header changed"] {
+        let ar = our_results(&delivered(&s, subject));
+        assert!(ar.contains("dkim=fail"), "{subject}: {ar}");
+        assert!(!ar.contains("dkim=pass"), "{subject}: {ar}");
+    }
+    let ar = our_results(&delivered(&s, "body changed"));
+    assert!(ar.contains("body hash does not match"), "{ar}");
+    let ar = our_results(&delivered(&s, "appended"));
+    assert!(ar.contains("dkim=pass (body length limit l="), "{ar}");
+    let ar = our_results(&delivered(&s, "two signatures"));
+    assert!(
+        ar.contains("dkim=pass header.d=dk.test header.i=@dk.test header.s=rsa header.a=rsa-sha256")
+            && ar.contains(
+                "dkim=pass header.d=dk.test header.i=@dk.test header.s=ed header.a=ed25519-sha256"
+            ),
+        "{ar}"
+    );
+    // No signature at all.
+    send(
+        s.port,
+        "alice@dk.test",
+        "user@local.test",
+        &msg("unsigned"),
+    );
+    assert!(our_results(&delivered(&s, "unsigned")).contains("dkim=none"));
+}
+
+#[test]
+fn exim_and_dkimpy_verify_what_mailgate_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rsa = keygen(d, "sign.test", "r1", false);
+    let ed = keygen(d, "sign.test", "e1", true);
+    let zone = format!(
+        "$ORIGIN sign.test.\n$TTL 300\n@ IN SOA ns.sign.test. admin.sign.test. 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.1\n{}",
+        key_records(&[("r1", &rsa), ("e1", &ed)])
+    );
+    let (signed_zone, anchor) = sign_zone(d, "sign.test.", &zone);
+    let nsd = Nsd::start_zones(&[("sign.test", &signed_zone)]);
+    let unbound = Unbound::start("sign.test", nsd.port, &anchor);
+    let ex = EximServer::start_resolving(free_port(), "", "127.0.0.2");
+    let s = Server::start_with(
+        "",
+        &format!(
+            "smarthost = \"127.0.0.1:{}\"\nnameservers = [\"127.0.0.1:{}\"]\n",
+            ex.port, nsd.port
+        ),
+        &format!(
+            "[[dkim]]\ndomain = \"sign.test\"\nselector = \"r1\"\nkey = \"{}\"\nexpire = \"7d\"\n\n[[dkim]]\ndomain = \"sign.test\"\nselector = \"e1\"\nkey = \"{}\"\n",
+            rsa.pem.display(),
+            ed.pem.display()
+        ),
+    );
+    // A subdomain's mail is signed by its parent's keys (aligned for
+    // DMARC); a domain without keys is not signed.
+    for (from, subject) in [
+        ("bob@sign.test", "signed by mailgate"),
+        ("news@lists.sign.test", "signed for a subdomain"),
+        ("carol@other.test", "not ours to sign"),
+    ] {
+        let r = send(
+            s.port,
+            from,
+            "rcpt@remote.test",
+            &format!(
+                "From: {from}\r\nTo: rcpt@remote.test\r\nSubject: {subject}\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n\r\nA body line.\r\n.leading dot\r\n"
+            ),
+        );
+        assert!(r.starts_with("250"), "{r}");
+    }
+    // Exim's log: each message's id and its DKIM lines.
+    let start = std::time::Instant::now();
+    let log = loop {
+        let log = ex.mainlog();
+        if log.matches(" <= ").count() >= 3 {
+            break log;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "exim got:\n{log}\nmailgate:\n{}\nunbound:\n{}",
+            s.mainlog(),
+            unbound.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let id_of = |subject: &str| -> String {
+        log.lines()
+            .filter(|l| l.contains(" <= "))
+            .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+            .find(|id| ex.message(id).contains(&format!("Subject: {subject}")))
+            .unwrap_or_else(|| panic!("{subject} not in:\n{log}"))
+    };
+    let dkim_lines = |id: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains(id) && l.contains("DKIM: "))
+            .map(str::to_string)
+            .collect()
+    };
+    for subject in ["signed by mailgate", "signed for a subdomain"] {
+        let id = id_of(subject);
+        let lines = dkim_lines(&id);
+        for (sel, alg) in [("r1", "rsa-sha256"), ("e1", "ed25519-sha256")] {
+            assert!(
+                lines.iter().any(|l| l.contains("d=sign.test")
+                    && l.contains(&format!("s={sel}"))
+                    && l.contains(&format!("a={alg}"))
+                    && l.contains("[verification succeeded]")),
+                "{subject} {sel}: {lines:?}\n{log}"
+            );
+        }
+        // dkimpy checks Exim's copy (the -Mvc output is the message as
+        // received, LF line ends).
+        let m = ex.message(&id).replace("\r\n", "\n").replace('\n', "\r\n");
+        let args = [
+            format!("r1._domainkey.sign.test={}", rsa.record),
+            format!("e1._domainkey.sign.test={}", ed.record),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ok = String::from_utf8(python(VERIFY, &args, m.as_bytes())).unwrap();
+        assert_eq!(ok.trim(), "True\nTrue", "{subject}: {m}");
+        assert!(m.contains(" x="), "{m}");
+        let forged = m.replace("A body line.", "A forged line.");
+        let bad = String::from_utf8(python(VERIFY, &args, forged.as_bytes())).unwrap();
+        let bad: Vec<&str> = bad.lines().collect();
+        assert!(
+            bad.len() == 2 && bad.iter().all(|l| l.starts_with("False body hash mismatch")),
+            "{bad:?}"
+        );
+    }
+    let id = id_of("not ours to sign");
+    assert!(!ex.message(&id).contains("DKIM-Signature"));
+    assert!(dkim_lines(&id).is_empty(), "{log}");
+}
