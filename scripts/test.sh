@@ -13,6 +13,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ldns-signzone >/dev/null 2>&1 || missing+=(ldnsutils)
 [ -x /usr/sbin/unbound ] || missing+=(unbound)
 perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
+# dkimpy signs and verifies against mailgate (Debian's python, not pyenv's).
+/usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || missing+=(python3-dkim python3-nacl)
 # The C example plugin: clang for wasm32 with wasi-libc.
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)

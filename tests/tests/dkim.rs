@@ -112,7 +112,11 @@ fn python(script: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
         .expect("/usr/bin/python3 (python3-dkim)");
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -252,7 +256,10 @@ fn mailgate_verifies_what_dkimpy_signs() {
             ar.contains(&format!(
                 "dkim=pass{} header.d=dk.test header.i=@dk.test header.s={sel} header.a={alg}",
                 if opts.contains("length") {
-                    format!(" (body length limit l={})", "Hello,\r\n\r\nthis body is signed.\r\n".len())
+                    format!(
+                        " (body length limit l={})",
+                        "Hello,\r\n\r\nthis body is signed.\r\n".len()
+                    )
                 } else {
                     String::new()
                 }
@@ -273,19 +280,15 @@ fn mailgate_verifies_what_dkimpy_signs() {
     assert!(ar.contains("dkim=pass (body length limit l="), "{ar}");
     let ar = our_results(&delivered(&s, "two signatures"));
     assert!(
-        ar.contains("dkim=pass header.d=dk.test header.i=@dk.test header.s=rsa header.a=rsa-sha256")
-            && ar.contains(
-                "dkim=pass header.d=dk.test header.i=@dk.test header.s=ed header.a=ed25519-sha256"
-            ),
+        ar.contains(
+            "dkim=pass header.d=dk.test header.i=@dk.test header.s=rsa header.a=rsa-sha256"
+        ) && ar.contains(
+            "dkim=pass header.d=dk.test header.i=@dk.test header.s=ed header.a=ed25519-sha256"
+        ),
         "{ar}"
     );
     // No signature at all.
-    send(
-        s.port,
-        "alice@dk.test",
-        "user@local.test",
-        &msg("unsigned"),
-    );
+    send(s.port, "alice@dk.test", "user@local.test", &msg("unsigned"));
     assert!(our_results(&delivered(&s, "unsigned")).contains("dkim=none"));
 }
 
@@ -387,7 +390,10 @@ fn exim_and_dkimpy_verify_what_mailgate_signs() {
         let bad = String::from_utf8(python(VERIFY, &args, forged.as_bytes())).unwrap();
         let bad: Vec<&str> = bad.lines().collect();
         assert!(
-            bad.len() == 2 && bad.iter().all(|l| l.starts_with("False body hash mismatch")),
+            bad.len() == 2
+                && bad
+                    .iter()
+                    .all(|l| l.starts_with("False body hash mismatch")),
             "{bad:?}"
         );
     }

@@ -166,10 +166,16 @@ impl DkimKey {
                 })
         };
         if !name_ok(&self.domain) {
-            return Some(format!("dkim domain {:?} is not a domain name", self.domain));
+            return Some(format!(
+                "dkim domain {:?} is not a domain name",
+                self.domain
+            ));
         }
         if !name_ok(&self.selector) {
-            return Some(format!("dkim selector {:?} is not a valid selector", self.selector));
+            return Some(format!(
+                "dkim selector {:?} is not a valid selector",
+                self.selector
+            ));
         }
         if let Some(h) = &self.headers
             && let Some(bad) = h

@@ -743,8 +743,7 @@ fn dkim_sign(
     if !shared.cfg.server.relay_networks.contains(conn.ip) {
         return Ok(());
     }
-    let Some(from) = crate::smtp::header::header_value(data, "From")
-        .and_then(|f| from_domain(&f))
+    let Some(from) = crate::smtp::header::header_value(data, "From").and_then(|f| from_domain(&f))
     else {
         return Ok(());
     };

@@ -294,9 +294,15 @@ mod tests {
 
     #[test]
     fn header_lines() {
-        assert_eq!(header("mx.test", &[]), "Authentication-Results: mx.test; none\r\n");
         assert_eq!(
-            header("mx.test", &["spf=pass smtp.mailfrom=a@b".into(), "dkim=none".into()]),
+            header("mx.test", &[]),
+            "Authentication-Results: mx.test; none\r\n"
+        );
+        assert_eq!(
+            header(
+                "mx.test",
+                &["spf=pass smtp.mailfrom=a@b".into(), "dkim=none".into()]
+            ),
             "Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=a@b;\r\n\tdkim=none\r\n"
         );
     }

@@ -33,10 +33,7 @@ pub fn generate(ed25519: bool, bits: usize) -> Result<NewKey, String> {
     let k = DkimKeyPair::generate_rsa(bits).map_err(|e| e.to_string())?;
     Ok(NewKey {
         pem: pem("RSA PRIVATE KEY", k.private_key()),
-        record: format!(
-            "v=DKIM1; k=rsa; p={}",
-            b64.encode(rsa_spki(k.public_key()))
-        ),
+        record: format!("v=DKIM1; k=rsa; p={}", b64.encode(rsa_spki(k.public_key()))),
         kind: format!("rsa {bits}"),
     })
 }
@@ -136,9 +133,16 @@ mod tests {
         let spki = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
         // The SPKI's BIT STRING holds the PKCS#1 key ring can parse.
         assert_eq!(&spki[..5], &[0x30, 0x82, 0x01, 0x22, 0x30]);
-        assert_eq!(zone_line("example.com", "s1", "x"), "s1._domainkey.example.com. IN TXT ( \"x\" )");
+        assert_eq!(
+            zone_line("example.com", "s1", "x"),
+            "s1._domainkey.example.com. IN TXT ( \"x\" )"
+        );
         let long = "a".repeat(300);
-        assert!(zone_line("e.test.", "s", &long).ends_with(&format!("\"{}\" \"{}\" )", "a".repeat(255), "a".repeat(45))));
+        assert!(zone_line("e.test.", "s", &long).ends_with(&format!(
+            "\"{}\" \"{}\" )",
+            "a".repeat(255),
+            "a".repeat(45)
+        )));
         assert!(generate(false, 1024).is_err());
     }
 }

@@ -14,8 +14,8 @@
 //! clients is signed by [`sign`].
 
 pub mod entry;
-pub mod results;
 pub mod keygen;
+pub mod results;
 pub mod sign;
 
 pub use entry::Entry;
@@ -106,9 +106,7 @@ impl Checks {
         self.received_spf = match (&m, cfg.received_spf) {
             (Some(m), true) => {
                 use mail_auth::common::headers::HeaderWriter;
-                Some(
-                    mail_auth::ReceivedSpf::new(m, ip, helo, sender, &a.authserv_id).to_header(),
-                )
+                Some(mail_auth::ReceivedSpf::new(m, ip, helo, sender, &a.authserv_id).to_header())
             }
             _ => None,
         };

@@ -370,8 +370,16 @@ mod tests {
             t: 1_700_000_000,
             x: 1_700_604_800,
             h: [
-                "From", "From", "To", "Subject", "Date", "Message-ID", "MIME-Version",
-                "Content-Type", "Reply-To", "Cc",
+                "From",
+                "From",
+                "To",
+                "Subject",
+                "Date",
+                "Message-ID",
+                "MIME-Version",
+                "Content-Type",
+                "Reply-To",
+                "Cc",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -385,11 +393,16 @@ mod tests {
         }
         let bh = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         assert!(f.contains(&format!("bh={bh};")), "{f}");
-        assert!(f.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com;"));
+        assert!(
+            f.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com;")
+        );
         // Without b=, as signed: one line, single spaces, ends with "b=".
         let r = relaxed(&field(&s, None));
         assert!(r.starts_with("dkim-signature:v=1; a=rsa-sha256;"), "{r}");
         assert!(r.ends_with(" b="), "{r}");
-        assert!(!r.contains("  ") && !r.contains('\r') && !r.contains('\t'), "{r}");
+        assert!(
+            !r.contains("  ") && !r.contains('\r') && !r.contains('\t'),
+            "{r}"
+        );
     }
 }
