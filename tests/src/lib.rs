@@ -490,6 +490,27 @@ impl Client {
         }
     }
 
+    /// Connect in cleartext from the loopback address `source` (say
+    /// 127.0.0.5, for a client whose reverse DNS a test serves) and read
+    /// the banner.
+    pub fn connect_from(source: &str, port: u16) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        s.bind(&from.into()).unwrap();
+        let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        s.connect(&to.into()).unwrap();
+        let tcp: TcpStream = s.into();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            stream: Conn::Plain(tcp),
+            buf: Vec::new(),
+        };
+        let r = c.reply();
+        assert!(r.starts_with("220 "), "banner: {r}");
+        c
+    }
+
     /// Connect in cleartext and read the banner.
     pub fn connect(port: u16) -> Client {
         let mut c = Client::connect_raw(port);

@@ -17,6 +17,7 @@ pub mod entry;
 pub mod keygen;
 pub mod results;
 pub mod sign;
+pub mod spf;
 
 pub use entry::Entry;
 
@@ -211,21 +212,15 @@ impl Authenticator {
 
     /// SPF for the HELO name.
     pub async fn spf_helo(&self, ip: IpAddr, helo: &str) -> SpfOutput {
-        self.ma
-            .verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.authserv_id))
-            .await
+        let p = SpfParameters::verify_ehlo(ip, helo, &self.authserv_id);
+        spf::check(&self.ma, p, helo).await
     }
 
     /// SPF for the MAIL FROM address.
     pub async fn spf_mail(&self, ip: IpAddr, helo: &str, sender: &str) -> SpfOutput {
-        self.ma
-            .verify_spf(SpfParameters::verify_mail_from(
-                ip,
-                helo,
-                &self.authserv_id,
-                sender,
-            ))
-            .await
+        let p = SpfParameters::verify_mail_from(ip, helo, &self.authserv_id, sender);
+        let domain = sender.rsplit_once('@').map_or(sender, |(_, d)| d);
+        spf::check(&self.ma, p, domain).await
     }
 
     /// The message as DKIM sees it, with at most the configured number of
