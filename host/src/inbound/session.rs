@@ -7,7 +7,6 @@ use crate::config::{Config, ListenerMode};
 use crate::log::exim::host_field;
 use crate::log::{Event, MainLog, Peer, RejectStage, SessionNote, printable};
 use crate::net::stream;
-use crate::plugin::bindings::mailgate::plugin::types as wit;
 use crate::plugin::dispatch::{self, session as hooks};
 use crate::queue::QueueHandle;
 use crate::routing::Router;
@@ -455,7 +454,7 @@ async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Dec
             recipients: conn.rcpts.clone(),
             message_id: None,
             vars: &known_vars,
-            checks: plugin_checks(&conn.checks),
+            checks: conn.checks.for_plugins(),
         };
         hooks::run(
             &mut plugins,
@@ -660,8 +659,17 @@ async fn message(
             ));
         }
     }
-    results_header(conn, shared, &mut tx.data, plugin_results);
-    if let Err(e) = dkim_sign(conn, shared, &mut tx.data) {
+    let id = shared.auth.as_ref().map(|a| a.authserv_id.as_str());
+    conn.checks.prepend_header(
+        id,
+        &shared.cfg.server.hostname,
+        plugin_results,
+        &mut tx.data,
+    );
+    let relay_client = shared.cfg.server.relay_networks.contains(conn.ip);
+    if let Some(signer) = shared.signer.as_ref().filter(|_| relay_client)
+        && let Err(e) = signer.sign_into(&mut tx.data)
+    {
         conn.note(SessionNote::Other(e.to_string()));
         return Err(Reply::new(
             451,
@@ -681,90 +689,12 @@ async fn message(
             recipients: tx.rcpts.iter().map(|r| r.address.to_string()).collect(),
             message_id: None,
             vars: &conn.vars,
-            checks: plugin_checks(&conn.checks),
+            checks: conn.checks.for_plugins(),
         })
     });
     let view = conn_view(conn);
     let route = conn.plugins.as_mut().zip(ctx);
     receive::accept(view, shared, tx, route).await
-}
-
-/// The host's results as plugins see them.
-fn plugin_checks(c: &super::auth::Checks) -> Vec<wit::CheckResult> {
-    c.entries()
-        .map(|e| wit::CheckResult {
-            method: e.method.clone(),
-            outcome: e.result.clone(),
-            detail: e.detail(),
-        })
-        .collect()
-}
-
-/// Prepend our Authentication-Results header: the host's results, then
-/// the plugins' (ARC, DMARC, ...), one header in all (RFC 8601 §5), and
-/// the optional Received-SPF. Nothing when the checks are off and no
-/// plugin said anything.
-fn results_header(conn: &Conn, shared: &Shared, data: &mut Vec<u8>, plugin: Vec<String>) {
-    let mut entries: Vec<String> = conn
-        .checks
-        .entries()
-        .map(super::auth::Entry::resinfo)
-        .collect();
-    // A plugin's words go into a header: no line breaks of its own.
-    entries.extend(
-        plugin
-            .into_iter()
-            .map(|e| e.replace(['\r', '\n'], " ").trim().to_string())
-            .filter(|e| !e.is_empty()),
-    );
-    let id = match &shared.auth {
-        Some(a) => a.authserv_id.as_str(),
-        None if entries.is_empty() => return,
-        None => shared.cfg.server.hostname.as_str(),
-    };
-    let mut top = super::auth::entry::header(id, &entries);
-    if let Some(r) = conn.checks.received_spf() {
-        top.push_str(r);
-    }
-    let mut d = top.into_bytes();
-    d.extend_from_slice(data);
-    *data = d;
-}
-
-/// Sign mail from relay clients with the From domain's `[[dkim]]` keys.
-fn dkim_sign(
-    conn: &Conn,
-    shared: &Shared,
-    data: &mut Vec<u8>,
-) -> Result<(), super::auth::sign::SignError> {
-    let Some(signer) = &shared.signer else {
-        return Ok(());
-    };
-    if !shared.cfg.server.relay_networks.contains(conn.ip) {
-        return Ok(());
-    }
-    let Some(from) = crate::smtp::header::header_value(data, "From").and_then(|f| from_domain(&f))
-    else {
-        return Ok(());
-    };
-    let sigs = signer.sign(data, &from)?;
-    if !sigs.is_empty() {
-        let mut d = sigs.into_bytes();
-        d.extend_from_slice(data);
-        *data = d;
-    }
-    Ok(())
-}
-
-/// The domain of the (first) address in a From value.
-fn from_domain(value: &str) -> Option<String> {
-    let v = value.trim();
-    let addr = match (v.rfind('<'), v.rfind('>')) {
-        (Some(i), Some(j)) if j > i => &v[i + 1..j],
-        _ => v.split(',').next().unwrap_or(v),
-    };
-    let d = addr.trim().rsplit_once('@')?.1.trim();
-    (!d.is_empty()).then(|| d.to_ascii_lowercase())
 }
 
 /// The `<=` line of a message accepted but not spooled (discarded or

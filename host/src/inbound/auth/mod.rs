@@ -53,6 +53,55 @@ impl Checks {
         self.iprev.iter().chain(&self.spf).chain(&self.dkim)
     }
 
+    /// The results as plugins get them (`checks` in the hook context).
+    pub fn for_plugins(
+        &self,
+    ) -> Vec<crate::plugin::bindings::mailgate::plugin::types::CheckResult> {
+        self.entries()
+            .map(
+                |e| crate::plugin::bindings::mailgate::plugin::types::CheckResult {
+                    method: e.method.clone(),
+                    outcome: e.result.clone(),
+                    detail: e.detail(),
+                },
+            )
+            .collect()
+    }
+
+    /// Prepend our Authentication-Results header to `data`: the host's
+    /// results, then the plugins' (ARC, DMARC, ...), one header in all
+    /// (RFC 8601 §5), and the optional Received-SPF. `authserv_id` is
+    /// none when the checks are off: then the header is written (with
+    /// `hostname`) only when a plugin said something.
+    pub fn prepend_header(
+        &self,
+        authserv_id: Option<&str>,
+        hostname: &str,
+        plugin: Vec<String>,
+        data: &mut Vec<u8>,
+    ) {
+        let mut entries: Vec<String> = self.entries().map(Entry::resinfo).collect();
+        // A plugin's words go into a header: no line breaks of its own.
+        entries.extend(
+            plugin
+                .into_iter()
+                .map(|e| e.replace(['\r', '\n'], " ").trim().to_string())
+                .filter(|e| !e.is_empty()),
+        );
+        let id = match authserv_id {
+            Some(id) => id,
+            None if entries.is_empty() => return,
+            None => hostname,
+        };
+        let mut top = entry::header(id, &entries);
+        if let Some(r) = self.received_spf() {
+            top.push_str(r);
+        }
+        let mut d = top.into_bytes();
+        d.extend_from_slice(data);
+        *data = d;
+    }
+
     /// The optional `Received-SPF:` header (with CRLF) for this
     /// transaction.
     pub fn received_spf(&self) -> Option<&str> {

@@ -120,6 +120,23 @@ impl Signer {
         }
     }
 
+    /// Sign `data` by its From domain and prepend the signatures; nothing
+    /// when it has no From domain or no key for it.
+    pub fn sign_into(&self, data: &mut Vec<u8>) -> Result<(), SignError> {
+        let Some(from) =
+            crate::smtp::header::header_value(data, "From").and_then(|f| from_domain(&f))
+        else {
+            return Ok(());
+        };
+        let sigs = self.sign(data, &from)?;
+        if !sigs.is_empty() {
+            let mut d = sigs.into_bytes();
+            d.extend_from_slice(data);
+            *data = d;
+        }
+        Ok(())
+    }
+
     /// The DKIM-Signature header fields (each with its name and CRLF) for
     /// `message`, one per key of the signing domain for `from`; empty
     /// when no domain matches.
@@ -141,6 +158,17 @@ impl Signer {
         }
         Ok(out)
     }
+}
+
+/// The domain of the (first) address in a From value.
+pub fn from_domain(value: &str) -> Option<String> {
+    let v = value.trim();
+    let addr = match (v.rfind('<'), v.rfind('>')) {
+        (Some(i), Some(j)) if j > i => &v[i + 1..j],
+        _ => v.split(',').next().unwrap_or(v),
+    };
+    let d = addr.trim().rsplit_once('@')?.1.trim();
+    (!d.is_empty()).then(|| d.to_ascii_lowercase())
 }
 
 impl Loaded {
@@ -359,6 +387,20 @@ fn relaxed(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_domains() {
+        assert_eq!(
+            from_domain("Alice <A@Example.COM>").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            from_domain("\"Doe, J\" <j@d.test>").as_deref(),
+            Some("d.test")
+        );
+        assert_eq!(from_domain("b@c.test, d@e.test").as_deref(), Some("c.test"));
+        assert_eq!(from_domain("undisclosed"), None);
+    }
 
     #[test]
     fn folds_only_between_tags_and_in_b() {
