@@ -76,6 +76,20 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     (0..n).map(|_| free_port()).collect()
 }
 
+/// Our Authentication-Results header (authserv-id `mx.local.test`) of a
+/// maildir message (LF line ends), unfolded.
+pub fn auth_results(m: &str) -> String {
+    let at = m
+        .find("Authentication-Results: mx.local.test")
+        .unwrap_or_else(|| panic!("no Authentication-Results of ours in {m}"));
+    let rest = &m[at..];
+    let end = rest
+        .match_indices('\n')
+        .find(|(i, _)| !rest[i + 1..].starts_with(['\t', ' ']))
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].replace("\n\t", " ")
+}
+
 /// Make a self-signed P-256 certificate and key with openssl.
 pub fn self_signed_cert(cert: &Path, key: &Path, cn: &str) {
     let st = Command::new(require("openssl"))
@@ -289,6 +303,27 @@ impl Server {
     }
 
     /// Files delivered to a local mailbox.
+    /// The message in user@local.test's maildir whose Subject is
+    /// `subject`, waiting up to 30 seconds for it.
+    pub fn delivered(&self, subject: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(m) = self
+                .maildir("local.test", "user")
+                .into_iter()
+                .find(|m| m.contains(&format!("Subject: {subject}\n")))
+            {
+                return m;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{subject}: {}",
+                self.mainlog()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn maildir(&self, domain: &str, local: &str) -> Vec<String> {
         let dir = self
             .data()
@@ -500,7 +535,11 @@ impl Client {
         s.bind(&from.into()).unwrap();
         let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         s.connect(&to.into()).unwrap();
-        let tcp: TcpStream = s.into();
+        Client::greeted(s.into())
+    }
+
+    /// A client on `tcp` that has read the banner.
+    fn greeted(tcp: TcpStream) -> Client {
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut c = Client {
             stream: Conn::Plain(tcp),
@@ -565,15 +604,7 @@ impl Client {
 
     /// Connect in cleartext to any address and read the banner.
     pub fn connect_addr(addr: std::net::SocketAddr) -> Client {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut c = Client {
-            stream: Conn::Plain(tcp),
-            buf: Vec::new(),
-        };
-        let r = c.reply();
-        assert!(r.starts_with("220 "), "banner: {r}");
-        c
+        Client::greeted(TcpStream::connect(addr).unwrap())
     }
 
     /// The server's end-entity certificate (DER), on a TLS connection.

@@ -9,7 +9,7 @@
 //! whose name `localhost` does not lead back to it, fails; a served
 //! reverse zone is tested with `mailgate auth check`.)
 
-use mailgate_tests::{Client, Nsd, Server};
+use mailgate_tests::{Client, Nsd, Server, auth_results};
 
 const ZONE: &str = "$ORIGIN authtest.
 $TTL 300
@@ -126,29 +126,8 @@ From: a@pass.authtest\r\nSubject: spf\r\n\r\nhello\r\n",
     assert!(r[0].starts_with("250"), "{r:?}");
 }
 
-/// Our Authentication-Results header of the delivered message whose
-/// Subject is `subject`, unfolded (the maildir has LF line ends).
 fn results_of(s: &Server, subject: &str) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(m) = s
-            .maildir("local.test", "user")
-            .into_iter()
-            .find(|m| m.contains(&format!("Subject: {subject}\n")))
-        {
-            let at = m
-                .find("Authentication-Results: mx.local.test")
-                .expect("our A-R");
-            let rest = &m[at..];
-            let end = rest
-                .match_indices('\n')
-                .find(|(i, _)| !rest[i + 1..].starts_with(['\t', ' ']))
-                .map_or(rest.len(), |(i, _)| i);
-            return rest[..end].replace("\n\t", " ");
-        }
-        assert!(start.elapsed().as_secs() < 30, "{subject}: {}", s.mainlog());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    auth_results(&s.delivered(subject))
 }
 
 fn send_from(s: &Server, source: &str, helo: &str, from: &str, subject: &str) -> String {
@@ -208,11 +187,7 @@ fn every_spf_result_and_iprev() {
         assert!(ar.contains("spf=pass smtp.helo=client.authtest"), "{ar}");
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
-    let m = s
-        .maildir("local.test", "user")
-        .into_iter()
-        .find(|m| m.contains("Subject: a@soft.authtest\n"))
-        .unwrap();
+    let m = s.delivered("a@soft.authtest");
     assert!(m.contains("Received-SPF: softfail"), "{m}");
 
     // iprev: 127.0.0.1 is localhost and back; 127.0.0.5 is localhost,

@@ -12,7 +12,7 @@
 //!   is changed.
 
 use mailgate_tests::dnssec::{Unbound, sign_zone};
-use mailgate_tests::{Client, EximServer, Nsd, Server, free_port, mailgate_bin};
+use mailgate_tests::{Client, EximServer, Nsd, Server, auth_results, free_port, mailgate_bin};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -140,44 +140,6 @@ fn send(port: u16, from: &str, to: &str, data: &str) -> String {
     r
 }
 
-/// The delivered message whose Subject is `subject`.
-fn delivered(s: &Server, subject: &str) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(m) = s
-            .maildir("local.test", "user")
-            .into_iter()
-            .find(|m| m.contains(&format!("Subject: {subject}\n")))
-        {
-            return m;
-        }
-        assert!(
-            start.elapsed().as_secs() < 30,
-            "{subject}: {}\n{:?}",
-            s.mainlog(),
-            s.maildir("local.test", "user")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// Our Authentication-Results header of a delivered message (the maildir
-/// has LF line ends), unfolded.
-fn our_results(m: &str) -> String {
-    let start = m
-        .find("Authentication-Results: mx.local.test")
-        .unwrap_or_else(|| panic!("no A-R in {m}"));
-    let rest = &m[start..];
-    let mut end = rest.len();
-    for (i, _) in rest.match_indices('\n') {
-        if !rest[i + 1..].starts_with(['\t', ' ']) {
-            end = i;
-            break;
-        }
-    }
-    rest[..end].replace("\n\t", " ")
-}
-
 #[test]
 fn mailgate_verifies_what_dkimpy_signs() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,8 +207,8 @@ fn mailgate_verifies_what_dkimpy_signs() {
     send(s.port, "alice@dk.test", "user@local.test", &twice);
 
     for (subject, sel, opts, _) in cases {
-        let m = delivered(&s, subject);
-        let ar = our_results(&m);
+        let m = s.delivered(subject);
+        let ar = auth_results(&m);
         let alg = if opts.contains("ed25519") {
             "ed25519-sha256"
         } else {
@@ -270,15 +232,15 @@ fn mailgate_verifies_what_dkimpy_signs() {
         assert_eq!(m.matches("DKIM-Signature:").count(), 1, "{m}");
     }
     for subject in ["body changed", "header changed"] {
-        let ar = our_results(&delivered(&s, subject));
+        let ar = auth_results(&s.delivered(subject));
         assert!(ar.contains("dkim=fail"), "{subject}: {ar}");
         assert!(!ar.contains("dkim=pass"), "{subject}: {ar}");
     }
-    let ar = our_results(&delivered(&s, "body changed"));
+    let ar = auth_results(&s.delivered("body changed"));
     assert!(ar.contains("body hash does not match"), "{ar}");
-    let ar = our_results(&delivered(&s, "appended"));
+    let ar = auth_results(&s.delivered("appended"));
     assert!(ar.contains("dkim=pass (body length limit l="), "{ar}");
-    let ar = our_results(&delivered(&s, "two signatures"));
+    let ar = auth_results(&s.delivered("two signatures"));
     assert!(
         ar.contains(
             "dkim=pass header.d=dk.test header.i=@dk.test header.s=rsa header.a=rsa-sha256"
@@ -289,7 +251,7 @@ fn mailgate_verifies_what_dkimpy_signs() {
     );
     // No signature at all.
     send(s.port, "alice@dk.test", "user@local.test", &msg("unsigned"));
-    assert!(our_results(&delivered(&s, "unsigned")).contains("dkim=none"));
+    assert!(auth_results(&s.delivered("unsigned")).contains("dkim=none"));
 }
 
 #[test]
