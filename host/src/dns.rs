@@ -193,7 +193,8 @@ impl Dns {
     /// Like [`Dns::records`], and whether the answer was DNSSEC-validated
     /// (every record proven secure). An answer that cannot be validated
     /// (unsigned, no chain to an anchor, bogus) is looked up again without
-    /// validation and reported as not secure.
+    /// validation and reported as not secure; without DNSSEC here
+    /// ([`Dns::dnssec_available`]) only the plain resolver is asked.
     pub async fn records_checked(
         &self,
         name: &str,
@@ -201,7 +202,12 @@ impl Dns {
     ) -> Result<(Vec<String>, bool), String> {
         use hickory_resolver::proto::dnssec::Proof;
         let fqdn = format!("{}.", name.trim_end_matches('.'));
-        if let Ok(l) = self.validating.lookup(fqdn, rtype).await {
+        // Without DNSSEC here nothing validates: asking the validating
+        // resolver first would only cost its proof queries (seconds for
+        // each new unsigned name).
+        if self.dnssec_available().await
+            && let Ok(l) = self.validating.lookup(fqdn, rtype).await
+        {
             let recs: Vec<_> = l
                 .answers()
                 .iter()

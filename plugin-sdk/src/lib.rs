@@ -143,6 +143,45 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Str
     serde_json::from_str(json).map_err(|e| format!("bad plugin config: {e}"))
 }
 
+/// The TXT records of `name`, each as its text: the record's strings
+/// joined, escapes (`\"`, `\\`, `\DDD`) decoded. An empty list when the
+/// name has none.
+pub fn txt_records(name: &str) -> Result<Vec<String>, bindings::mailgate::plugin::types::CapError> {
+    let a = dns::lookup(name, dns::RecordType::Txt)?;
+    Ok(a.records.iter().map(|r| txt_text(r)).collect())
+}
+
+/// One TXT record in presentation form (`"v=spf1 " "-all"`) as its text.
+pub fn txt_text(presentation: &str) -> String {
+    let b = presentation.trim().as_bytes();
+    if !b.starts_with(b"\"") {
+        return presentation.trim().to_string();
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut quoted = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => quoted = !quoted,
+            b'\\' if i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) => {
+                let n = (b[i + 1] - b'0') as u32 * 100
+                    + (b[i + 2] - b'0') as u32 * 10
+                    + (b[i + 3] - b'0') as u32;
+                out.push(n.min(255) as u8);
+                i += 3;
+            }
+            b'\\' if i + 1 < b.len() => {
+                out.push(b[i + 1]);
+                i += 1;
+            }
+            c if quoted => out.push(c),
+            _ => {}
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Log at info level.
 pub fn info(msg: &str) {
     log::write(log::Level::Info, msg);
@@ -244,4 +283,17 @@ macro_rules! export_plugin {
         type __MailgatePluginExport = $crate::Adapter<$t>;
         $crate::bindings::export!(__MailgatePluginExport with_types_in $crate::bindings);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn txt_presentation_to_text() {
+        assert_eq!(
+            super::txt_text("\"v=DMARC1; \" \"p=reject\""),
+            "v=DMARC1; p=reject"
+        );
+        assert_eq!(super::txt_text("\"a\\\"b\\\\c\\059\""), "a\"b\\c;");
+        assert_eq!(super::txt_text("plain"), "plain");
+    }
 }

@@ -2,6 +2,7 @@
 //! loopback with a private configuration, talk to it with raw sockets (plain
 //! or TLS), run real peers (swaks, Exim) against it, and read its logs.
 
+pub mod dkimpy;
 pub mod dnssec;
 
 use std::io::{Read, Write};

@@ -11,119 +11,9 @@
 //!   namespace); dkimpy verifies Exim's copy, and fails it once its body
 //!   is changed.
 
+use mailgate_tests::dkimpy::{Key, VERIFY, dkimpy_sign, key_records, keygen, python};
 use mailgate_tests::dnssec::{Unbound, sign_zone};
-use mailgate_tests::{Client, EximServer, Nsd, Server, auth_results, free_port, mailgate_bin};
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-/// A key made by `mailgate dkim keygen`: its file and TXT record value.
-struct Key {
-    pem: std::path::PathBuf,
-    record: String,
-}
-
-fn keygen(dir: &Path, domain: &str, selector: &str, ed25519: bool) -> Key {
-    let pem = dir.join(format!("{domain}.{selector}.pem"));
-    let mut c = Command::new(mailgate_bin());
-    c.args(["dkim", "keygen", domain, selector, "--out"])
-        .arg(&pem);
-    if ed25519 {
-        c.arg("--ed25519");
-    }
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    // `sel._domainkey.dom. IN TXT ( "part" "part" )`: join the strings.
-    let line = text
-        .lines()
-        .find(|l| l.contains("._domainkey."))
-        .unwrap_or_else(|| panic!("{text}"));
-    let record: String = line
-        .split('"')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, p)| p)
-        .collect();
-    assert!(record.starts_with("v=DKIM1; k="), "{record}");
-    Key { pem, record }
-}
-
-/// Zone lines for `keys`: (selector, key).
-fn key_records(keys: &[(&str, &Key)]) -> String {
-    keys.iter()
-        .map(|(sel, k)| {
-            let parts: Vec<String> = k
-                .record
-                .as_bytes()
-                .chunks(200)
-                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-                .collect();
-            format!("{sel}._domainkey IN TXT ( {} )\n", parts.join(" "))
-        })
-        .collect()
-}
-
-/// dkimpy: sign `msg` (CRLF) and return the signed message; `opts` are
-/// `canon=simple`, `length`, `ed25519`, `subject-only`.
-const SIGN: &str = r#"
-import sys, base64, dkim
-key, sel, dom, opts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
-msg = sys.stdin.buffer.read()
-pem = open(key, "rb").read()
-alg = b"rsa-sha256"
-if "ed25519" in opts:
-    der = base64.b64decode(b"".join(l for l in pem.splitlines() if not l.startswith(b"-----")))
-    pem = base64.b64encode(der[-32:])
-    alg = b"ed25519-sha256"
-canon = (b"simple", b"simple") if "canon=simple" in opts else (b"relaxed", b"relaxed")
-sig = dkim.sign(msg, sel.encode(), dom.encode(), pem, canonicalize=canon,
-                include_headers=[b"from", b"to", b"subject"], length="length" in opts,
-                signature_algorithm=alg)
-sys.stdout.buffer.write(sig + msg)
-"#;
-
-/// dkimpy: verify every signature of the message on stdin with keys from
-/// argv (name=record ...); prints one line per signature, True or False.
-const VERIFY: &str = r#"
-import sys, dkim
-keys = dict(a.split("=", 1) for a in sys.argv[1:])
-def dns(name, timeout=5):
-    return keys.get(name.decode().rstrip("."), "").encode()
-msg = sys.stdin.buffer.read()
-d = dkim.DKIM(msg)
-n = len([h for h in d.headers if h[0].lower() == b"dkim-signature"])
-for i in range(n):
-    try:
-        print(d.verify(idx=i, dnsfunc=dns))
-    except dkim.ValidationError as e:
-        print(False, e)
-"#;
-
-fn python(script: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (python3-dkim)");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn dkimpy_sign(k: &Key, sel: &str, dom: &str, opts: &str, msg: &str) -> String {
-    let pem = k.pem.display().to_string();
-    String::from_utf8(python(SIGN, &[&pem, sel, dom, opts], msg.as_bytes())).unwrap()
-}
+use mailgate_tests::{Client, EximServer, Nsd, Server, auth_results, free_port};
 
 /// Send `data` (CRLF, no final dot) from `from` to `to`; the reply to the
 /// final dot.
@@ -148,7 +38,7 @@ fn mailgate_verifies_what_dkimpy_signs() {
     let ed = keygen(d, "dk.test", "ed", true);
     let zone = format!(
         "$ORIGIN dk.test.\n$TTL 300\n@ IN SOA ns.dk.test. admin.dk.test. 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.1\n{}",
-        key_records(&[("rsa", &rsa), ("ed", &ed)])
+        key_records(&[("rsa._domainkey", &rsa), ("ed._domainkey", &ed)])
     );
     let nsd = Nsd::start("dk.test", &zone);
     // mailgate has a key for dk.test too, but the client (127.0.0.1) is
@@ -262,7 +152,7 @@ fn exim_and_dkimpy_verify_what_mailgate_signs() {
     let ed = keygen(d, "sign.test", "e1", true);
     let zone = format!(
         "$ORIGIN sign.test.\n$TTL 300\n@ IN SOA ns.sign.test. admin.sign.test. 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.1\n{}",
-        key_records(&[("r1", &rsa), ("e1", &ed)])
+        key_records(&[("r1._domainkey", &rsa), ("e1._domainkey", &ed)])
     );
     let (signed_zone, anchor) = sign_zone(d, "sign.test.", &zone);
     let nsd = Nsd::start_zones(&[("sign.test", &signed_zone)]);

@@ -618,6 +618,17 @@ async fn message(
                 return Ok(id);
             }
             hooks::Decision::Quarantine(why) => {
+                // The quarantined copy carries the plugins' header changes
+                // and our Authentication-Results, as a delivered one would.
+                let actions = std::mem::take(&mut conn.pending);
+                let results = hooks::apply(&mut tx, actions, &shared.log, &host);
+                let authserv = shared.auth.as_ref().map(|a| a.authserv_id.as_str());
+                conn.checks.prepend_header(
+                    authserv,
+                    &shared.cfg.server.hostname,
+                    results,
+                    &mut tx.data,
+                );
                 let id = next_id();
                 let dir = shared.cfg.server.data_dir.join("quarantine");
                 let saved = super::quarantine::save(&dir, &id, std::mem::take(&mut tx.data)).await;

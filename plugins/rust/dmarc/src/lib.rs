@@ -1,0 +1,358 @@
+//! DMARC (RFC 7489, with DMARCbis `np`) as a mailgate plugin, at end of
+//! data. The host has checked SPF and DKIM (`checks` in the context);
+//! this plugin finds the From domain's policy through the host's resolver
+//! (capability `dns`), aligns the authenticated identifiers with it and
+//! says so in our Authentication-Results header (`dmarc=pass
+//! header.from=... policy.dmarc=...`). Failing mail gets the policy:
+//! `reject` is refused with 550 5.7.1 naming the domain, `quarantine` goes
+//! to the host's quarantine, `none` is delivered; `pct` samples with the
+//! `random` capability (without it every failing message is sampled).
+//!
+//! A failing message whose ARC chain passed (`arc.cv` = `pass`, set by the
+//! ARC plugin running before this one) and was sealed by a configured
+//! trusted sealer (`arc.domains`) is delivered: forwarders and lists break
+//! SPF and DKIM. This is recorded as `policy.override=trusted_forwarder`.
+//!
+//! Config (all optional):
+//! - `public_suffix_list`: the list's path inside the sandbox (grant
+//!   `directories`, e.g. `{ psl = "/usr/share/publicsuffix" }` and
+//!   `"/psl/public_suffix_list.dat"`); without it the DMARCbis tree walk
+//!   finds Organizational Domains through DNS.
+//! - `trusted_arc_sealers`: ARC sealing domains whose passing chains
+//!   override a failure.
+//! - `reject` (true): honour `p=reject`; false quarantines instead.
+//! - `quarantine` (true): honour `quarantine`; false delivers.
+//!
+//! Variables set for later plugins and the aggregate report:
+//! `dmarc.result`, `dmarc.domain`, `dmarc.policy`, `dmarc.disposition`.
+
+pub mod policy;
+pub mod psl;
+pub mod record;
+
+use mailgate_plugin_sdk::*;
+use policy::{Authenticated, Discovery, Dns, Evaluation, Outcome};
+use record::Policy;
+use std::sync::OnceLock;
+
+struct Dmarc;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    public_suffix_list: Option<String>,
+    #[serde(default)]
+    trusted_arc_sealers: Vec<String>,
+    #[serde(default = "yes")]
+    reject: bool,
+    #[serde(default = "yes")]
+    quarantine: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+struct Settings {
+    psl: Option<psl::Psl>,
+    trusted: Vec<String>,
+    reject: bool,
+    quarantine: bool,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// DNS through the host.
+struct HostDns;
+
+impl Dns for HostDns {
+    fn txt(&mut self, name: &str) -> Result<Vec<String>, String> {
+        txt_records(name).map_err(|e| format!("{name} TXT: {e:?}"))
+    }
+
+    fn exists(&mut self, name: &str) -> Result<bool, String> {
+        for t in [
+            dns::RecordType::A,
+            dns::RecordType::Aaaa,
+            dns::RecordType::Mx,
+        ] {
+            let a = dns::lookup(name, t).map_err(|e| format!("{name}: {e:?}"))?;
+            if !a.records.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The domain of the one address in the message's From field(s); none
+/// when there is no From, more than one field, or addresses of several
+/// domains (RFC 7489 §6.6.1).
+pub fn from_domain(values: &[String]) -> Option<String> {
+    let [value] = values else {
+        return None;
+    };
+    let mut domains: Vec<String> = vec![];
+    for part in split_addresses(value) {
+        let addr = match (part.rfind('<'), part.rfind('>')) {
+            (Some(i), Some(j)) if j > i => &part[i + 1..j],
+            _ => part.as_str(),
+        };
+        let d = addr.trim().rsplit_once('@')?.1.trim().to_ascii_lowercase();
+        if d.is_empty() {
+            return None;
+        }
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    match domains.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// Addresses of a From value, split at commas outside quotes and angle
+/// brackets.
+fn split_addresses(v: &str) -> Vec<String> {
+    let (mut out, mut cur) = (vec![], String::new());
+    let (mut quoted, mut angle) = (false, false);
+    for c in v.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter().filter(|s| !s.trim().is_empty()).collect()
+}
+
+/// The identifiers the host authenticated, from its checks.
+pub fn authenticated(checks: &[CheckResult]) -> Authenticated {
+    let prop = |detail: &str, name: &str| -> Option<String> {
+        detail
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix(name))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let mut a = Authenticated::default();
+    for c in checks.iter().filter(|c| c.outcome == "pass") {
+        match c.method.as_str() {
+            "spf" => {
+                if let Some(m) = prop(&c.detail, "smtp.mailfrom=") {
+                    a.spf_pass = m.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+                }
+            }
+            "dkim" => {
+                if let Some(d) = prop(&c.detail, "header.d=") {
+                    a.dkim_pass.push(d.to_ascii_lowercase());
+                }
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+/// The Authentication-Results entry for `e`, with the disposition and
+/// any override.
+pub fn result_entry(e: &Evaluation, dis: Policy, override_by: Option<&str>) -> String {
+    let mut s = format!("dmarc={}", e.outcome.name());
+    let policy = e.record.as_ref().map(|(_, r)| r.p);
+    if let Some(p) = policy {
+        s.push_str(&format!(" (p={} dis={}", p.name(), dis.name()));
+        if let Some(by) = override_by {
+            s.push_str(&format!("; ARC sealed by {by}"));
+        }
+        s.push(')');
+    }
+    if let Some(r) = &e.reason {
+        s.push_str(&format!(
+            " reason=\"{}\"",
+            r.replace(['"', '\\', '\r', '\n'], " ")
+        ));
+    }
+    if !e.from.is_empty() {
+        s.push_str(&format!(" header.from={}", e.from));
+    }
+    if policy.is_some() {
+        s.push_str(&format!(" policy.dmarc={}", e.requested.name()));
+    }
+    if override_by.is_some() {
+        s.push_str(" policy.override=trusted_forwarder");
+    }
+    s
+}
+
+fn sample() -> u8 {
+    match random::bytes(2) {
+        Ok(b) if b.len() == 2 => (u16::from_be_bytes([b[0], b[1]]) % 100) as u8,
+        // Without randomness every failing message is sampled.
+        _ => 0,
+    }
+}
+
+impl Plugin for Dmarc {
+    const NAME: &'static str = "dmarc";
+    const HOOKS: &'static [Hook] = &[Hook::Data];
+
+    fn init(config: &str) -> Result<(), String> {
+        let c: Config = parse_config(config)?;
+        let psl = match &c.public_suffix_list {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("public_suffix_list {path}: {e}"))?;
+                let p = psl::Psl::parse(&text);
+                if p.is_empty() {
+                    return Err(format!("public_suffix_list {path}: no rules"));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        let _ = SETTINGS.set(Settings {
+            psl,
+            trusted: c
+                .trusted_arc_sealers
+                .iter()
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            reject: c.reject,
+            quarantine: c.quarantine,
+        });
+        Ok(())
+    }
+
+    fn on_data(ctx: &Context, msg: &Message) -> Response {
+        let Some(s) = SETTINGS.get() else {
+            return Response::next();
+        };
+        let from = from_domain(&msg.header("From"));
+        let auth = authenticated(&ctx.checks);
+        let mut dns = HostDns;
+        let mut d = Discovery {
+            dns: &mut dns,
+            psl: s.psl.as_ref(),
+        };
+        let e = d.evaluate(from.as_deref(), &auth);
+        let mut dis = policy::disposition(
+            &e,
+            if e.outcome == Outcome::Fail {
+                sample()
+            } else {
+                0
+            },
+        );
+        if dis == Policy::Reject && !s.reject {
+            dis = Policy::Quarantine;
+        }
+        if dis == Policy::Quarantine && !s.quarantine {
+            dis = Policy::None;
+        }
+        // A trusted forwarder's passing ARC chain overrides the failure.
+        let sealer = (dis != Policy::None && ctx.var("arc.cv") == Some("pass"))
+            .then(|| {
+                ctx.var("arc.domains").and_then(|list| {
+                    list.split(',')
+                        .map(|d| d.trim().to_ascii_lowercase())
+                        .find(|d| s.trusted.contains(d))
+                })
+            })
+            .flatten();
+        if sealer.is_some() {
+            dis = Policy::None;
+        }
+        let mut r = Response::next()
+            .with(Action::AddAuthResult(result_entry(
+                &e,
+                dis,
+                sealer.as_deref(),
+            )))
+            .with(Action::SetVar((
+                "dmarc.result".into(),
+                e.outcome.name().into(),
+            )))
+            .with(Action::SetVar(("dmarc.domain".into(), e.from.clone())))
+            .with(Action::SetVar((
+                "dmarc.policy".into(),
+                e.requested.name().into(),
+            )))
+            .with(Action::SetVar((
+                "dmarc.disposition".into(),
+                dis.name().into(),
+            )));
+        match dis {
+            Policy::Reject => {
+                let mut rej = Response::reject(
+                    550,
+                    "5.7.1",
+                    &format!(
+                        "DMARC: {} asks to refuse mail that fails its authentication",
+                        e.from
+                    ),
+                );
+                rej.actions = std::mem::take(&mut r.actions);
+                rej
+            }
+            Policy::Quarantine => {
+                r.verdict = Verdict::Quarantine(format!("DMARC policy of {}", e.from));
+                r
+            }
+            Policy::None => r,
+        }
+    }
+}
+
+export_plugin!(Dmarc);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_domains() {
+        let v = |s: &str| vec![s.to_string()];
+        assert_eq!(from_domain(&v("A <a@Ex.TEST>")).as_deref(), Some("ex.test"));
+        assert_eq!(
+            from_domain(&v("\"Doe, J\" <j@ex.test>, k@ex.test")).as_deref(),
+            Some("ex.test")
+        );
+        assert_eq!(from_domain(&v("j@ex.test, k@other.test")), None);
+        assert_eq!(from_domain(&[]), None);
+        assert_eq!(
+            from_domain(&[v("a@x.test")[0].clone(), v("b@x.test")[0].clone()]),
+            None
+        );
+        assert_eq!(from_domain(&v("undisclosed")), None);
+    }
+
+    #[test]
+    fn identifiers_from_checks() {
+        let c = |m: &str, o: &str, d: &str| CheckResult {
+            method: m.into(),
+            outcome: o.into(),
+            detail: d.into(),
+        };
+        let a = authenticated(&[
+            c("iprev", "pass", "policy.iprev=192.0.2.1"),
+            c("spf", "pass", "smtp.helo=mx.ex.test"),
+            c("spf", "pass", "smtp.mailfrom=b@Bounce.EX.test"),
+            c("dkim", "fail", "header.d=bad.test header.s=x"),
+            c(
+                "dkim",
+                "pass",
+                "header.d=ex.test header.i=@ex.test header.s=s1",
+            ),
+        ]);
+        assert_eq!(a.spf_pass.as_deref(), Some("bounce.ex.test"));
+        assert_eq!(a.dkim_pass, vec!["ex.test".to_string()]);
+    }
+}
