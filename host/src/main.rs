@@ -46,6 +46,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: QueueCmd,
     },
+    /// Message authentication: check a message offline.
+    Auth {
+        #[command(subcommand)]
+        cmd: AuthCmd,
+    },
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -58,6 +63,41 @@ enum Cmd {
         config: Option<PathBuf>,
         #[command(subcommand)]
         cmd: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCmd {
+    /// Run iprev, SPF, DKIM and the ARC and DMARC plugins on a message
+    /// without a server and print the results (our Authentication-Results
+    /// header, or one JSON object with --json).
+    Check {
+        /// The message (RFC 5322; LF or CRLF line ends).
+        message: PathBuf,
+        /// The client's IP address.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// The client's HELO name.
+        #[arg(long)]
+        helo: String,
+        /// The envelope sender ("" for the null sender).
+        #[arg(long)]
+        from: String,
+        /// Answer every DNS question from this zone file (as `plugin test
+        /// --dns`) instead of the configured nameservers.
+        #[arg(long)]
+        dns: Option<PathBuf>,
+        /// Gateway config: its [auth] settings, nameservers and plugin
+        /// list (default: the embedded config and the bundled plugins).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where the bundled plugins are (default: where scripts/test.sh
+        /// builds them).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -224,6 +264,21 @@ fn main() -> ExitCode {
             print!("{DEFAULT_TOML}");
             Ok(())
         }
+        Cmd::Auth {
+            cmd:
+                AuthCmd::Check {
+                    message,
+                    ip,
+                    helo,
+                    from,
+                    dns,
+                    config,
+                    plugins,
+                    json,
+                },
+        } => rt.block_on(auth_check(
+            message, ip, helo, from, dns, config, plugins, json,
+        )),
         Cmd::Dkim {
             cmd:
                 DkimCmd::Keygen {
@@ -258,6 +313,55 @@ fn main() -> ExitCode {
 
 /// `mailgate report tls`: through the running server, or (printing only)
 /// from the cache database when none runs.
+#[allow(clippy::too_many_arguments)]
+async fn auth_check(
+    message: PathBuf,
+    ip: std::net::IpAddr,
+    helo: String,
+    from: String,
+    dns: Option<PathBuf>,
+    config: Option<PathBuf>,
+    plugins: Option<PathBuf>,
+    json: bool,
+) -> Result<(), String> {
+    use mailgate::inbound::auth::check;
+    let cfg = load(config.as_deref())?;
+    let text = std::fs::read(&message).map_err(|e| format!("{}: {e}", message.display()))?;
+    let zone = match &dns {
+        Some(p) => {
+            let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(
+                mailgate::dns::zone::Zone::parse(&t, &p.display().to_string())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    let list = match &config {
+        Some(_) => cfg.plugins.clone(),
+        None => check::bundled_plugins(plugins.as_deref()),
+    };
+    let work = std::env::temp_dir().join(format!("mailgate-auth-check-{}", std::process::id()));
+    let req = check::Request {
+        message: text,
+        ip,
+        helo,
+        sender: from,
+        zone,
+        plugins: list,
+        work_dir: work.clone(),
+    };
+    let res = check::run(&cfg, req).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let report = res?;
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
 fn dkim_keygen(
     domain: &str,
     selector: &str,
@@ -552,7 +656,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
         Some(p) => {
             let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             Some(
-                mailgate::plugin::zone::Zone::parse(&t, &p.display().to_string())
+                mailgate::dns::zone::Zone::parse(&t, &p.display().to_string())
                     .map_err(|e| e.to_string())?,
             )
         }

@@ -88,14 +88,25 @@ impl SessionPlugins {
         let mut out = Outcome::default();
         let hook = call.hook();
         let set = Arc::clone(&self.set);
+        // Later plugins of the stage see the variables earlier ones set
+        // (an ARC verdict for DMARC, say): a copy of the context once one
+        // does.
+        let mut seen: Option<wit::Context> = None;
         for (i, p) in set.iter().enumerate() {
             if !p.hooks.contains(&hook) {
                 continue;
             }
             p.calls.fetch_add(1, Ordering::Relaxed);
-            let res = self.call_one(i, ctx, &call).await;
+            let res = self.call_one(i, seen.as_ref().unwrap_or(ctx), &call).await;
             match res {
                 Ok(resp) => {
+                    for a in &resp.actions {
+                        if let wit::Action::SetVar((k, v)) = a {
+                            let c = seen.get_or_insert_with(|| ctx.clone());
+                            c.vars.retain(|(n, _)| n != k);
+                            c.vars.push((k.clone(), v.clone()));
+                        }
+                    }
                     out.actions.extend(resp.actions);
                     match resp.verdict {
                         wit::Verdict::Continue => {}

@@ -20,7 +20,6 @@ pub mod instance;
 pub mod offline;
 pub mod sandbox;
 pub mod state;
-pub mod zone;
 
 pub use bindings::hook_name;
 pub use calls::{Call, Outcome, SessionPlugins};

@@ -6,12 +6,42 @@ use super::bindings::mailgate::plugin::types::{self as wit, Hook};
 use super::calls::{Call, Outcome, SessionPlugins};
 use super::engine::Runtime;
 use super::state::Resolver;
-use super::zone;
 use crate::cache::Cache;
 use crate::config::plugin::PluginConfig;
+use crate::dns::zone;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+/// A runtime for offline runs: scratch cache and compile cache under
+/// `work_dir`, DNS from `dns` (a zone file, or live; none: no resolver).
+fn runtime(work_dir: &Path, dns: Option<Resolver>) -> Result<Arc<Runtime>, super::PluginError> {
+    let cache = Cache::open(&work_dir.join("cache.redb"))
+        .map_err(|e| super::PluginError::Offline(format!("scratch cache: {e}")))?;
+    let compiled = super::cache::CompileCache::open(
+        &work_dir.join("compiled"),
+        &work_dir.join("compiled.key"),
+    )
+    .map_err(|e| tracing::warn!(error = %e, "running without a compile cache"))
+    .ok();
+    Runtime::new(cache, compiled, dns)
+}
+
+/// The data hook of `cfgs`, in order, once, offline, on `message` with
+/// `ctx` (`mailgate auth check`): their verdict, actions and failures.
+pub async fn data_hook(
+    cfgs: &[PluginConfig],
+    ctx: &wit::Context,
+    message: Arc<Vec<u8>>,
+    work_dir: &Path,
+    dns: Option<Resolver>,
+) -> Result<Outcome, super::PluginError> {
+    let rt = runtime(work_dir, dns)?;
+    let loaded = rt.load(cfgs).await?;
+    rt.swap(loaded);
+    let mut sp = SessionPlugins::new(Arc::clone(&rt));
+    Ok(sp.run(ctx, Call::Data(message)).await)
+}
 
 /// Run a plugin offline through every hook it declares, with a context
 /// built from a message file, and describe what it answered. Used by
@@ -24,16 +54,7 @@ pub async fn test_offline(
     work_dir: &Path,
     zone: Option<zone::Zone>,
 ) -> Result<String, super::PluginError> {
-    let cache = Cache::open(&work_dir.join("cache.redb"))
-        .map_err(|e| super::PluginError::Offline(format!("scratch cache: {e}")))?;
-    let dns = zone.map(|z| Resolver::Zone(Arc::new(z)));
-    let compiled = super::cache::CompileCache::open(
-        &work_dir.join("compiled"),
-        &work_dir.join("compiled.key"),
-    )
-    .map_err(|e| tracing::warn!(error = %e, "running without a compile cache"))
-    .ok();
-    let rt = Runtime::new(cache, compiled, dns)?;
+    let rt = runtime(work_dir, zone.map(|z| Resolver::Zone(Arc::new(z))))?;
     let loaded = rt.load(std::slice::from_ref(cfg)).await?;
     let p = Arc::clone(&loaded[0]);
     rt.swap(loaded);
@@ -193,7 +214,8 @@ pub async fn test_offline(
     Ok(out)
 }
 
-fn verdict_text(v: &wit::Verdict) -> String {
+/// A verdict as `mailgate plugin test` and `auth check` print it.
+pub fn verdict_text(v: &wit::Verdict) -> String {
     match v {
         wit::Verdict::Continue => "continue".into(),
         wit::Verdict::Accept => "accept".into(),

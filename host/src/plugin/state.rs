@@ -3,9 +3,9 @@
 
 use super::bindings::mailgate::plugin::types::{self as wit, CapError};
 use super::engine::Loaded;
-use super::zone;
 use crate::cache::Cache;
 use crate::config::plugin::Capability;
+use crate::dns::zone;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits};

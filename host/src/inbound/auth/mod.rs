@@ -13,6 +13,7 @@
 //! one header with all of them ([`entry::header`]). Mail from relay
 //! clients is signed by [`sign`].
 
+pub mod check;
 pub mod entry;
 pub mod keygen;
 pub mod results;

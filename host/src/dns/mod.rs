@@ -3,6 +3,9 @@
 //! addresses) and by plugins granted `dns`. Nameservers come from the
 //! config, so tests point it at a private nsd and nothing else.
 
+pub mod serve;
+pub mod zone;
+
 use hickory_resolver::proto::rr::RecordType;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
