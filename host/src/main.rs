@@ -189,6 +189,10 @@ struct TestArgs {
     /// Envelope recipients (default: the To: addresses).
     #[arg(long, value_delimiter = ',')]
     to: Option<Vec<String>>,
+    /// Print one JSON object: the plugin, then each hook call's verdict,
+    /// actions and headers added.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -639,6 +643,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
         dns,
         from,
         to,
+        json,
     } = args;
     use mailgate::config::plugin::{Capability, OnFailure, PluginConfig};
     let msg = std::fs::read(&message).map_err(|e| format!("{}: {e}", message.display()))?;
@@ -731,7 +736,12 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let res = mailgate::plugin::test_offline(&cfg, &msg, &sender, &rcpts, &work, zone).await;
     let _ = std::fs::remove_dir_all(&work);
-    print!("{}", res.map_err(|e| e.to_string())?);
+    let t = res.map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", t.json);
+    } else {
+        print!("{}", t.text);
+    }
     Ok(())
 }
 

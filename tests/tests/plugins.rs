@@ -323,6 +323,40 @@ fn plugin_test_runs_a_plugin_offline() {
         text.contains("data: continue\n    add-header X-Reject-List: checked"),
         "{text}"
     );
+    // The same as JSON.
+    let out = std::process::Command::new(mailgate_tests::mailgate_bin())
+        .args(["plugin", "test"])
+        .arg(plugin_wasm("reject_list.wasm"))
+        .arg("--message")
+        .arg(&msg)
+        .arg("--plugin-config")
+        .arg(&conf)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["plugin"]["hooks"],
+        serde_json::json!(["rcpt-to", "data"]),
+        "{v}"
+    );
+    let steps = v["steps"].as_array().unwrap();
+    let bob = steps
+        .iter()
+        .find(|s| s["hook"] == "rcpt-to" && s["target"] == "bob@local.test")
+        .unwrap();
+    assert_eq!(
+        bob["verdict"], "reject 550 5.7.1 recipient refused by policy",
+        "{v}"
+    );
+    let data = steps.iter().find(|s| s["hook"] == "data").unwrap();
+    assert_eq!(data["verdict"], "continue", "{v}");
+    assert_eq!(
+        data["headers_added"],
+        serde_json::json!([{"name": "X-Reject-List", "value": "checked"}]),
+        "{v}"
+    );
+    assert_eq!(steps[0]["hooked"], false, "{v}");
     // A file that is not a component is refused clearly.
     let bad = dir.path().join("bad.wasm");
     std::fs::write(&bad, b"nope").unwrap();

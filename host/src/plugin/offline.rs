@@ -43,6 +43,46 @@ pub async fn data_hook(
     Ok(sp.run(ctx, Call::Data(message)).await)
 }
 
+/// What `plugin test` found: the text for people and the same as JSON.
+pub struct Tested {
+    /// One line or block per hook call.
+    pub text: String,
+    /// `plugin` (name, version, sha256, hooks), `steps` (per call: `hook`,
+    /// `hooked`, `verdict`, `actions`, `headers_added`, `auth_results`,
+    /// `failures`; route steps: `recipient`, `sender`, `transport`;
+    /// transport steps: `result`), `calls`, `failures`.
+    pub json: serde_json::Value,
+}
+
+fn step_json(hook: &str, target: Option<&str>, hooked: bool, o: &Outcome) -> serde_json::Value {
+    let headers: Vec<serde_json::Value> = o
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            wit::Action::AddHeader((n, v)) => Some(serde_json::json!({"name": n, "value": v})),
+            _ => None,
+        })
+        .collect();
+    let auth: Vec<&String> = o
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            wit::Action::AddAuthResult(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    serde_json::json!({
+        "hook": hook,
+        "target": target,
+        "hooked": hooked,
+        "verdict": o.verdict.as_ref().map_or_else(|| "continue".to_string(), verdict_text),
+        "actions": o.actions.iter().map(action_text).collect::<Vec<_>>(),
+        "headers_added": headers,
+        "auth_results": auth,
+        "failures": o.failures.iter().map(|(_, why, p)| format!("{why} (policy {p:?})")).collect::<Vec<_>>(),
+    })
+}
+
 /// Run a plugin offline through every hook it declares, with a context
 /// built from a message file, and describe what it answered. Used by
 /// `mailgate plugin test`.
@@ -53,8 +93,9 @@ pub async fn test_offline(
     recipients: &[String],
     work_dir: &Path,
     zone: Option<zone::Zone>,
-) -> Result<String, super::PluginError> {
+) -> Result<Tested, super::PluginError> {
     let rt = runtime(work_dir, zone.map(|z| Resolver::Zone(Arc::new(z))))?;
+    let mut steps: Vec<serde_json::Value> = Vec::new();
     let loaded = rt.load(std::slice::from_ref(cfg)).await?;
     let p = Arc::clone(&loaded[0]);
     rt.swap(loaded);
@@ -114,9 +155,11 @@ pub async fn test_offline(
     };
     let o = sp.run(&ctx, Call::Connect).await;
     out.push_str(&show(&mark(Hook::Connect, "connect".into()), &o));
+    steps.push(step_json("connect", None, hooked(Hook::Connect), &o));
     apply_vars(&mut ctx, &o);
     let o = sp.run(&ctx, Call::Helo).await;
     out.push_str(&show(&mark(Hook::Helo, "helo".into()), &o));
+    steps.push(step_json("helo", None, hooked(Hook::Helo), &o));
     apply_vars(&mut ctx, &o);
     ctx.sender = Some(sender.to_string());
     let o = sp.run(&ctx, Call::MailFrom).await;
@@ -124,10 +167,17 @@ pub async fn test_offline(
         &mark(Hook::MailFrom, format!("mail-from <{sender}>")),
         &o,
     ));
+    steps.push(step_json(
+        "mail-from",
+        Some(sender),
+        hooked(Hook::MailFrom),
+        &o,
+    ));
     apply_vars(&mut ctx, &o);
     for r in recipients {
         let o = sp.run(&ctx, Call::RcptTo(r)).await;
         out.push_str(&show(&mark(Hook::RcptTo, format!("rcpt-to <{r}>")), &o));
+        steps.push(step_json("rcpt-to", Some(r), hooked(Hook::RcptTo), &o));
         apply_vars(&mut ctx, &o);
         if o.verdict
             .as_ref()
@@ -146,6 +196,7 @@ pub async fn test_offline(
     let data = Arc::new(data);
     let o = sp.run(&ctx, Call::Data(Arc::clone(&data))).await;
     out.push_str(&show(&mark(Hook::Data, "data".into()), &o));
+    steps.push(step_json("data", None, hooked(Hook::Data), &o));
     apply_vars(&mut ctx, &o);
     // Routing and delivery, as if every recipient were remote.
     ctx.message_id = Some("offline-test".into());
@@ -159,6 +210,9 @@ pub async fn test_offline(
         };
         if !hooked(Hook::Route) {
             out.push_str(&format!("route <{r}> (not hooked): unchanged\n"));
+            steps.push(
+                serde_json::json!({"hook": "route", "target": r, "hooked": false, "recipient": r}),
+            );
             outgoing.push((sender.to_string(), r));
             continue;
         }
@@ -175,6 +229,11 @@ pub async fn test_offline(
         }
         out.push_str(&line);
         out.push('\n');
+        steps.push(serde_json::json!({
+            "hook": "route", "target": r, "hooked": true, "recipient": d.recipient,
+            "sender": d.sender, "transport": transport,
+            "failures": failures.iter().map(|(_, why, p)| format!("{why} (policy {p:?})")).collect::<Vec<_>>(),
+        }));
         let s = d.sender.unwrap_or_else(|| sender.to_string());
         match transport {
             Some(t) => transports.push((t, d.recipient, Some(s))),
@@ -190,6 +249,7 @@ pub async fn test_offline(
         };
         let o = sp.run(&ctx, Call::Deliver(&del, Arc::clone(&data))).await;
         out.push_str(&show(&mark(Hook::Deliver, format!("deliver <{r}>")), &o));
+        steps.push(step_json("deliver", Some(r), hooked(Hook::Deliver), &o));
     }
     for (t, r, s) in transports {
         let del = wit::Delivery {
@@ -205,13 +265,27 @@ pub async fn test_offline(
             Err(e) => format!("FAILED: {e}"),
         };
         out.push_str(&format!("transport <{r}>: {line}\n"));
+        steps.push(
+            serde_json::json!({"hook": "transport", "target": r, "hooked": true, "result": line}),
+        );
     }
-    out.push_str(&format!(
-        "calls: {}, failures: {}\n",
+    let (calls, failures) = (
         p.calls.load(Ordering::Relaxed),
-        p.failures.load(Ordering::Relaxed)
-    ));
-    Ok(out)
+        p.failures.load(Ordering::Relaxed),
+    );
+    out.push_str(&format!("calls: {calls}, failures: {failures}\n"));
+    let json = serde_json::json!({
+        "plugin": {
+            "name": p.cfg.name,
+            "version": p.version,
+            "sha256": p.hash,
+            "hooks": p.hooks.iter().map(|h| hook_name(*h)).collect::<Vec<_>>(),
+        },
+        "steps": steps,
+        "calls": calls,
+        "failures": failures,
+    });
+    Ok(Tested { text: out, json })
 }
 
 /// A verdict as `mailgate plugin test` and `auth check` print it.
