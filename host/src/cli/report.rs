@@ -1,0 +1,102 @@
+//! `mailgate report ...`.
+
+use clap::Subcommand;
+use mailgate::config::Config;
+
+/// `mailgate report ...`
+#[derive(Subcommand)]
+pub enum ReportCmd {
+    /// TLS reports (RFC 8460): print a day's report (JSON) per recipient
+    /// domain, or send it now to the domain's `_smtp._tls` destinations.
+    Tls {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// The UTC day, YYYY-MM-DD (default: today, as counted so far).
+        #[arg(long)]
+        day: Option<String>,
+        /// Send the reports now (needs the running server).
+        #[arg(long)]
+        send: bool,
+    },
+}
+
+/// `mailgate report tls`: through the running server, or (printing only)
+/// from the cache database when none runs.
+pub async fn report_tls(
+    cfg: &Config,
+    domain: Option<String>,
+    day: Option<String>,
+    send: bool,
+) -> Result<(), String> {
+    use mailgate::outbound::tlsrpt;
+    let day = day.unwrap_or_else(|| tlsrpt::day_of(chrono::Utc::now().timestamp()));
+    let req = format!(
+        "TLSRPT {day} {}{}",
+        domain.as_deref().unwrap_or("*"),
+        if send { " SEND" } else { "" }
+    );
+    let answer = match mailgate::control::request(&cfg.control_socket(), &req).await {
+        Some(a) => a,
+        None if send => return Err("no mailgate server is running (it sends the reports)".into()),
+        None => {
+            let cache = mailgate::cache::Cache::open(&cfg.cache_db())
+                .map_err(|e| format!("{}: {e}", cfg.cache_db().display()))?;
+            let t = tlsrpt::Tlsrpt::new(cache);
+            tlsrpt::report::collect(
+                &t,
+                &tlsrpt::report::Submitter::from_config(cfg),
+                &day,
+                domain.as_deref(),
+            )
+        }
+    };
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        return Err(e.to_string());
+    }
+    let list = answer["reports"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return Err(match domain {
+            Some(d) => format!("no TLS sessions to {d} counted on {day}"),
+            None => format!("no TLS sessions counted on {day}"),
+        });
+    }
+    let reports: Vec<serde_json::Value> = list.iter().map(|e| e["report"].clone()).collect();
+    let shown = if domain.is_some() {
+        reports[0].clone()
+    } else {
+        serde_json::Value::Array(reports)
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&shown).unwrap_or_default()
+    );
+    for e in &list {
+        if let Some(s) = e.get("sent") {
+            let to: Vec<&str> = s["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect();
+            eprintln!(
+                "{}: sent to {}",
+                e["domain"].as_str().unwrap_or(""),
+                if to.is_empty() {
+                    "nowhere".to_string()
+                } else {
+                    to.join(", ")
+                }
+            );
+            for err in s["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+            {
+                eprintln!("{}: {err}", e["domain"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
