@@ -115,8 +115,10 @@ From: a@pass.authtest\r\nSubject: spf\r\n\r\nhello\r\n",
         "{mail:?}"
     );
 
+    // Loopback is a relay network by default; relay clients are not
+    // refused by SPF actions.
     let strict = Server::start_with(
-        "",
+        "relay_networks = [\"192.0.2.0/24\"]",
         &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
         "[auth]\nspf_fail = \"reject\"\n",
     );
@@ -124,6 +126,19 @@ From: a@pass.authtest\r\nSubject: spf\r\n\r\nhello\r\n",
     assert!(r[0].starts_with("550 5.7.23"), "{r:?}");
     let r = send(&strict, "a@pass.authtest", "Subject: y\r\n\r\ny\r\n");
     assert!(r[0].starts_with("250"), "{r:?}");
+    // The same setting for a relay client: recorded, not refused.
+    let relay = Server::start_with(
+        "",
+        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
+        "[auth]\nspf_fail = \"reject\"\n",
+    );
+    let r = send(&relay, "b@fail.authtest", "Subject: relay\r\n\r\nx\r\n");
+    assert!(r[0].starts_with("250"), "{r:?}");
+    let ar = mailgate_tests::auth_results(&relay.delivered("relay"));
+    assert!(
+        ar.contains("spf=fail smtp.mailfrom=b@fail.authtest"),
+        "{ar}"
+    );
 }
 
 fn results_of(s: &Server, subject: &str) -> String {
@@ -213,8 +228,10 @@ fn every_spf_result_and_iprev() {
     assert!(ar.contains("spf=fail smtp.helo=client.authtest"), "{ar}");
 
     // DNS failure deferred when so configured.
+    // Loopback is a relay network by default; relay clients are not
+    // refused by SPF actions.
     let strict = Server::start_with(
-        "",
+        "relay_networks = [\"192.0.2.0/24\"]",
         &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
         "[auth]\nspf_temperror = \"defer\"\n",
     );

@@ -492,9 +492,17 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 Some(a) => {
                     let helo = conn.helo.clone().unwrap_or_default();
                     let sender = conn.sender.clone().unwrap_or_default();
-                    conn.checks
+                    let v = conn
+                        .checks
                         .at_mail(&a, &shared.cfg.auth, conn.ip, &helo, &sender)
-                        .await
+                        .await;
+                    // Relay clients (our own users) are checked and the
+                    // results recorded, but SPF actions do not refuse them.
+                    if shared.cfg.server.relay_networks.contains(conn.ip) {
+                        Verdict::Accept
+                    } else {
+                        v
+                    }
                 }
                 None => Verdict::Accept,
             };
