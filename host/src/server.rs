@@ -105,22 +105,22 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
                 None
             }
         };
-    let queue = queue::start(
-        Arc::clone(&cfg),
-        outbound.clone(),
-        spool.clone(),
-        Arc::clone(&router),
-        Arc::clone(&log),
-        cfg.server.hostname.clone(),
-        Some(Arc::clone(&runtime)),
-    );
-    let (stop_tx, stop_rx) = watch::channel(false);
     let keys: Vec<_> = cfg.dkim.iter().map(|k| k.get_ref().clone()).collect();
     let signer = match crate::inbound::auth::sign::Signer::new(&keys) {
         Ok(s) if s.is_empty() => None,
         Ok(s) => Some(Arc::new(s)),
         Err(e) => return Err(format!("[[dkim]]: {e}")),
     };
+    let queue = queue::start(
+        Arc::clone(&cfg),
+        outbound.clone(),
+        spool.clone(),
+        Arc::clone(&router),
+        Arc::clone(&log),
+        Some(Arc::clone(&runtime)),
+        signer.clone().map(|s| s as Arc<dyn crate::queue::Finish>),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         cfg: Arc::clone(&cfg),
         spool: spool.clone(),

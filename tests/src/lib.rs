@@ -307,18 +307,24 @@ impl Server {
     /// The message in user@local.test's maildir whose Subject is
     /// `subject`, waiting up to 30 seconds for it.
     pub fn delivered(&self, subject: &str) -> String {
+        self.delivered_where(|m| m.contains(&format!("Subject: {subject}\n")))
+    }
+
+    /// The first message in user@local.test's maildir that `pick` likes,
+    /// waiting up to 30 seconds for one.
+    pub fn delivered_where(&self, pick: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             if let Some(m) = self
                 .maildir("local.test", "user")
                 .into_iter()
-                .find(|m| m.contains(&format!("Subject: {subject}\n")))
+                .find(|m| pick(m))
             {
                 return m;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "{subject}: {}",
+                "{}",
                 self.mainlog()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -150,6 +150,7 @@ fn exim_and_dkimpy_verify_what_mailgate_signs() {
     let d = dir.path();
     let rsa = keygen(d, "sign.test", "r1", false);
     let ed = keygen(d, "sign.test", "e1", true);
+    let local = keygen(d, "local.test", "dsn", true);
     let zone = format!(
         "$ORIGIN sign.test.\n$TTL 300\n@ IN SOA ns.sign.test. admin.sign.test. 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.1\n{}",
         key_records(&[("r1._domainkey", &rsa), ("e1._domainkey", &ed)])
@@ -165,9 +166,10 @@ fn exim_and_dkimpy_verify_what_mailgate_signs() {
             ex.port, nsd.port
         ),
         &format!(
-            "[[dkim]]\ndomain = \"sign.test\"\nselector = \"r1\"\nkey = \"{}\"\nexpire = \"7d\"\n\n[[dkim]]\ndomain = \"sign.test\"\nselector = \"e1\"\nkey = \"{}\"\n",
+            "[[dkim]]\ndomain = \"sign.test\"\nselector = \"r1\"\nkey = \"{}\"\nexpire = \"7d\"\n\n[[dkim]]\ndomain = \"sign.test\"\nselector = \"e1\"\nkey = \"{}\"\n\n[[dkim]]\ndomain = \"local.test\"\nselector = \"dsn\"\nkey = \"{}\"\n",
             rsa.pem.display(),
-            ed.pem.display()
+            ed.pem.display(),
+            local.pem.display()
         ),
     );
     // A subdomain's mail is signed by its parent's keys (aligned for
@@ -252,4 +254,30 @@ fn exim_and_dkimpy_verify_what_mailgate_signs() {
     let id = id_of("not ours to sign");
     assert!(!ex.message(&id).contains("DKIM-Signature"));
     assert!(dkim_lines(&id).is_empty(), "{log}");
+
+    // A bounce the gateway writes itself (Exim refuses the recipient) is
+    // signed too: its From is Mailer-Daemon@mx.local.test, below
+    // local.test, which has a key.
+    let r = send(
+        s.port,
+        "user@local.test",
+        "reject-me@remote.test",
+        "From: user@local.test\r\nSubject: will bounce\r\n\r\nx\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let dsn = s.delivered_where(|m| m.contains("Mailer-Daemon@mx.local.test"));
+    assert!(
+        dsn.replace("\n\t", " ").contains(
+            "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=local.test; s=dsn;"
+        ),
+        "{dsn}"
+    );
+    let m = dsn
+        .split_once("\nDKIM-Signature")
+        .map(|(_, rest)| format!("DKIM-Signature{rest}"))
+        .unwrap()
+        .replace('\n', "\r\n");
+    let arg = format!("dsn._domainkey.local.test={}", local.record);
+    let ok = String::from_utf8(python(VERIFY, &[&arg], m.as_bytes())).unwrap();
+    assert_eq!(ok.trim(), "True", "{m}");
 }

@@ -115,6 +115,16 @@ struct Runner {
     resubmit: mpsc::WeakUnboundedSender<String>,
     forced: Mutex<HashSet<String>>,
     plugins: Option<Arc<crate::plugin::Runtime>>,
+    finish: Option<Arc<dyn Finish>>,
+}
+
+/// What completes a message the gateway writes itself (a DSN, a TLS
+/// report) before it is spooled: the server gives the DKIM signer of
+/// `[[dkim]]`, which signs it by its From domain when it has a key.
+pub trait Finish: Send + Sync {
+    /// Complete `message` in place; an error is logged and the message goes
+    /// as it is.
+    fn finish(&self, message: &mut Vec<u8>) -> Result<(), String>;
 }
 
 /// Start the queue runner; it first picks up what the spool holds.
@@ -125,24 +135,25 @@ pub fn start(
     spool: Spool,
     router: Arc<Router>,
     log: Arc<MainLog>,
-    hostname: String,
     plugins: Option<Arc<crate::plugin::Runtime>>,
+    finish: Option<Arc<dyn Finish>>,
 ) -> QueueHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let interval = Duration::from_secs((cfg.outbound.retry_min.0 / 2).clamp(1, 60));
     let runner = Arc::new(Runner {
+        hostname: cfg.server.hostname.clone(),
         cfg,
         outbound,
         spool,
         router,
         log,
-        hostname,
         busy: Mutex::new(HashSet::new()),
         slots: Semaphore::new(64),
         stopping: std::sync::atomic::AtomicBool::new(false),
         resubmit: tx.downgrade(),
         forced: Mutex::new(HashSet::new()),
         plugins,
+        finish,
     });
     let handle = QueueHandle {
         tx,
@@ -492,10 +503,10 @@ impl Runner {
         }
     }
 
-    /// Queue a message spooled by the runner itself (a DSN) for routing.
     /// Spool a message the gateway writes itself (a DSN, a TLS report),
-    /// log its arrival (`origin`: the message it is about; `user`: who
-    /// made it), and hand it to delivery.
+    /// DKIM-signed when a key serves its From domain, log its arrival
+    /// (`origin`: the message it is about; `user`: who made it), and hand
+    /// it to delivery.
     async fn inject(
         &self,
         mut env: Envelope,
@@ -503,6 +514,17 @@ impl Runner {
         origin: Option<&str>,
         user: &str,
     ) -> std::io::Result<()> {
+        let mut signed;
+        let body = match &self.finish {
+            Some(f) => {
+                signed = body.to_vec();
+                if let Err(e) = f.finish(&mut signed) {
+                    tracing::warn!(id = %env.id, error = %e, "sent unsigned");
+                }
+                signed.as_slice()
+            }
+            None => body,
+        };
         let work = crate::routing::preroute(&self.router, &mut env.recipients);
         let (id, sender, requiretls) = (env.id.clone(), env.sender.clone(), env.requiretls);
         self.spool.commit_message(env, body).await?;

@@ -160,6 +160,12 @@ impl Signer {
     }
 }
 
+impl crate::queue::Finish for Signer {
+    fn finish(&self, message: &mut Vec<u8>) -> Result<(), String> {
+        self.sign_into(message).map_err(|e| e.to_string())
+    }
+}
+
 /// The domain of the (first) address in a From value.
 pub fn from_domain(value: &str) -> Option<String> {
     let v = value.trim();
