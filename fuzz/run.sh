@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${2:-30}
-targets=${1:-"smtp_command smtp_session data_reader reply_parser spool_record smtp_client tls_inputs"}
-[ "$targets" = all ] && targets="smtp_command smtp_session data_reader reply_parser spool_record smtp_client tls_inputs"
+targets=${1:-"smtp_command smtp_session data_reader reply_parser spool_record smtp_client tls_inputs auth_inputs"}
+[ "$targets" = all ] && targets="smtp_command smtp_session data_reader reply_parser spool_record smtp_client tls_inputs auth_inputs"
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
 export CARGO_TARGET_DIR="$PWD/target"
 # An explicit --target keeps the instrumentation off build scripts and
