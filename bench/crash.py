@@ -27,6 +27,8 @@ address = "127.0.0.1:{port}"
 mode = "plain"
 [outbound]
 nameservers = ["127.0.0.1:9"]
+[auth]
+enabled = false
 [log]
 level = "warn"
 """)

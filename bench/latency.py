@@ -223,6 +223,8 @@ certificate = "{d}/cert.pem"
 private_key = "{d}/key.pem"
 [outbound]
 queue_only = true
+[auth]
+enabled = false
 [log]
 millisec = true
 """
@@ -240,6 +242,8 @@ fast_open = {str(tfo).lower()}
 tls_resumption = {str(resume).lower()}
 connection_idle = "0s"
 retry_min = "2s"
+[auth]
+enabled = false
 [log]
 millisec = true
 """

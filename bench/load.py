@@ -210,6 +210,10 @@ mode = "plain"
 max_connections = {MAX_CONNECTIONS}
 command_timeout = "{COMMAND_TIMEOUT}s"
 data_timeout = "{COMMAND_TIMEOUT}s"
+[outbound]
+nameservers = ["127.0.0.1:9"]
+[auth]
+enabled = false
 """
     with open(f"{d}/mailgate.toml", "w") as f:
         f.write(conf)

@@ -49,6 +49,8 @@ max_connections_per_ip = 20000
 [outbound]
 queue_only = true
 nameservers = ["127.0.0.1:9"]
+[auth]
+enabled = false
 [log]
 level = "warn"
 CONF

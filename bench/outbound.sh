@@ -39,6 +39,8 @@ pipe_connect = $pc
 max_messages_per_connection = $per
 max_connections = 20
 max_connections_per_host = 20
+[auth]
+enabled = false
 [log]
 level = "warn"
 CONF
