@@ -77,16 +77,7 @@ pub async fn auth_check(
     use mailgate::inbound::auth::check;
     let cfg = super::load(config.as_deref())?;
     let text = std::fs::read(&message).map_err(|e| format!("{}: {e}", message.display()))?;
-    let zone = match &dns {
-        Some(p) => {
-            let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(
-                mailgate::dns::zone::Zone::parse(&t, &p.display().to_string())
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        None => None,
-    };
+    let zone = dns.as_deref().map(super::read_zone).transpose()?;
     let list = match &config {
         Some(_) => cfg.plugins.clone(),
         None => check::bundled_plugins(plugins.as_deref()),

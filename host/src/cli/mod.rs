@@ -16,3 +16,10 @@ pub fn load(config: Option<&Path>) -> Result<Config, String> {
         None => Ok(Config::default_config()),
     }
 }
+
+/// A zone file for `--dns`: parsed, or an error naming the file (and the
+/// line when the parser says).
+pub fn read_zone(path: &Path) -> Result<mailgate::dns::zone::Zone, String> {
+    let t = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    mailgate::dns::zone::Zone::parse(&t, &path.display().to_string()).map_err(|e| e.to_string())
+}

@@ -95,16 +95,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
         }
         None => toml::Table::new(),
     };
-    let zone = match &dns {
-        Some(p) => {
-            let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(
-                mailgate::dns::zone::Zone::parse(&t, &p.display().to_string())
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        None => None,
-    };
+    let zone = dns.as_deref().map(super::read_zone).transpose()?;
     let caps = match grant {
         None => {
             let mut v = vec![
