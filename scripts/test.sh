@@ -13,8 +13,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ldns-signzone >/dev/null 2>&1 || missing+=(ldnsutils)
 [ -x /usr/sbin/unbound ] || missing+=(unbound)
 perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
-# dkimpy signs and verifies against mailgate (Debian's python, not pyenv's).
-/usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || missing+=(python3-dkim python3-nacl)
+# dkimpy signs and verifies against mailgate (Debian's python, not pyenv's);
+# its ARC signer needs authres.
+/usr/bin/python3 -c 'import dkim, nacl, authres' >/dev/null 2>&1 || missing+=(python3-dkim python3-nacl python3-authres)
 # The C example plugin: clang for wasm32 with wasi-libc.
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
@@ -57,6 +58,6 @@ if ! "$pdm/bin/python" -c 'import parsedmarc' >/dev/null 2>&1; then
 fi
 export MAILGATE_PARSEDMARC_PYTHON="$pdm/bin/python"
 # The plugins' own unit tests (their pure logic) run natively.
-cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p mailgate-plugin-sdk --lib
+cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p arc -p mailgate-plugin-sdk --lib
 
 cargo test --workspace --locked "$@"

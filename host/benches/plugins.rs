@@ -39,6 +39,7 @@ fn config(name: &str, path: PathBuf, table: &str, caps: Vec<Capability>) -> Plug
         capabilities: caps,
         services: Default::default(),
         directories: Default::default(),
+        keys: Default::default(),
         config: table.parse().expect("plugin table"),
     }
 }

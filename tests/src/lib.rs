@@ -80,9 +80,20 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 /// Our Authentication-Results header (authserv-id `mx.local.test`) of a
 /// maildir message (LF line ends), unfolded.
 pub fn auth_results(m: &str) -> String {
+    auth_results_of(m, "mx.local.test")
+}
+
+/// The Authentication-Results header with authserv-id `id` of a message
+/// (LF line ends), unfolded.
+pub fn auth_results_of(m: &str, id: &str) -> String {
     let at = m
-        .find("Authentication-Results: mx.local.test")
-        .unwrap_or_else(|| panic!("no Authentication-Results of ours in {m}"));
+        .find(&format!("\nAuthentication-Results: {id}"))
+        .map(|i| i + 1)
+        .or_else(|| {
+            m.starts_with(&format!("Authentication-Results: {id}"))
+                .then_some(0)
+        })
+        .unwrap_or_else(|| panic!("no Authentication-Results of {id} in {m}"));
     let rest = &m[at..];
     let end = rest
         .match_indices('\n')

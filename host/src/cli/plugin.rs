@@ -119,6 +119,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
                 "dns" => Ok(Capability::Dns),
                 "services" => Ok(Capability::Services),
                 "directories" => Ok(Capability::Directories),
+                "crypto" => Ok(Capability::Crypto),
                 other => Err(format!("unknown capability {other:?}")),
             })
             .collect::<Result<_, _>>()?,
@@ -151,6 +152,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
             capabilities: caps,
             services: Default::default(),
             directories: Default::default(),
+            keys: Default::default(),
             config,
         }
     };

@@ -125,34 +125,7 @@ impl DkimKey {
     /// Read and check the key file: an RSA key of 2048 to 8192 bits or
     /// an Ed25519 key; otherwise a reason naming the file.
     pub fn read_key(&self) -> Result<KeyMaterial, String> {
-        use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
-        let path = self.key.display();
-        let pem = std::fs::read(&self.key).map_err(|e| format!("dkim key {path}: {e}"))?;
-        let der = PrivateKeyDer::from_pem_slice(&pem)
-            .map_err(|e| format!("dkim key {path}: not a PEM private key ({e})"))?;
-        let bytes = der.secret_der();
-        let rsa = match &der {
-            PrivateKeyDer::Pkcs1(_) => ring::rsa::KeyPair::from_der(bytes),
-            _ => ring::rsa::KeyPair::from_pkcs8(bytes),
-        };
-        match rsa {
-            Ok(_) => return Ok(KeyMaterial::Rsa(der.clone_key())),
-            // ring signs with RSA keys of 2048 to 8192 bits only.
-            Err(e) if matches!(e.to_string().as_str(), "TooSmall" | "TooLarge") => {
-                return Err(format!(
-                    "dkim key {path}: RSA keys must have 2048 to 8192 bits ({e})"
-                ));
-            }
-            Err(_) => {}
-        }
-        if matches!(der, PrivateKeyDer::Pkcs8(_))
-            && ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).is_ok()
-        {
-            return Ok(KeyMaterial::Ed25519(bytes.to_vec()));
-        }
-        Err(format!(
-            "dkim key {path}: neither an RSA nor an Ed25519 private key"
-        ))
+        read_signing_key(&self.key)
     }
 
     /// Problems with the entry itself (before the key file is read).
@@ -186,4 +159,37 @@ impl DkimKey {
         }
         None
     }
+}
+
+/// Read and check a signing key file (DKIM, ARC): an RSA key of 2048 to 8192 bits or
+/// an Ed25519 key; otherwise a reason naming the file.
+pub fn read_signing_key(key: &std::path::Path) -> Result<KeyMaterial, String> {
+    use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    let path = key.display();
+    let pem = std::fs::read(key).map_err(|e| format!("key {path}: {e}"))?;
+    let der = PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| format!("key {path}: not a PEM private key ({e})"))?;
+    let bytes = der.secret_der();
+    let rsa = match &der {
+        PrivateKeyDer::Pkcs1(_) => ring::rsa::KeyPair::from_der(bytes),
+        _ => ring::rsa::KeyPair::from_pkcs8(bytes),
+    };
+    match rsa {
+        Ok(_) => return Ok(KeyMaterial::Rsa(der.clone_key())),
+        // ring signs with RSA keys of 2048 to 8192 bits only.
+        Err(e) if matches!(e.to_string().as_str(), "TooSmall" | "TooLarge") => {
+            return Err(format!(
+                "key {path}: RSA keys must have 2048 to 8192 bits ({e})"
+            ));
+        }
+        Err(_) => {}
+    }
+    if matches!(der, PrivateKeyDer::Pkcs8(_))
+        && ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).is_ok()
+    {
+        return Ok(KeyMaterial::Ed25519(bytes.to_vec()));
+    }
+    Err(format!(
+        "key {path}: neither an RSA nor an Ed25519 private key"
+    ))
 }

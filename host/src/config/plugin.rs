@@ -44,6 +44,9 @@ pub enum Capability {
     Services,
     /// The directories in `directories` (WASI preopens).
     Directories,
+    /// Native signature verification and hashing, and signing with the
+    /// keys in `keys`.
+    Crypto,
 }
 
 /// One `[[plugin]]` table.
@@ -77,6 +80,11 @@ pub struct PluginConfig {
     /// name), with the `directories` capability.
     #[serde(default)]
     pub directories: BTreeMap<String, PathBuf>,
+    /// Named private keys (PEM files, as `[[dkim]]` keys) the plugin may
+    /// sign with through the `crypto` capability; the key material stays
+    /// in the host.
+    #[serde(default)]
+    pub keys: BTreeMap<String, PathBuf>,
     /// The plugin's own settings, handed to its `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
@@ -145,6 +153,15 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
                         p.name,
                         dir.display()
                     ),
+                });
+            }
+        }
+        for (name, path) in &p.keys {
+            if let Err(e) = super::auth::read_signing_key(path) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    position: None,
+                    reason: format!("plugin {}: key {name}: {e}", p.name),
                 });
             }
         }

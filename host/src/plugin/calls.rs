@@ -330,6 +330,18 @@ impl Instance {
     }
 }
 
+/// A header value may be folded (CRLF followed by a space or tab, as long
+/// signature fields are), but carry no other line break: no new fields, no
+/// end of the header block.
+fn folded_ok(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'\r' => b.get(i + 1) == Some(&b'\n') && matches!(b.get(i + 2), Some(b' ' | b'\t')),
+        b'\n' => i > 0 && b[i - 1] == b'\r',
+        _ => true,
+    }) && !value.split("\r\n").skip(1).any(|l| l.trim().is_empty())
+}
+
 /// Refuse malformed answers: bad reply codes, header injection.
 pub(super) fn validate(r: &wit::Response) -> Result<(), String> {
     let check_reply = |rep: &wit::SmtpReply, lo: u16, hi: u16| {
@@ -353,10 +365,33 @@ pub(super) fn validate(r: &wit::Response) -> Result<(), String> {
         if let wit::Action::AddHeader((name, value)) = a {
             let bad_name =
                 name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
-            if bad_name || value.contains(['\r', '\n']) {
+            if bad_name || !folded_ok(value) {
                 return Err(format!("malformed answer: bad header {name:?}"));
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::folded_ok;
+
+    #[test]
+    fn header_values_may_fold_but_not_break_out() {
+        assert!(folded_ok("i=1; a=rsa-sha256;\r\n\tb=abc"));
+        assert!(folded_ok("plain"));
+        // A new field, the end of the header block, bare CR or LF, an
+        // empty continuation line.
+        for bad in [
+            "a\r\nX-New: 1",
+            "a\r\n\r\nbody",
+            "a\rb",
+            "a\nb",
+            "a\r\n \r\n b",
+            "a\r\n",
+        ] {
+            assert!(!folded_ok(bad), "{bad:?}");
+        }
+    }
 }

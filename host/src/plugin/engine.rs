@@ -5,12 +5,13 @@ use super::bindings;
 use super::bindings::mailgate::plugin::types::Hook;
 use super::cache::CompileCache;
 use super::error::PluginError;
+use super::host::crypto::HeldKey;
 use super::instance::Instance;
 use super::instance::TICK;
 use super::state::{Resolver, State};
 use crate::cache::Cache;
 use crate::config::plugin::{Capability, PluginConfig};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -28,6 +29,8 @@ pub struct Loaded {
     /// Hooks from its manifest.
     pub hooks: Vec<Hook>,
     pub(super) caps: HashSet<Capability>,
+    /// Its host-held signing keys (`keys`), by name.
+    pub(super) keys: HashMap<String, Arc<HeldKey>>,
     pub(super) pre: bindings::MailgatePluginPre<State>,
     pub(super) config_json: String,
     /// Hook calls made.
@@ -163,6 +166,7 @@ impl Runtime {
                 version: String::new(),
                 hooks: Vec::new(),
                 caps: cfg.capabilities.iter().copied().collect(),
+                keys: super::host::crypto::load_keys(&cfg.keys).map_err(fail)?,
                 pre,
                 config_json: cfg.config_json(),
                 calls: AtomicU64::new(0),
@@ -204,6 +208,7 @@ pub(super) fn clone_loaded(l: &Loaded) -> Loaded {
         version: l.version.clone(),
         hooks: l.hooks.clone(),
         caps: l.caps.clone(),
+        keys: l.keys.clone(),
         pre: l.pre.clone(),
         config_json: l.config_json.clone(),
         calls: AtomicU64::new(0),

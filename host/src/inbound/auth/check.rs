@@ -91,9 +91,10 @@ pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
             timeout_ms: 5000,
             memory: crate::config::ByteSize(64 << 20),
             fuel: 0,
-            capabilities: vec![Capability::Log, Capability::Dns],
+            capabilities: vec![Capability::Log, Capability::Dns, Capability::Crypto],
             services: Default::default(),
             directories: Default::default(),
+            keys: Default::default(),
             config: toml::Table::new(),
         })
         .collect()

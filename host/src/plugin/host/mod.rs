@@ -2,6 +2,7 @@
 //! the plugin's grant first.
 
 pub mod clock;
+pub mod crypto;
 pub mod dns;
 pub mod kv;
 pub mod log;
