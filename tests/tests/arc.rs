@@ -271,4 +271,30 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
         r.starts_with("550 5.7.1") && r.contains("strict.arct"),
         "{r}"
     );
+
+    // Sealing is refused at load to a plugin without the crypto grant, or
+    // whose key is not in its keys table: the key never reaches it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let msg = dir2.path().join("m.eml");
+    std::fs::write(&msg, message("a@origin.arct", to, "probe")).unwrap();
+    let grant = "capabilities = [\"log\", \"dns\", \"crypto\", \"clock\"]";
+    assert!(a.config.contains(grant));
+    for (change, want) in [
+        ((grant, "capabilities = [\"log\", \"dns\", \"clock\"]"), "NotGranted"),
+        (("key = \"seal\"", "key = \"other\""), "no key \\\"other\\\""),
+    ] {
+        let cfg = dir2.path().join("mailgate.toml");
+        std::fs::write(&cfg, a.config.replace(change.0, change.1)).unwrap();
+        let out = std::process::Command::new(mailgate_tests::mailgate_bin())
+            .args(["plugin", "test"])
+            .arg(plugin_wasm("arc.wasm"))
+            .arg("--message")
+            .arg(&msg)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success() && text.contains(want), "{want}: {text}");
+    }
 }

@@ -30,7 +30,7 @@ pub struct TestArgs {
     #[arg(long = "plugin-config")]
     plugin_config: Option<PathBuf>,
     /// Grant capabilities (log, clock, random, kv, dns, services,
-    /// directories); default: log, clock, random, kv, and dns with
+    /// directories, crypto); default: log, clock, random, kv, and dns with
     /// --dns. With --config, the plugin's entry there decides.
     #[arg(long, value_delimiter = ',')]
     grant: Option<Vec<String>>,

@@ -1,9 +1,8 @@
 //! TLS reporting (RFC 8460) as a sending MTA: every new outbound
 //! connection to an MX host adds its result ([`result::Outcome`]) under
 //! the policy it was made under to a count per recipient domain and UTC
-//! day. Counts gather in memory and are merged into the cache database
-//! every few seconds (and at shutdown), so a busy gateway writes once per
-//! interval, not once per connection; a crash loses at most one interval.
+//! day ([`crate::cache::daily`]: in memory, merged into the cache database
+//! every few seconds and at shutdown).
 //! [`report`] turns a day's counts into the RFC 8460 JSON report and the
 //! report message; [`rua`] reads the domain's `_smtp._tls` record and
 //! POSTs to `https:` destinations. Sending (mail goes through our own
@@ -15,12 +14,11 @@ pub mod rua;
 pub mod session;
 
 use crate::cache::Cache;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use crate::cache::daily::{Daily, Tally};
+use redb::TableDefinition;
 use result::{FailureDetail, Outcome, PolicyId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// Counts: `YYYY-MM-DD domain` -> JSON [`DayCounts`].
 const COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tlsrpt");
@@ -30,9 +28,6 @@ const SENT: TableDefinition<&str, u64> = TableDefinition::new("tlsrpt_sent");
 /// Distinct failure details kept per policy and day; beyond them failures
 /// are counted under their type alone.
 const MAX_DETAILS: usize = 500;
-
-/// How long counts wait in memory before they are written.
-const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// Days of counts kept (reports go out the day after).
 pub const KEEP_DAYS: i64 = 8;
@@ -121,48 +116,21 @@ fn add_failure(list: &mut Vec<(FailureDetail, u64)>, d: &FailureDetail, n: u64) 
     }
 }
 
-/// The UTC day of unix time `t`, `YYYY-MM-DD`.
-pub fn day_of(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
-fn key(day: &str, domain: &str) -> String {
-    format!("{day} {domain}")
-}
+pub use crate::cache::daily::day_of;
 
 /// The counts, shared by deliveries.
-pub struct Tlsrpt {
-    cache: Cache,
-    pending: Mutex<BTreeMap<(String, String), DayCounts>>,
-    flushing: tokio::sync::Mutex<()>,
+pub type Tlsrpt = Daily<DayCounts>;
+
+impl Tally for DayCounts {
+    fn merge(&mut self, other: &DayCounts) {
+        DayCounts::merge(self, other)
+    }
 }
 
-impl Tlsrpt {
+impl Daily<DayCounts> {
     /// Over the cache database; starts the writer (inside a runtime).
     pub fn new(cache: Cache) -> Arc<Tlsrpt> {
-        let t = Arc::new(Tlsrpt {
-            cache,
-            pending: Mutex::new(BTreeMap::new()),
-            flushing: tokio::sync::Mutex::new(()),
-        });
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let weak = Arc::downgrade(&t);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(FLUSH_EVERY);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(t) = weak.upgrade() else { break };
-                    if let Err(e) = t.flush().await {
-                        tracing::warn!(error = %e, "cannot write TLS report counts");
-                    }
-                }
-            });
-        }
-        t
+        Daily::open(cache, COUNTS, SENT, "TLS report")
     }
 
     /// Count one session to `domain` (today, UTC).
@@ -172,157 +140,7 @@ impl Tlsrpt {
 
     /// Count one session to `domain` at unix time `t`.
     pub fn record_at(&self, t: i64, domain: &str, policy: &PolicyId, outcome: &Outcome) {
-        let day = day_of(t);
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        self.pending
-            .lock()
-            .unwrap()
-            .entry((day, domain))
-            .or_default()
-            .add(policy, outcome, 1);
-    }
-
-    /// Merge the counts gathered in memory into the database.
-    pub async fn flush(&self) -> Result<(), redb::Error> {
-        let _one = self.flushing.lock().await;
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap());
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let res = self
-            .cache
-            .write({
-                let pending = pending.clone();
-                move |db| {
-                    let tx = db.begin_write()?;
-                    {
-                        let mut t = tx.open_table(COUNTS)?;
-                        for ((day, domain), add) in &pending {
-                            let k = key(day, domain);
-                            let mut c: DayCounts = t
-                                .get(k.as_str())?
-                                .and_then(|v| serde_json::from_slice(v.value()).ok())
-                                .unwrap_or_default();
-                            c.merge(add);
-                            let v = serde_json::to_vec(&c).expect("counts serialise");
-                            t.insert(k.as_str(), v.as_slice())?;
-                        }
-                    }
-                    tx.commit()?;
-                    Ok(())
-                }
-            })
-            .await;
-        if res.is_err() {
-            // Keep the counts for the next attempt.
-            let mut p = self.pending.lock().unwrap();
-            for (k, c) in pending {
-                p.entry(k).or_default().merge(&c);
-            }
-        }
-        res
-    }
-
-    fn stored(&self, day: &str, domain: &str) -> Option<DayCounts> {
-        let tx = self.cache.db().begin_read().ok()?;
-        let t = tx.open_table(COUNTS).ok()?;
-        let v = t.get(key(day, domain).as_str()).ok()??;
-        serde_json::from_slice(v.value()).ok()
-    }
-
-    /// `domain`'s counts for `day`, written and pending.
-    pub fn counts(&self, day: &str, domain: &str) -> Option<DayCounts> {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let pending = self
-            .pending
-            .lock()
-            .unwrap()
-            .get(&(day.to_string(), domain.clone()))
-            .cloned();
-        match (self.stored(day, &domain), pending) {
-            (None, None) => None,
-            (Some(c), None) | (None, Some(c)) => Some(c),
-            (Some(mut c), Some(p)) => {
-                c.merge(&p);
-                Some(c)
-            }
-        }
-    }
-
-    /// Every (day, domain) with counts, oldest first (`day`: only it).
-    pub fn keys(&self, day: Option<&str>) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .pending
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|(d, _)| day.is_none_or(|x| x == d))
-            .cloned()
-            .collect();
-        if let Ok(tx) = self.cache.db().begin_read()
-            && let Ok(t) = tx.open_table(COUNTS)
-            && let Ok(iter) = t.iter()
-        {
-            for (k, _) in iter.flatten() {
-                if let Some((d, dom)) = k.value().split_once(' ')
-                    && day.is_none_or(|x| x == d)
-                {
-                    out.push((d.to_string(), dom.to_string()));
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// The (day, domain) reports due: days before `today` with counts
-    /// and no sent mark, oldest first.
-    pub fn due(&self, today: &str) -> Vec<(String, String)> {
-        self.keys(None)
-            .into_iter()
-            .filter(|(d, dom)| d.as_str() < today && self.sent(d, dom).is_none())
-            .collect()
-    }
-
-    /// When `day`'s report for `domain` went out (or was found to have
-    /// nowhere to go).
-    pub fn sent(&self, day: &str, domain: &str) -> Option<u64> {
-        let tx = self.cache.db().begin_read().ok()?;
-        let t = tx.open_table(SENT).ok()?;
-        Some(t.get(key(day, domain).as_str()).ok()??.value())
-    }
-
-    /// Note that `day`'s report for `domain` is done.
-    pub async fn mark_sent(&self, day: &str, domain: &str) -> Result<(), redb::Error> {
-        let k = key(day, domain);
-        let now = chrono::Utc::now().timestamp().max(0) as u64;
-        self.cache
-            .write(move |db| {
-                let tx = db.begin_write()?;
-                tx.open_table(SENT)?.insert(k.as_str(), now)?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Drop counts and sent marks of days before `day`.
-    pub async fn prune(&self, day: &str) -> Result<(), redb::Error> {
-        let day = day.to_string();
-        self.cache
-            .write(move |db| {
-                let tx = db.begin_write()?;
-                {
-                    let mut t = tx.open_table(COUNTS)?;
-                    t.retain(|k, _| k.split(' ').next().is_none_or(|d| d >= day.as_str()))?;
-                    let mut s = tx.open_table(SENT)?;
-                    s.retain(|k, _| k.split(' ').next().is_none_or(|d| d >= day.as_str()))?;
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
+        self.update_at(t, domain, |c| c.add(policy, outcome, 1));
     }
 }
 

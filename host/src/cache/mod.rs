@@ -4,6 +4,8 @@
 //! Writes commit with an fsync, so they run off the async workers
 //! ([`Cache::write`]).
 
+pub mod daily;
+
 use redb::{Database, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
