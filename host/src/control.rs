@@ -3,7 +3,8 @@
 //!
 //! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
 //! (every message: `queue retry --all` and `queue flush`), `PLUGINS`,
-//! `RELOAD`, `TLSRPT <day> <domain|*> [SEND]` (`report tls`).
+//! `RELOAD`, `TLSRPT <day> <domain|*> [SEND]` (`report tls`),
+//! `DMARCRPT <day> <domain|*> [SEND]` (`report dmarc`).
 
 use crate::log::{Event, MainLog};
 use crate::queue::QueueHandle;
@@ -168,6 +169,14 @@ pub async fn answer(
                 let domain = words.next().filter(|d| *d != "*");
                 let send = words.next().is_some_and(|w| w.eq_ignore_ascii_case("SEND"));
                 q.tls_reports(day, domain, send).await
+            }
+            None => json!({ "error": "no server is running" }),
+        },
+        (Some("DMARCRPT"), Some(day)) => match queue {
+            Some(q) => {
+                let domain = words.next().filter(|d| *d != "*");
+                let send = words.next().is_some_and(|w| w.eq_ignore_ascii_case("SEND"));
+                q.dmarc_reports(day, domain, send).await
             }
             None => json!({ "error": "no server is running" }),
         },

@@ -9,12 +9,14 @@
 //! I/O-free client in [`smtp`]. [`plugin`] runs the Wasm components at each
 //! stage. Below them: [`config`] (types and parsing only), [`log`] (the
 //! Exim-style main log), [`tls`] (server TLS), [`dns`], [`net`] (streams,
-//! TCP Fast Open), [`cache`] (redb). [`server`] wires it all together and
+//! TCP Fast Open), [`cache`] (redb), [`dmarcrpt`] (the DMARC aggregate
+//! report rows inbound counts and the queue mails). [`server`] wires it all together and
 //! [`control`] answers the CLI. See `docs/architecture.md`.
 
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod dmarcrpt;
 pub mod dns;
 pub mod inbound;
 pub mod local;

@@ -7,7 +7,7 @@ use cli::auth::{AuthCmd, DkimCmd, auth_check, dkim_keygen};
 use cli::load;
 use cli::plugin::{PluginCmd, plugin_cmd};
 use cli::queue::{QueueCmd, queue_cmd};
-use cli::report::{ReportCmd, report_tls};
+use cli::report::{ReportCmd, report_dmarc, report_tls};
 use mailgate::config::{Config, DEFAULT_TOML};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -158,6 +158,11 @@ fn main() -> ExitCode {
         } => {
             load(config.as_deref()).and_then(|cfg| rt.block_on(report_tls(&cfg, domain, day, send)))
         }
+        Cmd::Report {
+            config,
+            cmd: ReportCmd::Dmarc { domain, day, send },
+        } => load(config.as_deref())
+            .and_then(|cfg| rt.block_on(report_dmarc(&cfg, domain, day, send))),
         Cmd::Plugin { config, cmd } => {
             load(config.as_deref()).and_then(|cfg| rt.block_on(plugin_cmd(&cfg, cmd)))
         }

@@ -111,6 +111,10 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         Ok(s) => Some(Arc::new(s)),
         Err(e) => return Err(format!("[[dkim]]: {e}")),
     };
+    let dmarcrpt = cfg
+        .auth
+        .dmarc_reports
+        .then(|| crate::dmarcrpt::Dmarcrpt::new(cache.clone()));
     let queue = queue::start(
         Arc::clone(&cfg),
         outbound.clone(),
@@ -118,7 +122,10 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         Arc::clone(&router),
         Arc::clone(&log),
         Some(Arc::clone(&runtime)),
-        signer.clone().map(|s| s as Arc<dyn crate::queue::Finish>),
+        queue::Helpers {
+            finish: signer.clone().map(|s| s as Arc<dyn crate::queue::Finish>),
+            dmarc: dmarcrpt.clone(),
+        },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -141,6 +148,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             ))
         }),
         signer,
+        dmarcrpt: dmarcrpt.clone(),
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();

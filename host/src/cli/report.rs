@@ -19,6 +19,80 @@ pub enum ReportCmd {
         #[arg(long)]
         send: bool,
     },
+    /// DMARC aggregate reports (RFC 7489 §7.2): print a day's XML report
+    /// per policy domain, or send it now to the domain's `rua`.
+    Dmarc {
+        /// Only this policy domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// The UTC day, YYYY-MM-DD (default: today, as counted so far).
+        #[arg(long)]
+        day: Option<String>,
+        /// Send the reports now (needs the running server).
+        #[arg(long)]
+        send: bool,
+    },
+}
+
+/// `mailgate report dmarc`: through the running server, or (printing
+/// only) from the cache database when none runs.
+pub async fn report_dmarc(
+    cfg: &Config,
+    domain: Option<String>,
+    day: Option<String>,
+    send: bool,
+) -> Result<(), String> {
+    let day = day.unwrap_or_else(|| mailgate::cache::daily::day_of(chrono::Utc::now().timestamp()));
+    let req = format!(
+        "DMARCRPT {day} {}{}",
+        domain.as_deref().unwrap_or("*"),
+        if send { " SEND" } else { "" }
+    );
+    let answer = match mailgate::control::request(&cfg.control_socket(), &req).await {
+        Some(a) => a,
+        None if send => return Err("no mailgate server is running (it sends the reports)".into()),
+        None => {
+            use mailgate::dmarcrpt::{Dmarcrpt, xml};
+            let cache = mailgate::cache::Cache::open(&cfg.cache_db())
+                .map_err(|e| format!("{}: {e}", cfg.cache_db().display()))?;
+            let t = Dmarcrpt::new(cache);
+            let r = xml::Reporter::from_config(cfg);
+            let domains: Vec<String> = match &domain {
+                Some(d) => vec![d.to_ascii_lowercase()],
+                None => t.keys(Some(&day)).into_iter().map(|(_, d)| d).collect(),
+            };
+            let list: Vec<serde_json::Value> = domains
+                .iter()
+                .filter_map(|d| {
+                    let rows = t.counts(&day, d)?;
+                    Some(serde_json::json!({ "domain": d, "xml": xml::report(&r, d, &day, &rows)? }))
+                })
+                .collect();
+            serde_json::json!({ "reports": list })
+        }
+    };
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        return Err(e.to_string());
+    }
+    let list = answer["reports"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return Err(match domain {
+            Some(d) => format!("no DMARC rows for {d} on {day}"),
+            None => format!("no DMARC rows on {day}"),
+        });
+    }
+    for e in &list {
+        print!("{}", e["xml"].as_str().unwrap_or(""));
+        if let Some(s) = e.get("sent") {
+            for t in s["to"].as_array().into_iter().flatten() {
+                eprintln!("{}: sent to {}", e["domain"].as_str().unwrap_or(""), t.as_str().unwrap_or(""));
+            }
+            for t in s["errors"].as_array().into_iter().flatten() {
+                eprintln!("{}: {}", e["domain"].as_str().unwrap_or(""), t.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `mailgate report tls`: through the running server, or (printing only)

@@ -43,6 +43,14 @@ pub struct Auth {
     /// Time each check (iprev, SPF for one identity, DKIM of one message)
     /// may take; one that runs out is a `temperror`.
     pub timeout: super::Seconds,
+    /// Count what the DMARC plugin decides for domains that ask for
+    /// aggregate reports (`rua`) and mail them each day (RFC 7489 §7.2).
+    pub dmarc_reports: bool,
+    /// `org_name` of the reports (default: the host name).
+    pub report_organization: Option<String>,
+    /// `email` of the reports and their From (default
+    /// `postmaster@HOSTNAME`).
+    pub report_contact: Option<String>,
 }
 
 impl Default for Auth {
@@ -55,6 +63,9 @@ impl Default for Auth {
             received_spf: false,
             dkim_max_signatures: 10,
             timeout: super::Seconds(20),
+            dmarc_reports: false,
+            report_organization: None,
+            report_contact: None,
         }
     }
 }

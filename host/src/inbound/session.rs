@@ -45,6 +45,8 @@ pub struct Shared {
     pub auth: Option<Arc<super::auth::Authenticator>>,
     /// DKIM signing keys (`[[dkim]]`), when any.
     pub signer: Option<Arc<super::auth::sign::Signer>>,
+    /// DMARC aggregate report rows (`[auth] dmarc_reports`), when on.
+    pub dmarcrpt: Option<Arc<crate::dmarcrpt::Dmarcrpt>>,
 }
 
 /// Addresses and listener of one connection.
@@ -610,8 +612,12 @@ async fn message(
         // Lend the content to the hook without copying it; the message
         // resource is gone when the call returns, so the Arc is ours again.
         let data = Arc::new(std::mem::take(&mut tx.data));
+        // DMARC's variables describe one message: none from an earlier one
+        // of this connection may be counted again.
+        conn.vars.retain(|(k, _)| !k.starts_with("dmarc."));
         let d = conn_hook(conn, crate::plugin::Call::Data(Arc::clone(&data))).await;
         tx.data = Arc::try_unwrap(data).unwrap_or_else(|a| (*a).clone());
+        count_for_dmarc_report(conn, shared);
         let host = conn.host();
         match d {
             hooks::Decision::Refuse(r) => {
@@ -714,6 +720,28 @@ async fn message(
     let view = conn_view(conn);
     let route = conn.plugins.as_mut().zip(ctx);
     receive::accept(view, shared, tx, route).await
+}
+
+/// Add the message the DMARC plugin just evaluated to its policy domain's
+/// aggregate report, whatever becomes of it (refused and quarantined mail
+/// counts too).
+fn count_for_dmarc_report(conn: &Conn, shared: &Shared) {
+    let Some(rpt) = &shared.dmarcrpt else {
+        return;
+    };
+    let sender = conn.sender.as_deref().unwrap_or("");
+    let envelope_from = match sender.rsplit_once('@') {
+        Some((_, d)) => d.to_string(),
+        None => conn.helo.clone().unwrap_or_default(),
+    };
+    if let Some(o) = crate::dmarcrpt::observe(
+        &conn.vars,
+        conn.ip,
+        &envelope_from,
+        conn.checks.report_results(),
+    ) {
+        rpt.record(o);
+    }
 }
 
 /// The `<=` line of a message accepted but not spooled (discarded or

@@ -4,6 +4,7 @@
 //! the spool when every recipient is delivered or has failed for good.
 
 pub mod bounce;
+mod dmarc_reports;
 mod reports;
 pub mod schedule;
 
@@ -73,12 +74,29 @@ impl QueueHandle {
         self.runner.tls_reports(day, domain, send).await
     }
 
-    /// Write the TLS report counts gathered in memory (at shutdown).
+    /// DMARC aggregate reports of `day` for `domain` or every domain
+    /// with rows, as JSON (`{"reports": [{"domain", "xml"}]}`); with
+    /// `send`, also sent now.
+    pub async fn dmarc_reports(
+        &self,
+        day: &str,
+        domain: Option<&str>,
+        send: bool,
+    ) -> serde_json::Value {
+        self.runner.dmarc_reports(day, domain, send).await
+    }
+
+    /// Write the report counts gathered in memory (at shutdown).
     pub async fn flush_reports(&self) {
         if let Some(t) = self.runner.outbound.as_ref().and_then(|o| o.tlsrpt())
             && let Err(e) = t.flush().await
         {
             tracing::warn!(error = %e, "cannot write TLS report counts");
+        }
+        if let Some(d) = &self.runner.dmarc
+            && let Err(e) = d.flush().await
+        {
+            tracing::warn!(error = %e, "cannot write DMARC report rows");
         }
     }
 
@@ -116,6 +134,16 @@ struct Runner {
     forced: Mutex<HashSet<String>>,
     plugins: Option<Arc<crate::plugin::Runtime>>,
     finish: Option<Arc<dyn Finish>>,
+    dmarc: Option<Arc<crate::dmarcrpt::Dmarcrpt>>,
+}
+
+/// What the server lends the queue besides the spool and delivery.
+#[derive(Default)]
+pub struct Helpers {
+    /// Completes the messages the gateway writes itself (DKIM signing).
+    pub finish: Option<Arc<dyn Finish>>,
+    /// The DMARC aggregate report rows the queue mails once a day is over.
+    pub dmarc: Option<Arc<crate::dmarcrpt::Dmarcrpt>>,
 }
 
 /// What completes a message the gateway writes itself (a DSN, a TLS
@@ -136,7 +164,7 @@ pub fn start(
     router: Arc<Router>,
     log: Arc<MainLog>,
     plugins: Option<Arc<crate::plugin::Runtime>>,
-    finish: Option<Arc<dyn Finish>>,
+    helpers: Helpers,
 ) -> QueueHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let interval = Duration::from_secs((cfg.outbound.retry_min.0 / 2).clamp(1, 60));
@@ -153,13 +181,15 @@ pub fn start(
         resubmit: tx.downgrade(),
         forced: Mutex::new(HashSet::new()),
         plugins,
-        finish,
+        finish: helpers.finish,
+        dmarc: helpers.dmarc,
     });
     let handle = QueueHandle {
         tx,
         runner: Arc::clone(&runner),
     };
     reports::start(&runner);
+    dmarc_reports::start(&runner);
     tokio::spawn(async move {
         runner.clone().scan();
         let mut tick = tokio::time::interval(interval);

@@ -54,6 +54,42 @@ impl Checks {
         self.iprev.iter().chain(&self.spf).chain(&self.dkim)
     }
 
+    /// The SPF and DKIM results as a DMARC aggregate report lists them
+    /// (`auth_results`).
+    pub fn report_results(&self) -> crate::dmarcrpt::AuthResults {
+        use crate::dmarcrpt::{AuthResults, DkimResult, SpfResult};
+        let prop = |e: &Entry, name: &str| {
+            e.props
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut r = AuthResults::default();
+        for e in &self.spf {
+            let (scope, domain) = match (prop(e, "smtp.mailfrom"), prop(e, "smtp.helo")) {
+                (Some(m), _) => ("mfrom", m.rsplit_once('@').map_or(m.clone(), |(_, d)| d.into())),
+                (None, Some(h)) => ("helo", h),
+                (None, None) => continue,
+            };
+            r.spf.push(SpfResult {
+                domain: domain.to_ascii_lowercase(),
+                scope: scope.into(),
+                result: e.result.clone(),
+            });
+        }
+        for e in &self.dkim {
+            let Some(d) = prop(e, "header.d") else {
+                continue;
+            };
+            r.dkim.push(DkimResult {
+                domain: d.to_ascii_lowercase(),
+                selector: prop(e, "header.s").unwrap_or_default(),
+                result: e.result.clone(),
+            });
+        }
+        r
+    }
+
     /// The results as plugins get them (`checks` in the hook context).
     pub fn for_plugins(
         &self,

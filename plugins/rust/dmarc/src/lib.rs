@@ -23,8 +23,14 @@
 //! - `reject` (true): honour `p=reject`; false quarantines instead.
 //! - `quarantine` (true): honour `quarantine`; false delivers.
 //!
-//! Variables set for later plugins and the aggregate report:
-//! `dmarc.result`, `dmarc.domain`, `dmarc.policy`, `dmarc.disposition`.
+//! Variables set for later plugins and the host's aggregate report:
+//! `dmarc.result`, `dmarc.domain` (the From domain), `dmarc.policy`,
+//! `dmarc.disposition`, `dmarc.spf` and `dmarc.dkim` (aligned `pass` or
+//! `fail`), and with a record `dmarc.record-domain` (where it was found),
+//! `dmarc.published` (`p=..; sp=..; adkim=..; aspf=..; pct=..`),
+//! `dmarc.rua` (its `rua` URIs, comma-separated) and, when the policy was
+//! not applied, `dmarc.override` (`TYPE comment`: `sampled_out`,
+//! `local_policy`, `trusted_forwarder`).
 
 pub mod policy;
 pub mod psl;
@@ -192,6 +198,10 @@ pub fn result_entry(e: &Evaluation, dis: Policy, override_by: Option<&str>) -> S
     s
 }
 
+fn pass_fail(ok: bool) -> &'static str {
+    if ok { "pass" } else { "fail" }
+}
+
 fn sample() -> u8 {
     match random::bytes(2) {
         Ok(b) if b.len() == 2 => (u16::from_be_bytes([b[0], b[1]]) % 100) as u8,
@@ -251,11 +261,19 @@ impl Plugin for Dmarc {
                 0
             },
         );
+        // Why the disposition is milder than asked, for the aggregate
+        // report (RFC 7489 §7.2, PolicyOverrideType).
+        let mut overridden: Option<(&str, String)> = None;
+        if dis != policy::disposition(&e, 0) {
+            overridden = Some(("sampled_out", "pct".into()));
+        }
         if dis == Policy::Reject && !s.reject {
             dis = Policy::Quarantine;
+            overridden = Some(("local_policy", "reject is quarantined here".into()));
         }
         if dis == Policy::Quarantine && !s.quarantine {
             dis = Policy::None;
+            overridden = Some(("local_policy", "quarantine is delivered here".into()));
         }
         // A trusted forwarder's passing ARC chain overrides the failure.
         let sealer = (dis != Policy::None && ctx.var("arc.cv") == Some("pass"))
@@ -267,8 +285,9 @@ impl Plugin for Dmarc {
                 })
             })
             .flatten();
-        if sealer.is_some() {
+        if let Some(by) = &sealer {
             dis = Policy::None;
+            overridden = Some(("trusted_forwarder", format!("arc=pass sealed by {by}")));
         }
         let mut r = Response::next()
             .with(Action::AddAuthResult(result_entry(
@@ -289,6 +308,29 @@ impl Plugin for Dmarc {
                 "dmarc.disposition".into(),
                 dis.name().into(),
             )));
+        // What the host's aggregate report needs: the aligned results, the
+        // record as published and where, why the policy was not applied.
+        r = r
+            .with(Action::SetVar((
+                "dmarc.spf".into(),
+                pass_fail(e.spf_aligned).into(),
+            )))
+            .with(Action::SetVar((
+                "dmarc.dkim".into(),
+                pass_fail(e.dkim_aligned).into(),
+            )));
+        if let Some((at, rec)) = &e.record {
+            r = r
+                .with(Action::SetVar(("dmarc.record-domain".into(), at.clone())))
+                .with(Action::SetVar(("dmarc.published".into(), rec.published())))
+                .with(Action::SetVar(("dmarc.rua".into(), rec.rua.join(","))));
+        }
+        if let Some((kind, comment)) = overridden {
+            r = r.with(Action::SetVar((
+                "dmarc.override".into(),
+                format!("{kind} {comment}"),
+            )));
+        }
         match dis {
             Policy::Reject => {
                 let mut rej = Response::reject(

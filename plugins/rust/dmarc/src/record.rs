@@ -64,6 +64,26 @@ pub struct Record {
     pub psd: bool,
 }
 
+impl Record {
+    /// The policy as the aggregate report publishes it: `p=..; sp=..;
+    /// np=..; adkim=..; aspf=..; pct=..` (defaults filled in).
+    pub fn published(&self) -> String {
+        let sp = self.sp.unwrap_or(self.p);
+        let mut s = format!("p={}; sp={}", self.p.name(), sp.name());
+        if let Some(np) = self.np {
+            s.push_str(&format!("; np={}", np.name()));
+        }
+        let mode = |strict: bool| if strict { "s" } else { "r" };
+        s.push_str(&format!(
+            "; adkim={}; aspf={}; pct={}",
+            mode(self.strict_dkim),
+            mode(self.strict_spf),
+            self.pct
+        ));
+        s
+    }
+}
+
 /// Parse one TXT record's text; `None` when it is not a DMARC record
 /// (the caller ignores those) or unusable.
 pub fn parse(text: &str) -> Option<Record> {

@@ -1,0 +1,251 @@
+//! Sending DMARC aggregate reports (RFC 7489 §7.2): once a UTC day is
+//! over, each policy domain's rows ([`crate::dmarcrpt`]) become its XML
+//! report, gzipped and mailed through this gateway's own queue to every
+//! `mailto:` destination of the domain's `rua`: those outside the policy
+//! domain only when `<domain>._report._dmarc.<theirs>` says `v=DMARC1`
+//! (§7.1), and only when the report fits their `!size` limit. Checked
+//! hourly and at start; a day that went out (or had nowhere to go) is
+//! noted and not sent again; a DNS failure leaves it for the next hour.
+
+use super::Runner;
+use super::bounce::local_envelope;
+use crate::dmarcrpt::xml::{self, Reporter};
+use crate::dmarcrpt::{DayRecords, Dmarcrpt, rua};
+use crate::log::Event;
+use crate::spool::RecipientEntry;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Days of rows kept.
+const KEEP_DAYS: i64 = 8;
+
+/// The report message to `to` (RFC 7489 §7.2.1.1): the gzipped XML as an
+/// `application/gzip` attachment named
+/// `receiver!policy-domain!begin!end.xml.gz`.
+pub fn message(r: &Reporter, to: &str, domain: &str, day: &str, gz: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let id = xml::report_id(r, domain, day);
+    let (begin, end) = xml::range(day).unwrap_or_default();
+    let boundary = format!("=_dmarc_{}", crate::spool::new_message_id());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
+    let mut m = String::new();
+    m.push_str(&format!("From: {}\r\n", r.contact));
+    m.push_str(&format!("To: {to}\r\n"));
+    m.push_str(&format!(
+        "Subject: Report Domain: {domain} Submitter: {} Report-ID: <{id}>\r\n",
+        r.hostname
+    ));
+    m.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
+    m.push_str(&format!(
+        "Message-ID: <{}.dmarc@{}>\r\n",
+        crate::spool::new_message_id(),
+        r.hostname
+    ));
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str(&format!(
+        "Content-Type: multipart/mixed;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+    ));
+    m.push_str("This is a MIME-formatted message.\r\n\r\n");
+    m.push_str(&format!("--{boundary}\r\n"));
+    m.push_str("Content-Type: text/plain; charset=us-ascii\r\n\r\n");
+    m.push_str(&format!(
+        "This is a DMARC aggregate report (RFC 7489) from {} for {domain}, {day} (UTC).\r\n\r\n",
+        r.organization
+    ));
+    m.push_str(&format!("--{boundary}\r\n"));
+    let name = format!("{}!{domain}!{begin}!{end}.xml.gz", r.hostname);
+    m.push_str("Content-Type: application/gzip\r\n");
+    m.push_str("Content-Transfer-Encoding: base64\r\n");
+    m.push_str(&format!(
+        "Content-Disposition: attachment;\r\n\tfilename=\"{name}\"\r\n\r\n"
+    ));
+    for chunk in b64.as_bytes().chunks(76) {
+        m.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        m.push_str("\r\n");
+    }
+    m.push_str(&format!("--{boundary}--\r\n"));
+    m.into_bytes()
+}
+
+impl Runner {
+    fn reporter(&self) -> Reporter {
+        Reporter::from_config(&self.cfg)
+    }
+
+    fn report_json(&self, t: &Dmarcrpt, day: &str, domain: &str) -> Option<(DayRecords, String)> {
+        let d = t.counts(day, domain)?;
+        let x = xml::report(&self.reporter(), domain, day, &d)?;
+        Some((d, x))
+    }
+
+    /// The reports of `day` (one domain, or every domain with rows) as
+    /// `{"reports": [{"domain", "messages", "xml"}]}`; with `send`, sent
+    /// now too, adding `"sent"` per domain.
+    pub(super) async fn dmarc_reports(&self, day: &str, domain: Option<&str>, send: bool) -> Value {
+        let Some(t) = self.dmarc.clone() else {
+            return json!({ "error": "DMARC reporting is off ([auth] dmarc_reports)" });
+        };
+        if let Err(e) = t.flush().await {
+            return json!({ "error": format!("cannot write the rows: {e}") });
+        }
+        let domains: Vec<String> = match domain {
+            Some(d) => vec![d.trim_end_matches('.').to_ascii_lowercase()],
+            None => t.keys(Some(day)).into_iter().map(|(_, d)| d).collect(),
+        };
+        let mut list = vec![];
+        for d in domains {
+            let Some((rows, x)) = self.report_json(&t, day, &d) else {
+                continue;
+            };
+            let mut entry = json!({ "domain": d, "messages": rows.messages(), "xml": x });
+            if send {
+                entry["sent"] = match self.send_dmarc_report(&t, day, &d, &rows, &x).await {
+                    Ok((to, errors)) => json!({ "to": to, "errors": errors }),
+                    Err(e) => json!({ "to": [], "errors": [e] }),
+                };
+            }
+            list.push(entry);
+        }
+        json!({ "reports": list })
+    }
+
+    /// Send `domain`'s `day` report; `Err` when it should be tried again.
+    async fn send_dmarc_report(
+        &self,
+        t: &Dmarcrpt,
+        day: &str,
+        domain: &str,
+        rows: &DayRecords,
+        x: &str,
+    ) -> Result<(Vec<String>, Vec<String>), String> {
+        let Some(o) = &self.outbound else {
+            return Err("outbound delivery is disabled".into());
+        };
+        let published = rows.published.clone().unwrap_or_default();
+        let (dests, mut errors) = rua::parse(&published.rua);
+        let gz = crate::outbound::tlsrpt::report::gzip(x.as_bytes());
+        let sub = self.reporter();
+        let mut to = vec![];
+        let mut retry = false;
+        for d in dests {
+            if let Some(name) = rua::verification_name(domain, &d.domain()) {
+                match o
+                    .dns()
+                    .records(&name, hickory_resolver::proto::rr::RecordType::TXT)
+                    .await
+                {
+                    Ok(txt) => {
+                        let txts: Vec<String> = txt
+                            .iter()
+                            .map(|s| crate::outbound::tlsrpt::rua::txt_text(s))
+                            .collect();
+                        if !rua::agrees(&txts) {
+                            errors.push(format!(
+                                "{}: {name} does not agree to receive {domain}'s reports",
+                                d.address
+                            ));
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        errors.push(format!("{}: {name}: {e}", d.address));
+                        retry = true;
+                        continue;
+                    }
+                }
+            }
+            if let Some(limit) = d.limit
+                && gz.len() as u64 > limit
+            {
+                errors.push(format!(
+                    "{}: the report ({} octets gzipped) is over its limit of {limit}",
+                    d.address,
+                    gz.len()
+                ));
+                continue;
+            }
+            let body = message(&sub, &d.address, domain, day, &gz);
+            let env = local_envelope(
+                &self.cfg.server.hostname,
+                sub.contact.clone(),
+                vec![RecipientEntry::new(d.address.clone(), None, None)],
+                body.len(),
+            );
+            let id = env.id.clone();
+            match self.inject(env, &body, None, "dmarcrpt").await {
+                Ok(()) => {
+                    self.log.event(&Event::message_notice(
+                        &id,
+                        format!("DMARC report for {domain} {day} to {}", d.address),
+                    ));
+                    to.push(format!("mailto:{}", d.address));
+                }
+                Err(e) => {
+                    errors.push(format!("{}: cannot spool: {e}", d.address));
+                    retry = true;
+                }
+            }
+        }
+        if retry && to.is_empty() {
+            return Err(errors.join("; "));
+        }
+        if day < crate::cache::daily::day_of(chrono::Utc::now().timestamp()).as_str()
+            && let Err(e) = t.mark_sent(day, domain).await
+        {
+            tracing::warn!(error = %e, "cannot note a DMARC report as sent");
+        }
+        Ok((to, errors))
+    }
+
+    /// Send every finished day's reports not yet sent, then forget old
+    /// days.
+    pub(super) async fn daily_dmarc_reports(&self) {
+        let Some(t) = self.dmarc.clone() else {
+            return;
+        };
+        if let Err(e) = t.flush().await {
+            tracing::warn!(error = %e, "cannot write DMARC report rows");
+        }
+        let now = chrono::Utc::now().timestamp();
+        let today = crate::cache::daily::day_of(now);
+        for (day, domain) in t.due(&today) {
+            let Some((rows, x)) = self.report_json(&t, &day, &domain) else {
+                continue;
+            };
+            match self.send_dmarc_report(&t, &day, &domain, &rows, &x).await {
+                Ok((_, errors)) if !errors.is_empty() => self.log.event(&Event::notice(format!(
+                    "DMARC report for {domain} {day}: {}",
+                    errors.join("; ")
+                ))),
+                Ok(_) => {}
+                Err(e) => self.log.event(&Event::notice(format!(
+                    "DMARC report for {domain} {day} not sent, trying again later: {e}"
+                ))),
+            }
+        }
+        let oldest = crate::cache::daily::day_of(now - KEEP_DAYS * 86400);
+        if let Err(e) = t.prune(&oldest).await {
+            tracing::warn!(error = %e, "cannot prune DMARC report rows");
+        }
+    }
+}
+
+/// Start the hourly check for finished days' reports.
+pub(super) fn start(runner: &Arc<Runner>) {
+    if runner.dmarc.is_none() {
+        return;
+    }
+    let weak = Arc::downgrade(runner);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(r) = weak.upgrade() else { break };
+            if r.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            r.daily_dmarc_reports().await;
+        }
+    });
+}
