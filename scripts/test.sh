@@ -16,6 +16,8 @@ perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 # dkimpy signs and verifies against mailgate (Debian's python, not pyenv's);
 # its ARC signer needs authres.
 /usr/bin/python3 -c 'import dkim, nacl, authres' >/dev/null 2>&1 || missing+=(python3-dkim python3-nacl python3-authres)
+# xmllint validates DMARC reports against RFC 7489's schema.
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 # The C example plugin: clang for wasm32 with wasi-libc.
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)

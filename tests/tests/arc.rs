@@ -280,8 +280,14 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
     let grant = "capabilities = [\"log\", \"dns\", \"crypto\", \"clock\"]";
     assert!(a.config.contains(grant));
     for (change, want) in [
-        ((grant, "capabilities = [\"log\", \"dns\", \"clock\"]"), "NotGranted"),
-        (("key = \"seal\"", "key = \"other\""), "no key \\\"other\\\""),
+        (
+            (grant, "capabilities = [\"log\", \"dns\", \"clock\"]"),
+            "NotGranted",
+        ),
+        (
+            ("key = \"seal\"", "key = \"other\""),
+            "no key \\\"other\\\"",
+        ),
     ] {
         let cfg = dir2.path().join("mailgate.toml");
         std::fs::write(&cfg, a.config.replace(change.0, change.1)).unwrap();
@@ -294,7 +300,11 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
             .arg(&cfg)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success() && text.contains(want), "{want}: {text}");
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && text.contains(want),
+            "{want}: {text}"
+        );
     }
 }

@@ -83,7 +83,12 @@ impl<V: Tally> Daily<V> {
     pub fn update_at(&self, t: i64, domain: &str, f: impl FnOnce(&mut V)) {
         let day = day_of(t);
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        f(self.pending.lock().unwrap().entry((day, domain)).or_default());
+        f(self
+            .pending
+            .lock()
+            .unwrap()
+            .entry((day, domain))
+            .or_default());
     }
 
     /// Merge the counts gathered in memory into the database.

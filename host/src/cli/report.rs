@@ -65,7 +65,9 @@ pub async fn report_dmarc(
                 .iter()
                 .filter_map(|d| {
                     let rows = t.counts(&day, d)?;
-                    Some(serde_json::json!({ "domain": d, "xml": xml::report(&r, d, &day, &rows)? }))
+                    Some(
+                        serde_json::json!({ "domain": d, "xml": xml::report(&r, d, &day, &rows)? }),
+                    )
                 })
                 .collect();
             serde_json::json!({ "reports": list })
@@ -85,10 +87,18 @@ pub async fn report_dmarc(
         print!("{}", e["xml"].as_str().unwrap_or(""));
         if let Some(s) = e.get("sent") {
             for t in s["to"].as_array().into_iter().flatten() {
-                eprintln!("{}: sent to {}", e["domain"].as_str().unwrap_or(""), t.as_str().unwrap_or(""));
+                eprintln!(
+                    "{}: sent to {}",
+                    e["domain"].as_str().unwrap_or(""),
+                    t.as_str().unwrap_or("")
+                );
             }
             for t in s["errors"].as_array().into_iter().flatten() {
-                eprintln!("{}: {}", e["domain"].as_str().unwrap_or(""), t.as_str().unwrap_or(""));
+                eprintln!(
+                    "{}: {}",
+                    e["domain"].as_str().unwrap_or(""),
+                    t.as_str().unwrap_or("")
+                );
             }
         }
     }

@@ -226,7 +226,12 @@ pub fn observe(
     envelope_from: &str,
     auth: AuthResults,
 ) -> Option<Observation> {
-    let var = |k: &str| vars.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let var = |k: &str| {
+        vars.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
     let at = var("dmarc.record-domain")?;
     let rua = var("dmarc.rua").unwrap_or("");
     if rua.is_empty() {

@@ -46,7 +46,9 @@ pub fn parse(uris: &[String]) -> (Vec<Rua>, Vec<String>) {
         };
         let addr = percent_decode(addr);
         match addr.rsplit_once('@') {
-            Some((l, d)) if !l.is_empty() && d.contains('.') && !addr.contains(['<', '>', ',', ' ']) => {
+            Some((l, d))
+                if !l.is_empty() && d.contains('.') && !addr.contains(['<', '>', ',', ' ']) =>
+            {
                 out.push(Rua {
                     address: addr.clone(),
                     limit,
@@ -146,7 +148,10 @@ mod tests {
         );
         assert_eq!(bad.len(), 3);
         assert_eq!(verification_name("example.com", "Example.COM"), None);
-        assert_eq!(verification_name("example.com", "reports.example.com"), None);
+        assert_eq!(
+            verification_name("example.com", "reports.example.com"),
+            None
+        );
         assert_eq!(
             verification_name("example.com", "thirdparty.test").as_deref(),
             Some("example.com._report._dmarc.thirdparty.test")

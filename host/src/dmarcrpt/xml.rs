@@ -86,7 +86,11 @@ fn record(x: &mut String, row: &Row, count: u64) {
     let _ = writeln!(x, "      <source_ip>{}</source_ip>", address(row.source_ip));
     let _ = writeln!(x, "      <count>{count}</count>");
     let _ = writeln!(x, "      <policy_evaluated>");
-    let _ = writeln!(x, "        <disposition>{}</disposition>", esc(&row.disposition));
+    let _ = writeln!(
+        x,
+        "        <disposition>{}</disposition>",
+        esc(&row.disposition)
+    );
     let _ = writeln!(x, "        <dkim>{}</dkim>", esc(&row.dkim));
     let _ = writeln!(x, "        <spf>{}</spf>", esc(&row.spf));
     if let Some((t, c)) = &row.reason {
@@ -98,15 +102,31 @@ fn record(x: &mut String, row: &Row, count: u64) {
     }
     let _ = writeln!(x, "      </policy_evaluated>\n    </row>");
     let _ = writeln!(x, "    <identifiers>");
-    let _ = writeln!(x, "      <envelope_from>{}</envelope_from>", esc(&row.envelope_from));
-    let _ = writeln!(x, "      <header_from>{}</header_from>", esc(&row.header_from));
+    let _ = writeln!(
+        x,
+        "      <envelope_from>{}</envelope_from>",
+        esc(&row.envelope_from)
+    );
+    let _ = writeln!(
+        x,
+        "      <header_from>{}</header_from>",
+        esc(&row.header_from)
+    );
     let _ = writeln!(x, "    </identifiers>\n    <auth_results>");
     for d in &row.auth.dkim {
-        let _ = writeln!(x, "      <dkim>\n        <domain>{}</domain>", esc(&d.domain));
+        let _ = writeln!(
+            x,
+            "      <dkim>\n        <domain>{}</domain>",
+            esc(&d.domain)
+        );
         if !d.selector.is_empty() {
             let _ = writeln!(x, "        <selector>{}</selector>", esc(&d.selector));
         }
-        let _ = writeln!(x, "        <result>{}</result>\n      </dkim>", esc(&d.result));
+        let _ = writeln!(
+            x,
+            "        <result>{}</result>\n      </dkim>",
+            esc(&d.result)
+        );
     }
     // The schema wants at least one SPF result.
     let none = [super::SpfResult {
@@ -120,9 +140,17 @@ fn record(x: &mut String, row: &Row, count: u64) {
         &row.auth.spf[..]
     };
     for s in spf {
-        let _ = writeln!(x, "      <spf>\n        <domain>{}</domain>", esc(&s.domain));
+        let _ = writeln!(
+            x,
+            "      <spf>\n        <domain>{}</domain>",
+            esc(&s.domain)
+        );
         let _ = writeln!(x, "        <scope>{}</scope>", esc(&s.scope));
-        let _ = writeln!(x, "        <result>{}</result>\n      </spf>", esc(&s.result));
+        let _ = writeln!(
+            x,
+            "        <result>{}</result>\n      </spf>",
+            esc(&s.result)
+        );
     }
     let _ = writeln!(x, "    </auth_results>\n  </record>");
 }
@@ -139,7 +167,11 @@ pub fn report(r: &Reporter, domain: &str, day: &str, d: &DayRecords) -> Option<S
     let _ = writeln!(x, "  <version>1.0</version>\n  <report_metadata>");
     let _ = writeln!(x, "    <org_name>{}</org_name>", esc(&r.organization));
     let _ = writeln!(x, "    <email>{}</email>", esc(&r.contact));
-    let _ = writeln!(x, "    <report_id>{}</report_id>", esc(&report_id(r, domain, day)));
+    let _ = writeln!(
+        x,
+        "    <report_id>{}</report_id>",
+        esc(&report_id(r, domain, day))
+    );
     let _ = writeln!(
         x,
         "    <date_range>\n      <begin>{begin}</begin>\n      <end>{end}</end>\n    </date_range>"
@@ -173,7 +205,10 @@ mod tests {
 
     #[test]
     fn ipv6_is_written_with_every_group() {
-        assert_eq!(address("2001:db8::1".parse().unwrap()), "2001:db8:0:0:0:0:0:1");
+        assert_eq!(
+            address("2001:db8::1".parse().unwrap()),
+            "2001:db8:0:0:0:0:0:1"
+        );
         assert_eq!(address("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
         assert_eq!(esc("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
         assert_eq!(range("2026-12-01"), Some((1796083200, 1796169599)));

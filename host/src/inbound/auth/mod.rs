@@ -67,7 +67,10 @@ impl Checks {
         let mut r = AuthResults::default();
         for e in &self.spf {
             let (scope, domain) = match (prop(e, "smtp.mailfrom"), prop(e, "smtp.helo")) {
-                (Some(m), _) => ("mfrom", m.rsplit_once('@').map_or(m.clone(), |(_, d)| d.into())),
+                (Some(m), _) => (
+                    "mfrom",
+                    m.rsplit_once('@').map_or(m.clone(), |(_, d)| d.into()),
+                ),
                 (None, Some(h)) => ("helo", h),
                 (None, None) => continue,
             };

@@ -170,6 +170,15 @@ mod tests {
         assert_eq!(r.pct, 50);
         assert!(r.strict_dkim && !r.strict_spf && !r.psd);
         assert_eq!(r.rua, vec!["mailto:a@x.test", "mailto:b@y.test"]);
+        assert_eq!(
+            r.published(),
+            "p=reject; sp=quarantine; np=reject; adkim=s; aspf=r; pct=50"
+        );
+        // Defaults are spelled out for the report.
+        assert_eq!(
+            parse("v=DMARC1; p=none").unwrap().published(),
+            "p=none; sp=none; adkim=r; aspf=r; pct=100"
+        );
     }
 
     #[test]
