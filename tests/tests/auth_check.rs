@@ -3,11 +3,11 @@
 //! in parentheses, `;` inside quotes), an SPF record of several strings,
 //! an SPF explanation with non-ASCII bytes (`\195\169`), a reverse zone
 //! for the client (any address, not only loopback) and a DMARC record.
-//! The bundled DMARC plugin runs after the host's checks; `--json` gives
-//! each result, and a broken signature turns DMARC's verdict into a
-//! rejection.
+//! The bundled ARC and DMARC plugins run after the host's checks (ARC on
+//! a chain dkimpy seals); `--json` gives each result, and a broken
+//! signature turns DMARC's verdict into a rejection.
 
-use mailgate_tests::dkimpy::{dkimpy_sign, keygen};
+use mailgate_tests::dkimpy::{dkimpy_arc_seal, dkimpy_sign, key_records, keygen};
 use mailgate_tests::mailgate_bin;
 use std::process::Command;
 
@@ -45,6 +45,7 @@ fn explains_spf_iprev_dkim_and_dmarc_offline() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let key = keygen(d, "sender.test", "s1", false);
+    let fwd = keygen(d, "fwd.test", "arc", false);
     let printed = Command::new(mailgate_bin())
         .args(["dkim", "keygen", "sender.test", "s2", "--ed25519", "--out"])
         .arg(d.join("s2.pem"))
@@ -75,8 +76,9 @@ _dmarc.sender IN TXT \"v=DMARC1; p=reject\"
 s1._domainkey.sender IN TXT ( {}
     ) ; the key
 {s2_line}
-",
-        parts.join("\n    ")
+{}",
+        parts.join("\n    "),
+        key_records(&[("arc._domainkey.fwd", &fwd)])
     );
     std::fs::write(d.join("zone"), zone).unwrap();
     let msg = "From: Alice <alice@sender.test>\r\nTo: bob@rcpt.test\r\nSubject: offline\r\n\r\nHello.\r\n";
@@ -100,6 +102,28 @@ s1._domainkey.sender IN TXT ( {}
     let ar = v["authentication_results"].as_str().unwrap();
     assert!(ar.starts_with("Authentication-Results: localhost;"), "{ar}");
     assert!(ar.contains("dmarc=pass"), "{ar}");
+    assert_eq!(v["arc"]["result"], "none", "{v}");
+
+    // Sealed by a forwarder (dkimpy): the bundled ARC plugin validates it.
+    let sealed = dkimpy_arc_seal(
+        &fwd,
+        "arc",
+        "fwd.test",
+        "fwd.test",
+        &format!("Authentication-Results: fwd.test; dkim=pass header.d=sender.test\r\n{signed}"),
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&check(d, &sealed, "192.0.2.5", "alice@sender.test", true)).unwrap();
+    assert_eq!(v["arc"]["result"], "pass", "{v}");
+    assert_eq!(v["arc"]["instances"], 1, "{v}");
+    assert_eq!(v["arc"]["domains"], "fwd.test", "{v}");
+    assert!(
+        v["authentication_results"]
+            .as_str()
+            .unwrap()
+            .contains("arc=pass (i=1)"),
+        "{v}"
+    );
 
     // From an address SPF does not allow: the explanation, decoded; no
     // reverse name; DKIM still aligns, so DMARC passes.
