@@ -20,6 +20,15 @@
 # mailgate-ecdsa is mailgate with an ECDSA P-256 certificate beside the RSA
 # one ([[tls.alternative]]): what a client that accepts ECDSA costs it.
 #
+# CASE=auth: every message carries one DKIM signature and one ARC set
+# (dkimpy signs and seals; keys from `mailgate dkim keygen`; nsd serves
+# the keys, SPF and DMARC on loopback), sent as the same file by
+# smtp-source -F. Servers: mailgate (checks off, as the peers), then
+# mailgate-checks (the host's iprev, SPF and DKIM), mailgate-arc (and the
+# ARC plugin validating), mailgate-all (and the DMARC and SRS plugins),
+# and Postfix with nothing on; the differences in CPU per message are what
+# each layer costs. Defaults then: SIZES=1024 SESSIONS=20.
+#
 # PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
 # Rust reject-list example; build them first: scripts/test.sh does).
 # Loopback only. Needs root (Exim's private daemon, Postfix's users, the
@@ -34,6 +43,15 @@ if [ "$CASE" = tls ]; then
     SIZES=${SIZES:-1024}
     SESSIONS=${SESSIONS:-20}
     SERVERS=${SERVERS:-"mailgate exim postfix"}
+fi
+if [ "$CASE" = auth ]; then
+    SIZES=${SIZES:-1024}
+    SESSIONS=${SESSIONS:-20}
+    SERVERS=${SERVERS:-"mailgate mailgate-checks mailgate-arc mailgate-all postfix"}
+    for p in arc dmarc srs; do
+        [ -f "plugins/target/wasm32-wasip2/release/$p.wasm" ] ||
+            { echo "build the plugins first (scripts/test.sh does)" >&2; exit 1; }
+    done
 fi
 N20=${N20:-10000}
 N1=${N1:-2000}
@@ -72,6 +90,66 @@ if [ "$CASE" = tls ]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -subj /CN=bench.test -keyout "$work/ec-key.pem" -out "$work/ec-cert.pem" >/dev/null 2>&1
 fi
+nsd_pid=
+if [ "$CASE" = auth ]; then
+    # Keys, records, nsd on loopback, and the signed and sealed message.
+    "$mg" dkim keygen bench.test s1 --out "$work/s1.pem" >"$work/s1.txt"
+    "$mg" dkim keygen fwd.bench.test arc --out "$work/arc.pem" >"$work/arc.txt"
+    nsd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$work/nsd"
+    {
+        echo '$ORIGIN bench.test.'
+        echo '$TTL 3600'
+        echo '@ IN SOA ns.bench.test. admin.bench.test. 1 3600 600 86400 3600'
+        echo '@ IN NS ns'
+        echo 'ns IN A 127.0.0.1'
+        echo '@ IN TXT "v=spf1 ip4:127.0.0.0/8 -all"'
+        echo 'helo IN A 127.0.0.1'
+        echo 'helo IN TXT "v=spf1 a -all"'
+        echo '_dmarc IN TXT "v=DMARC1; p=reject"'
+        grep '_domainkey' "$work/s1.txt"
+        grep '_domainkey' "$work/arc.txt"
+    } >"$work/nsd/bench.zone"
+    cat >"$work/nsd/nsd.conf" <<CONF
+server:
+  ip-address: 127.0.0.1@$nsd_port
+  port: $nsd_port
+  username: ""
+  chroot: ""
+  zonesdir: "$work/nsd"
+  database: ""
+  zonelistfile: "$work/nsd/zone.list"
+  xfrdfile: "$work/nsd/xfrd.state"
+  pidfile: "$work/nsd/nsd.pid"
+  logfile: "$work/nsd/nsd.log"
+  do-ip6: no
+remote-control:
+  control-enable: no
+zone:
+  name: bench.test
+  zonefile: bench.zone
+CONF
+    /usr/sbin/nsd -c "$work/nsd/nsd.conf" -d >/dev/null 2>&1 &
+    nsd_pid=$!
+    for _ in $(seq 100); do grep -q "nsd started" "$work/nsd/nsd.log" 2>/dev/null && break; sleep 0.05; done
+    /usr/bin/python3 - "$work" >"$work/msg.info" <<'PY'
+import sys, dkim
+w = sys.argv[1]
+body = b"".join(b"Line %02d of a message of about one kibibyte, signed and sealed.\r\n" % i for i in range(12))
+msg = (b"From: Alice <a@bench.test>\r\nTo: x@remote.test\r\nSubject: bench\r\n"
+       b"Date: Tue, 1 Dec 2026 12:00:00 +0000\r\nMessage-ID: <bench@bench.test>\r\n\r\n" + body)
+sig = dkim.sign(msg, b"s1", b"bench.test", open(w + "/s1.pem", "rb").read(),
+                include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+msg = sig + msg
+ar = b"Authentication-Results: fwd.bench.test; spf=pass smtp.mailfrom=a@bench.test; dkim=pass header.d=bench.test\r\n"
+arc = dkim.arc_sign(ar + msg, b"arc", b"fwd.bench.test", open(w + "/arc.pem", "rb").read(),
+                    b"fwd.bench.test", include_headers=[b"from", b"to", b"subject"])
+assert arc, "no ARC set"
+out = b"".join(arc) + ar + msg
+open(w + "/msg.eml", "wb").write(out.replace(b"\r\n", b"\n"))
+print("# message: %d octets, one DKIM signature, one ARC set" % len(out))
+PY
+fi
 cg=/sys/fs/cgroup/cpuacct
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
@@ -87,8 +165,35 @@ start_server() {
     mkdir -p "$cg/mgbench-$name"
     local enter="echo \$\$ > $cg/mgbench-$name/cgroup.procs; exec \"\$@\""
     case $name in
-    mailgate|mailgate-before|mailgate-ecdsa)
-        local plug=""
+    mailgate|mailgate-*)
+        local plug="" auth="enabled = false" ns='"127.0.0.1:9"'
+        if [ "$CASE" = auth ] && [ "$name" != mailgate ]; then
+            auth="enabled = true"
+            ns="\"127.0.0.1:$nsd_port\""
+        fi
+        local rel="$PWD/plugins/target/wasm32-wasip2/release"
+        if [ "$name" = mailgate-arc ] || [ "$name" = mailgate-all ]; then
+            plug="
+[[plugin]]
+name = \"arc\"
+path = \"$rel/arc.wasm\"
+capabilities = [\"log\", \"dns\", \"crypto\"]"
+        fi
+        if [ "$name" = mailgate-all ]; then
+            plug="$plug
+[[plugin]]
+name = \"dmarc\"
+path = \"$rel/dmarc.wasm\"
+capabilities = [\"log\", \"dns\", \"random\"]
+
+[[plugin]]
+name = \"srs\"
+path = \"$rel/srs.wasm\"
+capabilities = [\"clock\"]
+[plugin.config]
+domain = \"local.test\"
+secrets = [\"bench\"]"
+        fi
         if [ "$name" = mailgate-ecdsa ]; then
             plug="
 [[tls.alternative]]
@@ -125,10 +230,11 @@ $([ "$CASE" = tls ] && printf '[tls]\ncertificate = "%s"\nprivate_key = "%s"\n' 
 max_messages_per_connection = 1000000
 [outbound]
 queue_only = true
-nameservers = ["127.0.0.1:9"]
+nameservers = [$ns]
 [auth]
-# Measured like the peers: no SPF/DKIM checks (see README).
-enabled = false
+# Measured like the peers: no SPF/DKIM checks (see README), except in
+# CASE=auth's mailgate-* variants.
+$auth
 [log]
 level = "warn"
 $plug
@@ -222,7 +328,7 @@ stop_server() {
 count_queued() {
     local name=$1 dir=$2
     case $name in
-    mailgate|mailgate-before|mailgate-ecdsa) "$(mg_of "$name")" queue list --config "$dir/m.toml" 2>/dev/null |
+    mailgate|mailgate-*) "$(mg_of "$name")" queue list --config "$dir/m.toml" 2>/dev/null |
         awk '$3 ~ /^[0-9A-Za-z]+-[0-9A-Za-z]+-[0-9A-Za-z]+$/' | wc -l ;;
     exim) find "$dir/spool/input" -name '*-H' | wc -l ;;
     postfix) find "$dir/spool/hold" -type f | wc -l ;;
@@ -234,6 +340,7 @@ count_queued() {
     echo "# bench/throughput.sh $(date -u +%FT%TZ) on $(nproc) cores; CASE=$CASE REPS=$REPS N20=$N20 N1=$N1 PLUGINS=$PLUGINS"
     echo "# exim: $(/usr/sbin/exim4 --version | head -1)"
     echo "# postfix: $("$pfx/usr/sbin/postconf" -d mail_version 2>/dev/null)"
+    [ "$CASE" = auth ] && cat "$work/msg.info"
     echo "# server sessions size rep messages seconds msg/s cpu_ms/msg queued"
 } | tee "$out"
 
@@ -251,6 +358,8 @@ for size in $SIZES; do
                 # A warm-up message, not counted.
                 if [ "$CASE" = tls ]; then
                     "$tls_source" "127.0.0.1:$port" 1 1 "$size" >/dev/null
+                elif [ "$CASE" = auth ]; then
+                    "$bin/smtp-source" -s 1 -m 1 -F "$work/msg.eml" -M helo.bench.test -f a@bench.test -t warm@remote.test "127.0.0.1:$port"
                 else
                     "$bin/smtp-source" -s 1 -m 1 -l "$size" -f a@bench.test -t warm@remote.test "127.0.0.1:$port"
                 fi
@@ -259,6 +368,8 @@ for size in $SIZES; do
                 if [ "$CASE" = tls ]; then
                     # A new connection and handshake per message.
                     "$tls_source" "127.0.0.1:$port" "$s" "$n" "$size" >"$dir/source.out"
+                elif [ "$CASE" = auth ]; then
+                    "$bin/smtp-source" -d -s "$s" -m "$n" -F "$work/msg.eml" -M helo.bench.test -f a@bench.test -t x@remote.test "127.0.0.1:$port"
                 else
                     # -d: persistent sessions (one connection per session).
                     "$bin/smtp-source" -d -s "$s" -m "$n" -l "$size" -f a@bench.test -t x@remote.test "127.0.0.1:$port"
@@ -298,11 +409,30 @@ for (name, s, size), v in sorted(med.items()):
     mr, mc = statistics.median(r for r, _ in m), statistics.median(c for _, c in m)
     r, c = statistics.median(x for x, _ in v), statistics.median(y for _, y in v)
     print(f"# vs {name}, {s} sessions, {size} B: {mr / r:.2f}x messages/s, {c / mc if mc else 0:.2f}x less CPU")
+# CASE=auth: what each layer adds, and the fully checked gateway against
+# Postfix with nothing on.
+layers = [("mailgate", "no checks"), ("mailgate-checks", "host iprev+SPF+DKIM"),
+          ("mailgate-arc", "ARC plugin"), ("mailgate-all", "DMARC+SRS plugins")]
+for s_, size in sorted({(s, z) for (_, s, z) in med}):
+    prev = None
+    for name, what in layers:
+        v = med.get((name, s_, size))
+        if not v:
+            continue
+        c = statistics.median(y for _, y in v)
+        if prev is not None:
+            print(f"# {s_} sessions, {size} B: {what}: +{(c - prev) * 1000:.0f} us CPU per message")
+        prev = c
+    a, p = med.get(("mailgate-all", s_, size)), med.get(("postfix", s_, size))
+    if a and p:
+        ar, pr = statistics.median(r for r, _ in a), statistics.median(r for r, _ in p)
+        print(f"# {s_} sessions, {size} B: mailgate with every check vs Postfix with none: {ar / pr:.2f}x messages/s")
 PY
 # The disk's own ceiling, measured last: its many deletions would slow
 # the file creations of the runs above.
 mkdir -p "$work/fsync"
 python3 bench/fsync-rate.py "$work/fsync" 3 | sed 's/^/# /' | tee -a "$out"
 for name in $SERVERS; do rmdir "$cg/mgbench-$name" 2>/dev/null || true; done
+[ -n "$nsd_pid" ] && kill "$nsd_pid" 2>/dev/null || true
 echo "results: $out; removing the spools in $work"
 rm -rf "$work"

@@ -135,5 +135,32 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The plugins' `crypto` capability on its own: what ARC's two
+/// verifications and a body hash cost in the host.
+fn crypto(c: &mut Criterion) {
+    use base64::Engine;
+    use mailgate::plugin::bindings::mailgate::plugin::crypto::{Algorithm, Canonicalization};
+    use mailgate::plugin::host::crypto;
+    let key = mailgate::inbound::auth::keygen::generate(false, 2048).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    std::fs::write(&pem, &key.pem).unwrap();
+    let keys = crypto::load_keys(&[("k".to_string(), pem)].into_iter().collect()).unwrap();
+    let data = vec![b'x'; 600];
+    let sig = keys["k"].sign(&data).unwrap();
+    let spki = base64::engine::general_purpose::STANDARD
+        .decode(key.record.split("p=").nth(1).unwrap())
+        .unwrap();
+    let body = vec![b'y'; 1024];
+    let mut g = c.benchmark_group("plugin crypto capability");
+    g.bench_function("verify rsa-sha256 2048 (SPKI key)", |b| {
+        b.iter(|| assert!(crypto::verify(Algorithm::RsaSha256, &spki, &data, &sig).unwrap()))
+    });
+    g.bench_function("body hash relaxed 1 KiB", |b| {
+        b.iter(|| crypto::body_hash(&body, Canonicalization::Relaxed, Algorithm::RsaSha256))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, crypto);
 criterion_main!(benches);

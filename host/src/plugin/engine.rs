@@ -65,6 +65,11 @@ impl Runtime {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.consume_fuel(true);
+        // MAILGATE_PERFMAP=1: name the plugins' compiled functions for
+        // `perf` (/tmp/perf-PID.map), to see where a plugin spends its time.
+        if std::env::var_os("MAILGATE_PERFMAP").is_some() {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(1000)
             .total_core_instances(2000)
