@@ -195,7 +195,12 @@ fn arc_cost(c: &mut Criterion) {
         "arc",
         path,
         "authserv_id = \"fwd.test\"\nseal = { domain = \"fwd.test\", selector = \"arc\", key = \"seal\" }",
-        vec![Capability::Log, Capability::Dns, Capability::Crypto, Capability::Clock],
+        vec![
+            Capability::Log,
+            Capability::Dns,
+            Capability::Crypto,
+            Capability::Clock,
+        ],
     );
     cfg.keys.insert("seal".into(), pem);
     let s = setup_with(
@@ -218,7 +223,10 @@ fn arc_cost(c: &mut Criterion) {
     let sealed = s.rt.block_on(async {
         let mut sp = SessionPlugins::new(Arc::clone(&s.plugins));
         let o = sp
-            .run(&ctx, Call::Deliver(&d, Arc::new(plain.clone().into_bytes())))
+            .run(
+                &ctx,
+                Call::Deliver(&d, Arc::new(plain.clone().into_bytes())),
+            )
             .await;
         assert!(o.failures.is_empty(), "{:?}", o.failures);
         let mut top = String::new();
@@ -231,16 +239,25 @@ fn arc_cost(c: &mut Criterion) {
         top + &plain
     });
     let mut g = c.benchmark_group("arc plugin, fresh instance + init + call");
-    for (label, msg) in [("validate, no chain", &plain), ("validate, one ARC set", &sealed)] {
+    for (label, msg) in [
+        ("validate, no chain", &plain),
+        ("validate, one ARC set", &sealed),
+    ] {
         let data = Arc::new(msg.clone().into_bytes());
-        let want = if label.ends_with("set") { "arc=pass" } else { "arc=none" };
+        let want = if label.ends_with("set") {
+            "arc=pass"
+        } else {
+            "arc=none"
+        };
         g.bench_function(label, |b| {
             b.to_async(&s.rt).iter(|| async {
                 let mut sp = SessionPlugins::new(Arc::clone(&s.plugins));
                 let o = sp.run(&ctx, Call::Data(Arc::clone(&data))).await;
-                assert!(o.actions.iter().any(
-                    |a| matches!(a, wit::Action::AddAuthResult(e) if e.starts_with(want))
-                ));
+                assert!(
+                    o.actions
+                        .iter()
+                        .any(|a| matches!(a, wit::Action::AddAuthResult(e) if e.starts_with(want)))
+                );
             })
         });
     }

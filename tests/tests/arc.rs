@@ -308,3 +308,61 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
         );
     }
 }
+
+/// Without the grants they need, the plugins fail (they cannot check
+/// anything) and their failure policy applies: `tempfail` defers the
+/// message (451 4.3.0) instead of letting it through unchecked.
+#[test]
+fn plugins_without_their_grants_get_their_failure_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, zone) = zone(dir.path());
+    let nsd = Nsd::start("arct", &zone);
+    let arc = Server::start_with(
+        "",
+        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
+        &format!(
+            "[[plugin]]\nname = \"arc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n",
+            plugin_wasm("arc.wasm").display()
+        ),
+    );
+    let dmarc = Server::start_with(
+        "",
+        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
+        &format!(
+            "[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n",
+            plugin_wasm("dmarc.wasm").display()
+        ),
+    );
+    let sealed = dkimpy_arc_seal(
+        &k.fwd1,
+        "s1",
+        "fwd1.arct",
+        "fwd1.arct",
+        &format!(
+            "Authentication-Results: fwd1.arct; spf=pass smtp.mailfrom=a@origin.arct\r\n{}",
+            message("a@origin.arct", "user@local.test", "sealed")
+        ),
+    );
+    for (s, what) in [(&arc, "crypto"), (&dmarc, "dns")] {
+        let plugin = if what == "dns" { "dmarc" } else { "arc" };
+        let mut c = Client::connect(s.port);
+        c.cmd("EHLO client.arct");
+        assert!(c.cmd("MAIL FROM:<a@origin.arct>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<user@local.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(sealed.replace("\r\n.", "\r\n..").as_bytes());
+        let r = c.cmd(".");
+        assert!(r.starts_with("451 4.3.0"), "{what}: {r}\n{}", s.mainlog());
+        let log = s.mainlog();
+        assert!(
+            log.contains(&format!("plugin {plugin} failed at DATA: trap")),
+            "{log}"
+        );
+        // The plugin said why, in its log.
+        let err = s.stderr();
+        assert!(
+            err.contains("capability not granted") || err.contains("capability is not granted"),
+            "{err}"
+        );
+    }
+}

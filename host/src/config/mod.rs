@@ -742,6 +742,52 @@ mod tests {
     }
 
     #[test]
+    fn dkim_and_plugin_key_errors_name_the_entry_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.pem");
+        // ring signs with 2048 bits or more: a 1024-bit key is refused.
+        let out = std::process::Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&small)
+            .arg("1024")
+            .output();
+        let dkim = |key: &str, extra: &str| {
+            format!(
+                "{MIN}[[dkim]]\ndomain = \"d.test\"\nselector = \"s\"\nkey = \"{key}\"\n{extra}"
+            )
+        };
+        let e = error_of(&dkim("/nonexistent/k.pem", ""));
+        assert!(
+            e.starts_with("t.toml:7:1:") && e.contains("key /nonexistent/k.pem: No such file"),
+            "{e}"
+        );
+        let e = error_of(&dkim("/nonexistent/k.pem", "").replace("d.test", "d test"));
+        assert!(
+            e.contains("dkim domain \"d test\" is not a domain name"),
+            "{e}"
+        );
+        let e = error_of(&dkim("/x.pem", "headers = [\"Bad:Name\"]\n"));
+        assert!(e.contains("dkim header name \"Bad:Name\""), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a key").unwrap();
+        let e = error_of(&dkim(&junk.display().to_string(), ""));
+        assert!(e.contains("not a PEM private key"), "{e}");
+        if out.is_ok_and(|o| o.status.success()) {
+            let e = error_of(&dkim(&small.display().to_string(), ""));
+            assert!(e.contains("RSA keys must have 2048 to 8192 bits"), "{e}");
+        }
+        // A plugin's signing key is read by config check too.
+        let e = error_of(&format!(
+            "{MIN}[[plugin]]\nname = \"arc\"\npath = \"/p.wasm\"\nkeys = {{ seal = \"{}\" }}\n",
+            junk.display()
+        ));
+        assert!(
+            e.contains("plugin arc: key seal:") && e.contains("not a PEM private key"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn minimal_config_and_errors_with_positions() {
         Config::parse(MIN, "t.toml").unwrap();
         let e = error_of(&MIN.replace("plain", "bogus"));

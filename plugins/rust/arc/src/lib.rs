@@ -78,12 +78,29 @@ fn alg_of(a: Alg) -> crypto::Algorithm {
     }
 }
 
+/// A capability error as a reason; without the `dns` or `crypto` grant the
+/// plugin cannot validate anything, so it fails (traps) and the host
+/// applies its failure policy, rather than call every chain failed.
+fn granted(e: bindings::mailgate::plugin::types::CapError, what: &str) -> String {
+    use bindings::mailgate::plugin::types::CapError;
+    match e {
+        CapError::NotGranted => {
+            log::write(
+                log::Level::Error,
+                &format!("{what}: capability not granted"),
+            );
+            panic!("{what}: capability not granted");
+        }
+        CapError::Failed(why) => format!("{what}: {why}"),
+    }
+}
+
 impl Crypto for Host<'_> {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, String> {
-        txt_records(name).map_err(|e| format!("{name} TXT: {e:?}"))
+        txt_records(name).map_err(|e| granted(e, &format!("dns {name} TXT")))
     }
     fn verify(&mut self, alg: Alg, key: &[u8], data: &[u8], sig: &[u8]) -> Result<bool, String> {
-        crypto::verify(alg_of(alg), key, data, sig).map_err(|e| format!("verify: {e:?}"))
+        crypto::verify(alg_of(alg), key, data, sig).map_err(|e| granted(e, "crypto verify"))
     }
     fn body_hash(&mut self, relaxed: bool, alg: Alg) -> Result<Vec<u8>, String> {
         let c = if relaxed {
@@ -91,7 +108,7 @@ impl Crypto for Host<'_> {
         } else {
             crypto::Canonicalization::Simple
         };
-        crypto::body_hash(self.msg, c, alg_of(alg)).map_err(|e| format!("body hash: {e:?}"))
+        crypto::body_hash(self.msg, c, alg_of(alg)).map_err(|e| granted(e, "crypto body-hash"))
     }
 }
 

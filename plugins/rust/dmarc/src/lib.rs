@@ -72,9 +72,23 @@ static SETTINGS: OnceLock<Settings> = OnceLock::new();
 /// DNS through the host.
 struct HostDns;
 
+/// A lookup error as a reason; without the `dns` grant the plugin cannot
+/// work at all, so it fails (traps) and the host applies its failure
+/// policy (`on_failure`), rather than report every message `temperror`.
+fn granted(e: bindings::mailgate::plugin::types::CapError, name: &str) -> String {
+    use bindings::mailgate::plugin::types::CapError;
+    match e {
+        CapError::NotGranted => {
+            log::write(log::Level::Error, "the dns capability is not granted");
+            panic!("the dns capability is not granted");
+        }
+        CapError::Failed(why) => format!("{name}: {why}"),
+    }
+}
+
 impl Dns for HostDns {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, String> {
-        txt_records(name).map_err(|e| format!("{name} TXT: {e:?}"))
+        txt_records(name).map_err(|e| granted(e, name))
     }
 
     fn exists(&mut self, name: &str) -> Result<bool, String> {
@@ -83,7 +97,7 @@ impl Dns for HostDns {
             dns::RecordType::Aaaa,
             dns::RecordType::Mx,
         ] {
-            let a = dns::lookup(name, t).map_err(|e| format!("{name}: {e:?}"))?;
+            let a = dns::lookup(name, t).map_err(|e| granted(e, name))?;
             if !a.records.is_empty() {
                 return Ok(true);
             }
