@@ -44,7 +44,7 @@ pub fn parse(uris: &[String]) -> (Vec<Rua>, Vec<String>) {
             },
             None => (rest, None),
         };
-        let addr = percent_decode(addr);
+        let addr = crate::smtp::command::unescape_hex(addr, b'%');
         match addr.rsplit_once('@') {
             Some((l, d))
                 if !l.is_empty() && d.contains('.') && !addr.contains(['<', '>', ',', ' ']) =>
@@ -76,25 +76,6 @@ fn size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(m)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The name whose TXT record must say `v=DMARC1` before reports for

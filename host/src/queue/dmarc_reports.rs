@@ -15,7 +15,6 @@ use crate::log::Event;
 use crate::spool::RecipientEntry;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Days of rows kept.
 const KEEP_DAYS: i64 = 8;
@@ -236,16 +235,5 @@ pub(super) fn start(runner: &Arc<Runner>) {
     if runner.dmarc.is_none() {
         return;
     }
-    let weak = Arc::downgrade(runner);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            let Some(r) = weak.upgrade() else { break };
-            if r.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            r.daily_dmarc_reports().await;
-        }
-    });
+    super::hourly(runner, |r| async move { r.daily_dmarc_reports().await });
 }

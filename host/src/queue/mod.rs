@@ -137,6 +137,27 @@ struct Runner {
     dmarc: Option<Arc<crate::dmarcrpt::Dmarcrpt>>,
 }
 
+/// Run `job` on the runner every hour (and at once) until the runner is
+/// gone or stopping: the daily reports' check.
+fn hourly<F, Fut>(runner: &Arc<Runner>, job: F)
+where
+    F: Fn(Arc<Runner>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let weak = Arc::downgrade(runner);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(r) = weak.upgrade() else { break };
+            if r.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            job(r).await;
+        }
+    });
+}
+
 /// What the server lends the queue besides the spool and delivery.
 #[derive(Default)]
 pub struct Helpers {

@@ -198,16 +198,5 @@ pub(super) fn start(runner: &Arc<Runner>) {
     if runner.outbound.as_ref().and_then(|o| o.tlsrpt()).is_none() {
         return;
     }
-    let weak = Arc::downgrade(runner);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            let Some(r) = weak.upgrade() else { break };
-            if r.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            r.daily_tls_reports().await;
-        }
-    });
+    super::hourly(runner, |r| async move { r.daily_tls_reports().await });
 }
