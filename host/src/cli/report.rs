@@ -34,6 +34,19 @@ pub enum ReportCmd {
     },
 }
 
+/// `--day` as given (it must be YYYY-MM-DD), or today (UTC).
+fn checked_day(day: Option<String>) -> Result<String, String> {
+    match day {
+        None => Ok(mailgate::cache::daily::day_of(
+            chrono::Utc::now().timestamp(),
+        )),
+        Some(d) if chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").is_ok() && d.len() == 10 => {
+            Ok(d)
+        }
+        Some(d) => Err(format!("--day {d:?}: expected YYYY-MM-DD")),
+    }
+}
+
 /// `mailgate report dmarc`: through the running server, or (printing
 /// only) from the cache database when none runs.
 pub async fn report_dmarc(
@@ -42,7 +55,7 @@ pub async fn report_dmarc(
     day: Option<String>,
     send: bool,
 ) -> Result<(), String> {
-    let day = day.unwrap_or_else(|| mailgate::cache::daily::day_of(chrono::Utc::now().timestamp()));
+    let day = checked_day(day)?;
     let req = format!(
         "DMARCRPT {day} {}{}",
         domain.as_deref().unwrap_or("*"),
@@ -55,21 +68,15 @@ pub async fn report_dmarc(
             use mailgate::dmarcrpt::{Dmarcrpt, xml};
             let cache = mailgate::cache::Cache::open(&cfg.cache_db())
                 .map_err(|e| format!("{}: {e}", cfg.cache_db().display()))?;
-            let t = Dmarcrpt::new(cache);
-            let r = xml::Reporter::from_config(cfg);
-            let domains: Vec<String> = match &domain {
-                Some(d) => vec![d.to_ascii_lowercase()],
-                None => t.keys(Some(&day)).into_iter().map(|(_, d)| d).collect(),
-            };
-            let list: Vec<serde_json::Value> = domains
-                .iter()
-                .filter_map(|d| {
-                    let rows = t.counts(&day, d)?;
-                    Some(
-                        serde_json::json!({ "domain": d, "xml": xml::report(&r, d, &day, &rows)? }),
-                    )
-                })
-                .collect();
+            let list: Vec<serde_json::Value> = xml::collect(
+                &Dmarcrpt::new(cache),
+                &xml::Reporter::from_config(cfg),
+                &day,
+                domain.as_deref(),
+            )
+            .into_iter()
+            .map(|(d, _, x)| serde_json::json!({ "domain": d, "xml": x }))
+            .collect();
             serde_json::json!({ "reports": list })
         }
     };
@@ -114,7 +121,7 @@ pub async fn report_tls(
     send: bool,
 ) -> Result<(), String> {
     use mailgate::outbound::tlsrpt;
-    let day = day.unwrap_or_else(|| tlsrpt::day_of(chrono::Utc::now().timestamp()));
+    let day = checked_day(day)?;
     let req = format!(
         "TLSRPT {day} {}{}",
         domain.as_deref().unwrap_or("*"),

@@ -224,7 +224,7 @@ pub fn observe(
     vars: &[(String, String)],
     source_ip: IpAddr,
     envelope_from: &str,
-    auth: AuthResults,
+    auth: impl FnOnce() -> AuthResults,
 ) -> Option<Observation> {
     let var = |k: &str| {
         vars.iter()
@@ -260,7 +260,7 @@ pub fn observe(
             reason,
             envelope_from: envelope_from.to_ascii_lowercase(),
             header_from: var("dmarc.domain").unwrap_or("").to_ascii_lowercase(),
-            auth,
+            auth: auth(),
         },
     })
 }
@@ -288,7 +288,7 @@ mod tests {
             ("dmarc.dkim", "fail"),
             ("dmarc.override", "local_policy reject is quarantined here"),
         ]);
-        let o = observe(&v, ip, "bounce.example", AuthResults::default()).unwrap();
+        let o = observe(&v, ip, "bounce.example", AuthResults::default).unwrap();
         assert_eq!(o.published.p, "reject");
         assert_eq!(o.published.sp, "reject");
         assert_eq!(o.published.adkim, "s");
@@ -298,8 +298,8 @@ mod tests {
         assert_eq!((o.row.spf.as_str(), o.row.dkim.as_str()), ("pass", "fail"));
         assert_eq!(o.row.reason.as_ref().unwrap().0, "local_policy");
         v.retain(|(k, _)| k != "dmarc.rua");
-        assert!(observe(&v, ip, "bounce.example", AuthResults::default()).is_none());
-        assert!(observe(&[], ip, "x", AuthResults::default()).is_none());
+        assert!(observe(&v, ip, "bounce.example", AuthResults::default).is_none());
+        assert!(observe(&[], ip, "x", AuthResults::default).is_none());
     }
 
     #[test]

@@ -199,6 +199,29 @@ pub fn report(r: &Reporter, domain: &str, day: &str, d: &DayRecords) -> Option<S
     Some(x)
 }
 
+/// The reports of `day` from `t`: one domain's, or every domain's with
+/// rows, as (domain, rows, XML). What `mailgate report dmarc` prints and
+/// the queue sends.
+pub fn collect(
+    t: &super::Dmarcrpt,
+    r: &Reporter,
+    day: &str,
+    domain: Option<&str>,
+) -> Vec<(String, DayRecords, String)> {
+    let domains: Vec<String> = match domain {
+        Some(d) => vec![d.trim_end_matches('.').to_ascii_lowercase()],
+        None => t.keys(Some(day)).into_iter().map(|(_, d)| d).collect(),
+    };
+    domains
+        .into_iter()
+        .filter_map(|d| {
+            let rows = t.counts(day, &d)?;
+            let x = report(r, &d, day, &rows)?;
+            Some((d, rows, x))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -734,12 +734,9 @@ fn count_for_dmarc_report(conn: &Conn, shared: &Shared) {
         Some((_, d)) => d.to_string(),
         None => conn.helo.clone().unwrap_or_default(),
     };
-    if let Some(o) = crate::dmarcrpt::observe(
-        &conn.vars,
-        conn.ip,
-        &envelope_from,
-        conn.checks.report_results(),
-    ) {
+    if let Some(o) = crate::dmarcrpt::observe(&conn.vars, conn.ip, &envelope_from, || {
+        conn.checks.report_results()
+    }) {
         rpt.record(o);
     }
 }

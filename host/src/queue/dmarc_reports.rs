@@ -72,12 +72,6 @@ impl Runner {
         Reporter::from_config(&self.cfg)
     }
 
-    fn report_json(&self, t: &Dmarcrpt, day: &str, domain: &str) -> Option<(DayRecords, String)> {
-        let d = t.counts(day, domain)?;
-        let x = xml::report(&self.reporter(), domain, day, &d)?;
-        Some((d, x))
-    }
-
     /// The reports of `day` (one domain, or every domain with rows) as
     /// `{"reports": [{"domain", "messages", "xml"}]}`; with `send`, sent
     /// now too, adding `"sent"` per domain.
@@ -88,15 +82,8 @@ impl Runner {
         if let Err(e) = t.flush().await {
             return json!({ "error": format!("cannot write the rows: {e}") });
         }
-        let domains: Vec<String> = match domain {
-            Some(d) => vec![d.trim_end_matches('.').to_ascii_lowercase()],
-            None => t.keys(Some(day)).into_iter().map(|(_, d)| d).collect(),
-        };
         let mut list = vec![];
-        for d in domains {
-            let Some((rows, x)) = self.report_json(&t, day, &d) else {
-                continue;
-            };
+        for (d, rows, x) in xml::collect(&t, &self.reporter(), day, domain) {
             let mut entry = json!({ "domain": d, "messages": rows.messages(), "xml": x });
             if send {
                 entry["sent"] = match self.send_dmarc_report(&t, day, &d, &rows, &x).await {
@@ -209,7 +196,8 @@ impl Runner {
         let now = chrono::Utc::now().timestamp();
         let today = crate::cache::daily::day_of(now);
         for (day, domain) in t.due(&today) {
-            let Some((rows, x)) = self.report_json(&t, &day, &domain) else {
+            let Some((_, rows, x)) = xml::collect(&t, &self.reporter(), &day, Some(&domain)).pop()
+            else {
                 continue;
             };
             match self.send_dmarc_report(&t, &day, &domain, &rows, &x).await {
