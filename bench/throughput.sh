@@ -30,7 +30,12 @@
 # each layer costs. Defaults then: SIZES=1024 SESSIONS=20.
 #
 # PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
-# Rust reject-list example; build them first: scripts/test.sh does).
+# Rust reject-list example; build them first: scripts/test.sh does), with
+# reuse = true. The server mailgate-plugins is mailgate with those two
+# plugins, and mailgate-plugins-fresh the same with reuse = false (a new
+# instance and init per transaction), so that
+#   SERVERS="mailgate mailgate-plugins mailgate-plugins-fresh" SIZES=1024 SESSIONS=20 bench/throughput.sh
+# shows what the plugins cost per message in one run.
 # Loopback only. Needs root (Exim's private daemon, Postfix's users, the
 # cgroup). Old spools are moved aside during the run and deleted at the
 # end: deleting many files on this ext4 slows the next file creations.
@@ -177,6 +182,7 @@ start_server() {
 [[plugin]]
 name = \"arc\"
 path = \"$rel/arc.wasm\"
+reuse = true
 capabilities = [\"log\", \"dns\", \"crypto\"]"
         fi
         if [ "$name" = mailgate-all ]; then
@@ -184,11 +190,13 @@ capabilities = [\"log\", \"dns\", \"crypto\"]"
 [[plugin]]
 name = \"dmarc\"
 path = \"$rel/dmarc.wasm\"
+reuse = true
 capabilities = [\"log\", \"dns\", \"random\"]
 
 [[plugin]]
 name = \"srs\"
 path = \"$rel/srs.wasm\"
+reuse = true
 capabilities = [\"clock\"]
 [plugin.config]
 domain = \"local.test\"
@@ -200,12 +208,15 @@ secrets = [\"bench\"]"
 certificate = \"$work/ec-cert.pem\"
 private_key = \"$work/ec-key.pem\""
         fi
-        if [ "$PLUGINS" = 1 ]; then
+        if [ "$PLUGINS" = 1 ] || [ "$name" = mailgate-plugins ] || [ "$name" = mailgate-plugins-fresh ]; then
+            local reuse=true
+            [ "$name" = mailgate-plugins-fresh ] && reuse=false
             plug="
 [[plugin]]
 name = \"srs\"
 path = \"$PWD/plugins/target/wasm32-wasip2/release/srs.wasm\"
 capabilities = [\"clock\"]
+reuse = $reuse
 [plugin.config]
 domain = \"local.test\"
 secrets = [\"bench\"]
@@ -213,6 +224,7 @@ secrets = [\"bench\"]
 [[plugin]]
 name = \"reject-list\"
 path = \"$PWD/plugins/target/wasm32-wasip2/release/reject_list.wasm\"
+reuse = $reuse
 [plugin.config]
 reject = [\"nobody@remote.test\"]"
         fi
@@ -409,6 +421,14 @@ for (name, s, size), v in sorted(med.items()):
     mr, mc = statistics.median(r for r, _ in m), statistics.median(c for _, c in m)
     r, c = statistics.median(x for x, _ in v), statistics.median(y for _, y in v)
     print(f"# vs {name}, {s} sessions, {size} B: {mr / r:.2f}x messages/s, {c / mc if mc else 0:.2f}x less CPU")
+# The plugins' cost: mailgate-plugins runs two (SRS and reject-list).
+for s_, size in sorted({(s, z) for (_, s, z) in med}):
+    a = med.get(("mailgate", s_, size))
+    for name, what in [("mailgate-plugins", "reused instances"), ("mailgate-plugins-fresh", "fresh instances")]:
+        b = med.get((name, s_, size))
+        if a and b:
+            d = statistics.median(y for _, y in b) - statistics.median(y for _, y in a)
+            print(f"# {s_} sessions, {size} B: two plugins, {what}: +{d * 1000:.0f} us CPU per message, {d * 500:.0f} us per plugin")
 # CASE=auth: what each layer adds, and the fully checked gateway against
 # Postfix with nothing on.
 layers = [("mailgate", "no checks"), ("mailgate-checks", "host iprev+SPF+DKIM"),

@@ -36,6 +36,7 @@ fn config(name: &str, path: PathBuf, table: &str, caps: Vec<Capability>) -> Plug
         timeout_ms: 10_000,
         memory: mailgate::config::ByteSize(128 << 20),
         fuel: 0,
+        reuse: false,
         capabilities: caps,
         services: Default::default(),
         directories: Default::default(),

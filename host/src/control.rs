@@ -86,6 +86,10 @@ impl Reload {
                         "on_failure": format!("{:?}", p.cfg.on_failure).to_lowercase(),
                         "calls": p.calls.load(std::sync::atomic::Ordering::Relaxed),
                         "failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
+                        "reuse": p.cfg.reuse,
+                        "instances": p.pool.created.load(std::sync::atomic::Ordering::Relaxed),
+                        "reused": p.pool.reused.load(std::sync::atomic::Ordering::Relaxed),
+                        "idle": p.pool.idle(),
                     })
                 })
                 .collect(),

@@ -129,6 +129,89 @@ fn misbehaving_plugin_is_stopped_and_fails_open() {
     );
 }
 
+/// One session's `count` answers over three transactions (MAIL, RCPT,
+/// RSET), then after a trap, and what `plugin list` says of instances.
+fn counts(s: &Server) -> (Vec<String>, String) {
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    let mut seen = Vec::new();
+    let mut count = |c: &mut Client| {
+        assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
+        let r = c.cmd("RCPT TO:<count@local.test>");
+        assert!(r.starts_with("550 5.7.1 count "), "{r}");
+        seen.push(r["550 5.7.1 ".len()..].trim().to_string());
+        assert!(c.cmd("RSET").starts_with("250"));
+    };
+    for _ in 0..3 {
+        count(&mut c);
+    }
+    assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<trap@local.test>").starts_with("250"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    count(&mut c);
+    // A message ends a transaction too.
+    assert!(deliver(&mut c, "alice@local.test", "ends it").starts_with("250 2.0.0"));
+    count(&mut c);
+    // An instance that keeps more than half its memory budget is renewed.
+    assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<hog@local.test>").starts_with("250"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    count(&mut c);
+    let (ok, list) = s.cli(&["plugin", "list"]);
+    assert!(ok, "{list}");
+    (seen, list)
+}
+
+#[test]
+fn reused_instances_keep_their_memory_and_failed_ones_are_renewed() {
+    let fresh = Server::start(
+        "",
+        &plugin_table("misbehave", "misbehave.wasm", "memory = \"16M\""),
+    );
+    let (seen, list) = counts(&fresh);
+    // A fresh instance per transaction, RSET included: nothing survives.
+    assert_eq!(seen, ["count 1"; 6], "{list}");
+    assert!(
+        list.contains(
+            "instances: 9 created, 0 transactions on a reused one, 0 idle (fresh per transaction)"
+        ),
+        "{list}"
+    );
+    let kept = Server::start(
+        "",
+        &plugin_table(
+            "misbehave",
+            "misbehave.wasm",
+            "reuse = true\nmemory = \"16M\"",
+        ),
+    );
+    let (seen, list) = counts(&kept);
+    // One instance serves the session's transactions; the trap drops it
+    // and the next one starts from init; a message's end keeps it; the
+    // memory hog is renewed.
+    assert_eq!(
+        seen,
+        [
+            "count 1", "count 2", "count 3", "count 1", "count 2", "count 1"
+        ],
+        "{list}"
+    );
+    assert!(
+        list.contains("instances: 3 created, 6 transactions on a reused one, 0 idle (reuse)"),
+        "{list}"
+    );
+    assert!(list.contains("failures=1"), "{list}");
+    // A reload retires the old set's idle instances: the new set starts
+    // from init.
+    let (ok, out) = kept.cli(&["plugin", "reload"]);
+    assert!(ok, "{out}");
+    let mut c = Client::connect(kept.port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@example.test>");
+    let r = c.cmd("RCPT TO:<count@local.test>");
+    assert!(r.starts_with("550 5.7.1 count 1"), "{r}");
+}
+
 #[test]
 fn tempfail_policy_fails_closed() {
     let s = Server::start(
@@ -178,12 +261,13 @@ fn capability_refused_unless_granted() {
 
 #[test]
 fn hot_reload_under_load_and_refused_reload() {
+    // Reused instances: none of the old set's serves after the reload.
     let s = Server::start(
         "",
         &plugin_table(
             "reject-list",
             "reject_list.wasm",
-            "[plugin.config]\nreject = [\"bob@local.test\"]",
+            "reuse = true\n[plugin.config]\nreject = [\"bob@local.test\"]",
         ),
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -149,6 +149,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
             timeout_ms: 1000,
             memory: mailgate::config::ByteSize(64 << 20),
             fuel: 0,
+            reuse: false,
             capabilities: caps,
             services: Default::default(),
             directories: Default::default(),
@@ -204,6 +205,17 @@ pub async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
                 println!("    path: {}", p["path"].as_str().unwrap_or(""));
                 println!("    hooks: {}", join_strings(&p["hooks"]));
                 println!("    capabilities: {}", join_strings(&p["capabilities"]));
+                println!(
+                    "    instances: {} created, {} transactions on a reused one, {} idle{}",
+                    p["instances"],
+                    p["reused"],
+                    p["idle"],
+                    if p["reuse"].as_bool() == Some(true) {
+                        " (reuse)"
+                    } else {
+                        " (fresh per transaction)"
+                    }
+                );
             }
         }
         PluginCmd::Reload => println!("{} plugin(s) active", a["reloaded"]),

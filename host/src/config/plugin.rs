@@ -69,6 +69,13 @@ pub struct PluginConfig {
     /// Fuel per call (deterministic CPU budget); 0 disables.
     #[serde(default)]
     pub fuel: u64,
+    /// Keep instances between transactions: the plugin keeps nothing in
+    /// its memory from one transaction to the next (true of every bundled
+    /// plugin), so an instance that finished a transaction serves the
+    /// next one of any session, without a new store and without a new
+    /// `init`. Off: a fresh instance (and `init`) per transaction.
+    #[serde(default)]
+    pub reuse: bool,
     /// Granted capabilities.
     #[serde(default = "default_caps")]
     pub capabilities: Vec<Capability>,

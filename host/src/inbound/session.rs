@@ -490,6 +490,9 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             conn.rcpts.clear();
             conn.pending.clear();
             conn.redirects.clear();
+            if let Some(p) = conn.plugins.as_mut() {
+                p.begin_transaction();
+            }
             let v = match shared.auth.clone() {
                 Some(a) => {
                     let helo = conn.helo.clone().unwrap_or_default();

@@ -1,6 +1,7 @@
-//! Calling hooks: the plugins of one session in config order, a fresh
-//! instance per transaction, answers validated, failures counted and
-//! given their plugin's failure policy.
+//! Calling hooks: the plugins of one session in config order, one
+//! instance per plugin per transaction (fresh, or an idle one from the
+//! plugin's pool when its config says `reuse`), answers validated,
+//! failures counted and given their plugin's failure policy.
 
 use super::bindings::mailgate::plugin::types::{self as wit, Hook};
 use super::engine::{Loaded, Runtime};
@@ -57,6 +58,8 @@ pub struct SessionPlugins {
     rt: Arc<Runtime>,
     set: Arc<Vec<Arc<Loaded>>>,
     instances: Vec<Option<Instance>>,
+    /// A MAIL was seen since the instances were last renewed.
+    begun: bool,
 }
 
 impl SessionPlugins {
@@ -68,6 +71,7 @@ impl SessionPlugins {
             rt,
             set,
             instances: (0..n).map(|_| None).collect(),
+            begun: false,
         }
     }
 
@@ -76,11 +80,28 @@ impl SessionPlugins {
         self.set.is_empty()
     }
 
-    /// End of a transaction: the next call gets fresh instances.
+    /// End of a transaction: the instances go back to their plugins'
+    /// pools (`reuse`) or are dropped; the next call gets others.
     pub fn reset(&mut self) {
-        for i in self.instances.iter_mut() {
-            *i = None;
+        self.begun = false;
+        for (i, slot) in self.instances.iter_mut().enumerate() {
+            if let Some(inst) = slot.take()
+                && self.set[i].cfg.reuse
+            {
+                self.set[i].pool.give_back(inst);
+            }
         }
+    }
+
+    /// MAIL: a transaction begins. Instances that served an earlier one
+    /// (ended by RSET or a refusal rather than by a message) are renewed
+    /// as at its end; instances that served only connect and HELO go on
+    /// into this one.
+    pub fn begin_transaction(&mut self) {
+        if self.begun {
+            self.reset();
+        }
+        self.begun = true;
     }
 
     /// Run a hook through the plugins in config order.
@@ -143,7 +164,11 @@ impl SessionPlugins {
     async fn instance(&mut self, i: usize) -> Result<&mut Instance, String> {
         if self.instances[i].is_none() {
             let p = Arc::clone(&self.set[i]);
-            self.instances[i] = Some(Instance::new(&self.rt, p).await?);
+            let idle = if p.cfg.reuse { p.pool.take() } else { None };
+            self.instances[i] = Some(match idle {
+                Some(inst) => inst,
+                None => Instance::new(&self.rt, p).await?,
+            });
         }
         let inst = self.instances[i].as_mut().expect("instance just created");
         inst.reset_budget();
@@ -303,6 +328,14 @@ impl SessionPlugins {
         let resp = r.map_err(|e| inst.describe_error(e))?;
         validate(&resp)?;
         Ok(resp)
+    }
+}
+
+impl Drop for SessionPlugins {
+    /// A session or delivery that ends mid-transaction gives its
+    /// instances back too.
+    fn drop(&mut self) {
+        self.reset();
     }
 }
 

@@ -8,6 +8,7 @@ use super::error::PluginError;
 use super::host::crypto::HeldKey;
 use super::instance::Instance;
 use super::instance::TICK;
+use super::pool::Pool;
 use super::state::{Resolver, State};
 use crate::cache::Cache;
 use crate::config::plugin::{Capability, PluginConfig};
@@ -37,6 +38,8 @@ pub struct Loaded {
     pub calls: AtomicU64,
     /// Failures (traps, timeouts, bad answers).
     pub failures: AtomicU64,
+    /// Its idle instances, when its config says `reuse`.
+    pub pool: Pool,
 }
 
 /// The runtime: one engine, the current set of plugins.
@@ -176,6 +179,7 @@ impl Runtime {
                 config_json: cfg.config_json(),
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                pool: Pool::default(),
             };
             // Probe: instantiate once, read the manifest, run init.
             let probe = Arc::new(Loaded {
@@ -196,13 +200,29 @@ impl Runtime {
     }
 
     /// Make `plugins` the current set (sessions in flight keep theirs).
+    /// The old set's idle instances are dropped.
     pub fn swap(&self, plugins: Vec<Arc<Loaded>>) {
-        *self.current.write().unwrap() = Arc::new(plugins);
+        let old = std::mem::replace(&mut *self.current.write().unwrap(), Arc::new(plugins));
+        for p in old.iter() {
+            p.pool.retire();
+        }
     }
 
     /// The current set.
     pub fn current(&self) -> Arc<Vec<Arc<Loaded>>> {
         Arc::clone(&self.current.read().unwrap())
+    }
+}
+
+impl Drop for Runtime {
+    /// Idle instances hold their plugin: retiring the pools breaks that
+    /// cycle.
+    fn drop(&mut self) {
+        if let Ok(set) = self.current.get_mut() {
+            for p in set.iter() {
+                p.pool.retire();
+            }
+        }
     }
 }
 
@@ -218,5 +238,6 @@ pub(super) fn clone_loaded(l: &Loaded) -> Loaded {
         config_json: l.config_json.clone(),
         calls: AtomicU64::new(0),
         failures: AtomicU64::new(0),
+        pool: Pool::default(),
     }
 }

@@ -20,6 +20,8 @@ pub struct Instance {
     pub(super) store: Store<State>,
     pub(super) bindings: bindings::MailgatePlugin,
     pub(super) plugin: Arc<Loaded>,
+    /// Transactions served (see `pool`).
+    pub(super) uses: u32,
 }
 
 impl Instance {
@@ -67,10 +69,15 @@ impl Instance {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| format!("instantiate: {e}"))?;
+        plugin
+            .pool
+            .created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inst = Instance {
             store,
             bindings: b,
             plugin,
+            uses: 0,
         };
         let cfg = inst.plugin.config_json.clone();
         inst.reset_budget();
@@ -101,6 +108,11 @@ impl Instance {
         } else {
             self.plugin.cfg.fuel
         });
+    }
+
+    /// Its linear memory grew past half the plugin's memory budget.
+    pub(super) fn memory_worn(&self) -> bool {
+        self.store.data().limits.memory > self.plugin.cfg.memory.0 as usize / 2
     }
 
     pub(super) async fn describe(&mut self) -> Result<wit::Manifest, String> {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod host;
 pub mod instance;
 pub mod offline;
+pub mod pool;
 pub mod sandbox;
 pub mod state;
 

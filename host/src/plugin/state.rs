@@ -59,6 +59,8 @@ pub struct Limits {
     inner: StoreLimits,
     /// A memory or table growth was refused.
     pub(super) refused: bool,
+    /// The largest linear memory granted, in bytes.
+    pub(super) memory: usize,
 }
 
 impl Limits {
@@ -67,6 +69,7 @@ impl Limits {
         Limits {
             inner,
             refused: false,
+            memory: 0,
         }
     }
 }
@@ -79,7 +82,10 @@ impl ResourceLimiter for Limits {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let r = self.inner.memory_growing(current, desired, maximum);
-        self.refused |= !matches!(r, Ok(true));
+        match r {
+            Ok(true) => self.memory = self.memory.max(desired),
+            _ => self.refused = true,
+        }
         r
     }
 

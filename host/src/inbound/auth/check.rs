@@ -91,6 +91,7 @@ pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
             timeout_ms: 5000,
             memory: crate::config::ByteSize(64 << 20),
             fuel: 0,
+            reuse: false,
             capabilities: vec![Capability::Log, Capability::Dns, Capability::Crypto],
             services: Default::default(),
             directories: Default::default(),

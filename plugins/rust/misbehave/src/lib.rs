@@ -3,12 +3,17 @@
 //! panics (a wasm trap), `garbage` answers with reply code 700, `kv` tries
 //! the kv capability and rejects with "kv not granted" when refused,
 //! `dnstxt` rejects with the TXT record of `policy.mgtest`, `dnssec` with
-//! that record and whether the answer was DNSSEC-validated.
+//! that record and whether the answer was DNSSEC-validated, `count`
+//! rejects with how many `count` recipients this instance has seen (its
+//! memory outlives a transaction only when the host reuses instances),
+//! `hog` keeps 9 MiB for the life of the instance.
 //! Every accepted message gets `X-Misbehave: seen`.
 
 use mailgate_plugin_sdk::*;
 
 struct Misbehave;
+
+static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Plugin for Misbehave {
     const NAME: &'static str = "misbehave";
@@ -31,6 +36,14 @@ impl Plugin for Misbehave {
                 }
             }
             "trap" => panic!("deliberate trap"),
+            "count" => {
+                let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                Response::reject(550, "5.7.1", &format!("count {n}"))
+            }
+            "hog" => {
+                std::hint::black_box(Box::leak(vec![7u8; 9 << 20].into_boxed_slice()));
+                Response::next()
+            }
             "garbage" => Response::reject(700, "9.9.9", "not a reply code"),
             "dnstxt" => match dns::lookup("policy.mgtest", dns::RecordType::Txt) {
                 Ok(a) => Response::reject(550, "5.7.1", &format!("txt: {}", a.records.join(" | "))),
