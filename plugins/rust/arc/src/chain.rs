@@ -105,28 +105,45 @@ impl Validation {
     }
 }
 
-fn instance_of(f: &Field, aar: bool) -> Result<u32, String> {
+/// A parsed tag list.
+type Tags = Vec<(String, String)>;
+
+/// The instance of an ARC field and its tags (of an AAR, only its first
+/// part, "i=N", is a tag list).
+fn instance_of(f: &Field, aar: bool) -> Result<(u32, Tags), String> {
     let v = f.value();
-    // The AAR is "i=N; authserv-id; results": only its first part is a tag.
     let t = if aar {
         tags(v.split(';').next().unwrap_or("")).map_err(|e| e.0)?
     } else {
         tags(&v).map_err(|e| e.0)?
     };
     let i = tag(&t, "i").ok_or_else(|| format!("{} without i=", f.name.trim()))?;
-    i.parse::<u32>()
+    let i = i
+        .parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_INSTANCES).contains(n))
-        .ok_or_else(|| format!("{}: bad instance {i:?}", f.name.trim()))
+        .ok_or_else(|| format!("{}: bad instance {i:?}", f.name.trim()))?;
+    Ok((i, t))
+}
+
+/// A set with the tags of its AMS and seal, parsed once for every check.
+struct Parsed<'a> {
+    set: Set<'a>,
+    ams: Tags,
+    seal: Tags,
 }
 
 /// Group the message's ARC fields into sets, in instance order, checking
 /// the structure (RFC 8617 §5.2 steps 1-3): one of each field per
 /// instance, no gaps, at most 50.
 pub fn sets(fields: &[Field]) -> Result<Vec<Set<'_>>, String> {
-    let mut aar: Vec<(u32, &Field)> = vec![];
-    let mut ams: Vec<(u32, &Field)> = vec![];
-    let mut seal: Vec<(u32, &Field)> = vec![];
+    Ok(parsed(fields)?.into_iter().map(|p| p.set).collect())
+}
+
+fn parsed(fields: &[Field]) -> Result<Vec<Parsed<'_>>, String> {
+    let mut aar: Vec<(u32, &Field, Tags)> = vec![];
+    let mut ams: Vec<(u32, &Field, Tags)> = vec![];
+    let mut seal: Vec<(u32, &Field, Tags)> = vec![];
     for f in fields {
         let n = f.name.trim();
         let is_aar = n.eq_ignore_ascii_case("ARC-Authentication-Results");
@@ -142,26 +159,37 @@ pub fn sets(fields: &[Field]) -> Result<Vec<Set<'_>>, String> {
         if list.len() >= MAX_INSTANCES as usize {
             return Err(format!("more than {MAX_INSTANCES} ARC sets"));
         }
-        let i = instance_of(f, is_aar)?;
-        if list.iter().any(|(j, _)| *j == i) {
+        let (i, t) = instance_of(f, is_aar)?;
+        if list.iter().any(|(j, ..)| *j == i) {
             return Err(format!("two {} fields with i={i}", f.name.trim()));
         }
-        list.push((i, f));
+        list.push((i, f, t));
     }
     let n = seal.len().max(aar.len()).max(ams.len()) as u32;
     let mut out = vec![];
     for i in 1..=n {
-        fn find<'f>(l: &[(u32, &'f Field)], i: u32, what: &str) -> Result<&'f Field, String> {
-            l.iter()
-                .find(|(j, _)| *j == i)
-                .map(|(_, f)| *f)
+        fn find<'f>(
+            l: &mut [(u32, &'f Field, Tags)],
+            i: u32,
+            what: &str,
+        ) -> Result<(&'f Field, Tags), String> {
+            l.iter_mut()
+                .find(|(j, ..)| *j == i)
+                .map(|(_, f, t)| (*f, std::mem::take(t)))
                 .ok_or_else(|| format!("ARC set {i} has no {what}"))
         }
-        out.push(Set {
-            instance: i,
-            aar: find(&aar, i, "ARC-Authentication-Results")?,
-            ams: find(&ams, i, "ARC-Message-Signature")?,
-            seal: find(&seal, i, "ARC-Seal")?,
+        let (aar_f, _) = find(&mut aar, i, "ARC-Authentication-Results")?;
+        let (ams_f, ams_t) = find(&mut ams, i, "ARC-Message-Signature")?;
+        let (seal_f, seal_t) = find(&mut seal, i, "ARC-Seal")?;
+        out.push(Parsed {
+            set: Set {
+                instance: i,
+                aar: aar_f,
+                ams: ams_f,
+                seal: seal_f,
+            },
+            ams: ams_t,
+            seal: seal_t,
         });
     }
     Ok(out)
@@ -194,6 +222,16 @@ fn key(c: &mut dyn Crypto, t: &[(String, String)], alg: Alg) -> Result<Vec<u8>, 
 /// Verify an ARC-Message-Signature (a DKIM signature without `v=`).
 pub fn verify_ams(c: &mut dyn Crypto, all: &[Field], ams: &Field) -> Result<(), String> {
     let t = tags(&ams.value()).map_err(|e| e.0)?;
+    verify_ams_tagged(c, all, ams, &t)
+}
+
+/// [`verify_ams`] with the AMS's tags already parsed.
+fn verify_ams_tagged(
+    c: &mut dyn Crypto,
+    all: &[Field],
+    ams: &Field,
+    t: &[(String, String)],
+) -> Result<(), String> {
     let alg = Alg::parse(tag(&t, "a").unwrap_or("")).ok_or("AMS: unsupported a=")?;
     if tag(&t, "l").is_some() {
         return Err("AMS with l= (a partial body) is not accepted".into());
@@ -229,7 +267,7 @@ pub fn verify_ams(c: &mut dyn Crypto, all: &[Field], ams: &Field) -> Result<(), 
         data.extend(f.canonical(rh));
     }
     data.extend(fields::without_b(ams, rh));
-    let k = key(c, &t, alg)?;
+    let k = key(c, t, alg)?;
     if c.verify(alg, &k, &data, &sig)? {
         Ok(())
     } else {
@@ -255,20 +293,24 @@ pub fn seal_input(sets: &[Set<'_>], upto: u32, seal: &Field) -> Vec<u8> {
     data
 }
 
-fn verify_seal(c: &mut dyn Crypto, sets: &[Set<'_>], s: &Set<'_>) -> Result<String, String> {
-    let t = tags(&s.seal.value()).map_err(|e| e.0)?;
-    if tag(&t, "h").is_some() {
+fn verify_seal(
+    c: &mut dyn Crypto,
+    sets: &[Set<'_>],
+    s: &Set<'_>,
+    t: &[(String, String)],
+) -> Result<String, String> {
+    if tag(t, "h").is_some() {
         return Err(format!(
             "ARC-Seal {} has h=, which is not allowed",
             s.instance
         ));
     }
-    let alg = Alg::parse(tag(&t, "a").unwrap_or("")).ok_or("ARC-Seal: unsupported a=")?;
-    let sig = fields::base64(tag(&t, "b").ok_or("ARC-Seal: no b=")?).ok_or("ARC-Seal: bad b=")?;
+    let alg = Alg::parse(tag(t, "a").unwrap_or("")).ok_or("ARC-Seal: unsupported a=")?;
+    let sig = fields::base64(tag(t, "b").ok_or("ARC-Seal: no b=")?).ok_or("ARC-Seal: bad b=")?;
     let data = seal_input(sets, s.instance, s.seal);
-    let k = key(c, &t, alg)?;
+    let k = key(c, t, alg)?;
     if c.verify(alg, &k, &data, &sig)? {
-        Ok(tag(&t, "d").unwrap_or("").to_ascii_lowercase())
+        Ok(tag(t, "d").unwrap_or("").to_ascii_lowercase())
     } else {
         Err(format!("ARC-Seal {} does not verify", s.instance))
     }
@@ -276,8 +318,11 @@ fn verify_seal(c: &mut dyn Crypto, sets: &[Set<'_>], s: &Set<'_>) -> Result<Stri
 
 /// The `cv=` of an ARC-Seal.
 pub fn cv_of(seal: &Field) -> Option<Cv> {
-    let t = tags(&seal.value()).ok()?;
-    match tag(&t, "cv")?.to_ascii_lowercase().as_str() {
+    cv_in(&tags(&seal.value()).ok()?)
+}
+
+fn cv_in(t: &[(String, String)]) -> Option<Cv> {
+    match tag(t, "cv")?.to_ascii_lowercase().as_str() {
         "none" => Some(Cv::None),
         "pass" => Some(Cv::Pass),
         "fail" => Some(Cv::Fail),
@@ -287,7 +332,7 @@ pub fn cv_of(seal: &Field) -> Option<Cv> {
 
 /// Validate the chain of a message whose header fields are `all`.
 pub fn validate(c: &mut dyn Crypto, all: &[Field]) -> Validation {
-    let sets = match sets(all) {
+    let parsed = match parsed(all) {
         Ok(s) => s,
         Err(e) => {
             let n = all
@@ -297,7 +342,7 @@ pub fn validate(c: &mut dyn Crypto, all: &[Field]) -> Validation {
             return Validation::fail(n, e);
         }
     };
-    let n = sets.len() as u32;
+    let n = parsed.len() as u32;
     if n == 0 {
         return Validation {
             cv: Cv::None,
@@ -308,9 +353,10 @@ pub fn validate(c: &mut dyn Crypto, all: &[Field]) -> Validation {
         };
     }
     // The newest seal's cv first: a chain already marked failed stays so.
-    for s in sets.iter().rev() {
+    for p in parsed.iter().rev() {
+        let s = &p.set;
         let want = if s.instance == 1 { Cv::None } else { Cv::Pass };
-        match cv_of(s.seal) {
+        match cv_in(&p.seal) {
             Some(cv) if cv == want => {}
             Some(cv) => {
                 return Validation::fail(
@@ -323,13 +369,15 @@ pub fn validate(c: &mut dyn Crypto, all: &[Field]) -> Validation {
             }
         }
     }
-    let newest = &sets[sets.len() - 1];
-    if let Err(e) = verify_ams(c, all, newest.ams) {
+    let newest = &parsed[parsed.len() - 1];
+    if let Err(e) = verify_ams_tagged(c, all, newest.set.ams, &newest.ams) {
         return Validation::fail(n, format!("i={n}: {e}"));
     }
+    let sets: Vec<Set<'_>> = parsed.iter().map(|p| p.set.clone()).collect();
     let mut domains = vec![];
-    for s in sets.iter().rev() {
-        match verify_seal(c, &sets, s) {
+    for p in parsed.iter().rev() {
+        let s = &p.set;
+        match verify_seal(c, &sets, s, &p.seal) {
             Ok(d) => domains.push(d),
             Err(e) => return Validation::fail(n, format!("i={}: {e}", s.instance)),
         }
@@ -337,9 +385,9 @@ pub fn validate(c: &mut dyn Crypto, all: &[Field]) -> Validation {
     // Oldest pass (RFC 8617 §5.2 step 5): how far back the message is
     // unchanged.
     let mut oldest_pass = 0;
-    for s in sets.iter().rev().skip(1) {
-        if verify_ams(c, all, s.ams).is_err() {
-            oldest_pass = s.instance + 1;
+    for p in parsed.iter().rev().skip(1) {
+        if verify_ams_tagged(c, all, p.set.ams, &p.ams).is_err() {
+            oldest_pass = p.set.instance + 1;
             break;
         }
     }
