@@ -232,14 +232,14 @@ fn verify_ams_tagged(
     ams: &Field,
     t: &[(String, String)],
 ) -> Result<(), String> {
-    let alg = Alg::parse(tag(&t, "a").unwrap_or("")).ok_or("AMS: unsupported a=")?;
-    if tag(&t, "l").is_some() {
+    let alg = Alg::parse(tag(t, "a").unwrap_or("")).ok_or("AMS: unsupported a=")?;
+    if tag(t, "l").is_some() {
         return Err("AMS with l= (a partial body) is not accepted".into());
     }
-    let (ch, cb) = match tag(&t, "c").unwrap_or("simple/simple").split_once('/') {
+    let (ch, cb) = match tag(t, "c").unwrap_or("simple/simple").split_once('/') {
         Some((h, b)) => (h.to_string(), b.to_string()),
         None => (
-            tag(&t, "c").unwrap_or("simple").to_string(),
+            tag(t, "c").unwrap_or("simple").to_string(),
             "simple".into(),
         ),
     };
@@ -249,7 +249,7 @@ fn verify_ams_tagged(
         o => Err(format!("AMS: unknown canonicalization {o:?}")),
     };
     let (rh, rb) = (relaxed(&ch)?, relaxed(&cb)?);
-    let h: Vec<String> = tag(&t, "h")
+    let h: Vec<String> = tag(t, "h")
         .ok_or("AMS: no h=")?
         .split(':')
         .map(|s| s.trim().to_string())
@@ -257,11 +257,11 @@ fn verify_ams_tagged(
     if h.iter().any(|n| n.eq_ignore_ascii_case("ARC-Seal")) {
         return Err("AMS signs ARC-Seal (RFC 8617 §4.1.2 forbids it)".into());
     }
-    let bh = fields::base64(tag(&t, "bh").ok_or("AMS: no bh=")?).ok_or("AMS: bad bh=")?;
+    let bh = fields::base64(tag(t, "bh").ok_or("AMS: no bh=")?).ok_or("AMS: bad bh=")?;
     if c.body_hash(rb, alg)? != bh {
         return Err("AMS body hash does not match".into());
     }
-    let sig = fields::base64(tag(&t, "b").ok_or("AMS: no b=")?).ok_or("AMS: bad b=")?;
+    let sig = fields::base64(tag(t, "b").ok_or("AMS: no b=")?).ok_or("AMS: bad b=")?;
     let mut data = vec![];
     for f in fields::select(all, &h) {
         data.extend(f.canonical(rh));
