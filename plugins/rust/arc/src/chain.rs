@@ -238,10 +238,7 @@ fn verify_ams_tagged(
     }
     let (ch, cb) = match tag(t, "c").unwrap_or("simple/simple").split_once('/') {
         Some((h, b)) => (h.to_string(), b.to_string()),
-        None => (
-            tag(t, "c").unwrap_or("simple").to_string(),
-            "simple".into(),
-        ),
+        None => (tag(t, "c").unwrap_or("simple").to_string(), "simple".into()),
     };
     let relaxed = |s: &str| match s.trim() {
         "relaxed" => Ok(true),
