@@ -172,6 +172,10 @@ impl SessionPlugins {
         }
         let inst = self.instances[i].as_mut().expect("instance just created");
         inst.reset_budget();
+        // Until the call returns: a call whose future is dropped midway
+        // (the session went away while the plugin awaited the host) leaves
+        // the instance in an unknown state, and it is not kept.
+        inst.in_call = true;
         Ok(inst)
     }
 
@@ -211,6 +215,7 @@ impl SessionPlugins {
                         .mailgate_plugin_plugin()
                         .call_on_route(&mut inst.store, ctx, &info)
                         .await;
+                    inst.in_call = false;
                     r.map_err(|e| inst.describe_error(e))
                 }
                 Err(e) => Err(e),
@@ -283,6 +288,7 @@ impl SessionPlugins {
                 .mailgate_plugin_plugin()
                 .call_on_transport(&mut inst.store, ctx, d, borrowed)
                 .await;
+            inst.in_call = false;
             let _ = inst.store.data_mut().table.delete(res);
             r.map_err(|e| inst.describe_error(e))
         }
@@ -325,6 +331,7 @@ impl SessionPlugins {
                 r
             }
         };
+        inst.in_call = false;
         let resp = r.map_err(|e| inst.describe_error(e))?;
         validate(&resp)?;
         Ok(resp)

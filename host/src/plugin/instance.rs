@@ -22,6 +22,8 @@ pub struct Instance {
     pub(super) plugin: Arc<Loaded>,
     /// Transactions served (see `pool`).
     pub(super) uses: u32,
+    /// A hook call began and has not returned.
+    pub(super) in_call: bool,
 }
 
 impl Instance {
@@ -78,6 +80,7 @@ impl Instance {
             bindings: b,
             plugin,
             uses: 0,
+            in_call: false,
         };
         let cfg = inst.plugin.config_json.clone();
         inst.reset_budget();

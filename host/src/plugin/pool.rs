@@ -3,10 +3,11 @@
 //! session, so that transaction pays neither a new store nor a new `init`
 //! (the instance's parsed config stays in its memory).
 //!
-//! An instance is not kept when it failed (it may be poisoned), when it has
-//! served [`MAX_USES`] transactions, or when its memory grew past half its
-//! budget: a plugin that leaks a little per transaction is renewed long
-//! before the leak makes a call fail. At most [`MAX_IDLE`] wait per
+//! An instance is not kept when it failed (it may be poisoned), when a
+//! call in it was abandoned midway, when it has served [`MAX_USES`]
+//! transactions, or when its memory grew past half its budget: a plugin
+//! that leaks a little per transaction is renewed long before the leak
+//! makes a call fail. At most [`MAX_IDLE`] wait per
 //! plugin; a plugin set swapped out by a reload keeps none.
 
 use super::instance::Instance;
@@ -44,7 +45,11 @@ impl Pool {
     /// it is worn out, the pool is full, or the plugin was swapped out.
     pub(super) fn give_back(&self, mut inst: Instance) {
         inst.uses += 1;
-        if inst.uses >= MAX_USES || inst.memory_worn() || self.retired.load(Ordering::Acquire) {
+        if inst.in_call
+            || inst.uses >= MAX_USES
+            || inst.memory_worn()
+            || self.retired.load(Ordering::Acquire)
+        {
             return;
         }
         let mut idle = self.idle.lock().unwrap();
