@@ -9,8 +9,13 @@ cd "$(dirname "$0")/.."
 COUNTS=${COUNTS:-"1000 5000"}
 SERVERS=${SERVERS:-"mailgate exim"}
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --bin mailgate >/dev/null 2>&1
-mg="$PWD/target/release/mailgate"
+# MAILGATE_BIN measures another build (e.g. the commit before a change).
+if [ -n "${MAILGATE_BIN:-}" ]; then
+    mg="$MAILGATE_BIN"
+else
+    cargo build --release --bin mailgate >/dev/null 2>&1
+    mg="$PWD/target/release/mailgate"
+fi
 work=$(mktemp -d)
 chmod 755 "$work"
 mkdir -p bench/results

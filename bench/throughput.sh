@@ -159,25 +159,28 @@ cg=/sys/fs/cgroup/cpuacct
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
-# The binary for a mailgate server name: mailgate-before (in SERVERS) runs
+# The binary for a mailgate server name: NAME-before (mailgate-before,
+# mailgate-all-before, ...) in SERVERS runs
 # MAILGATE_BEFORE, e.g. the build of the commit before a change, in the
 # same go, interleaved with this one.
-mg_of() { if [ "$1" = mailgate-before ]; then echo "$MAILGATE_BEFORE"; else echo "$mg"; fi; }
+mg_of() { case $1 in *-before) echo "$MAILGATE_BEFORE" ;; *) echo "$mg" ;; esac; }
 
 # start_server NAME DIR PORT: starts it inside cgroup mgbench-NAME.
 start_server() {
     local name=$1 dir=$2 port=$3
+    # NAME-before: the same server on MAILGATE_BEFORE.
+    local kind=${name%-before}
     mkdir -p "$cg/mgbench-$name"
     local enter="echo \$\$ > $cg/mgbench-$name/cgroup.procs; exec \"\$@\""
     case $name in
     mailgate|mailgate-*)
         local plug="" auth="enabled = false" ns='"127.0.0.1:9"'
-        if [ "$CASE" = auth ] && [ "$name" != mailgate ]; then
+        if [ "$CASE" = auth ] && [ "$kind" != mailgate ]; then
             auth="enabled = true"
             ns="\"127.0.0.1:$nsd_port\""
         fi
         local rel="$PWD/plugins/target/wasm32-wasip2/release"
-        if [ "$name" = mailgate-arc ] || [ "$name" = mailgate-all ]; then
+        if [ "$kind" = mailgate-arc ] || [ "$kind" = mailgate-all ]; then
             plug="
 [[plugin]]
 name = \"arc\"
@@ -185,7 +188,7 @@ path = \"$rel/arc.wasm\"
 reuse = true
 capabilities = [\"log\", \"dns\", \"crypto\"]"
         fi
-        if [ "$name" = mailgate-all ]; then
+        if [ "$kind" = mailgate-all ]; then
             plug="$plug
 [[plugin]]
 name = \"dmarc\"
@@ -202,15 +205,15 @@ capabilities = [\"clock\"]
 domain = \"local.test\"
 secrets = [\"bench\"]"
         fi
-        if [ "$name" = mailgate-ecdsa ]; then
+        if [ "$kind" = mailgate-ecdsa ]; then
             plug="
 [[tls.alternative]]
 certificate = \"$work/ec-cert.pem\"
 private_key = \"$work/ec-key.pem\""
         fi
-        if [ "$PLUGINS" = 1 ] || [ "$name" = mailgate-plugins ] || [ "$name" = mailgate-plugins-fresh ]; then
+        if [ "$PLUGINS" = 1 ] || [ "$kind" = mailgate-plugins ] || [ "$kind" = mailgate-plugins-fresh ]; then
             local reuse=true
-            [ "$name" = mailgate-plugins-fresh ] && reuse=false
+            [ "$kind" = mailgate-plugins-fresh ] && reuse=false
             plug="
 [[plugin]]
 name = \"srs\"
@@ -438,6 +441,8 @@ for s_, size in sorted({(s, z) for (_, s, z) in med}):
     for name, what in layers:
         v = med.get((name, s_, size))
         if not v:
+            # A layer's cost is against the layer below it only.
+            prev = None
             continue
         c = statistics.median(y for _, y in v)
         if prev is not None:
@@ -447,6 +452,13 @@ for s_, size in sorted({(s, z) for (_, s, z) in med}):
     if a and p:
         ar, pr = statistics.median(r for r, _ in a), statistics.median(r for r, _ in p)
         print(f"# {s_} sessions, {size} B: mailgate with every check vs Postfix with none: {ar / pr:.2f}x messages/s")
+# NAME-before: the change's effect on each server, in the same go.
+for (name, s_, size), v in sorted(med.items()):
+    b = med.get((name + "-before", s_, size))
+    if b:
+        c, cb = statistics.median(y for _, y in v), statistics.median(y for _, y in b)
+        r, rb = statistics.median(x for x, _ in v), statistics.median(x for x, _ in b)
+        print(f"# {name} {s_} sessions, {size} B: {(c - cb) * 1000:+.0f} us CPU per message against MAILGATE_BEFORE, {r / rb:.2f}x messages/s")
 PY
 # The disk's own ceiling, measured last: its many deletions would slow
 # the file creations of the runs above.

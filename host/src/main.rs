@@ -12,6 +12,13 @@ use mailgate::config::{Config, DEFAULT_TOML};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: the host allocates and frees many
+/// small buffers per message (plugin call arguments, header lists, DNS
+/// names), and glibc's free lists cost about a tenth of the gateway's CPU
+/// under load (measured with perf; see README, "Every check on").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mailgate",
