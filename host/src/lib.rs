@@ -29,4 +29,5 @@ pub mod routing;
 pub mod server;
 pub mod smtp;
 pub mod spool;
+pub mod table;
 pub mod tls;

@@ -8,6 +8,7 @@ use cli::load;
 use cli::plugin::{PluginCmd, plugin_cmd};
 use cli::queue::{QueueCmd, queue_cmd};
 use cli::report::{ReportCmd, report_dmarc, report_tls};
+use cli::table::{TableCmd, table_cmd};
 use mailgate::config::{Config, DEFAULT_TOML};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DkimCmd,
     },
+    /// Lookup tables: build them from text sources, read and list them.
+    Table {
+        /// Configuration file (to find the data directory).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: TableCmd,
+    },
     /// Reports the gateway sends to other domains.
     Report {
         /// Configuration file (to find the data directory).
@@ -121,10 +130,16 @@ fn main() -> ExitCode {
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => Config::load(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                // The tables it names must exist and be readable.
+                mailgate::table::Tables::new(cfg.tables_dir())
+                    .check_config(&cfg)
+                    .map_err(|(key, e)| format!("{}: {key}: {e}", file.display()))
+            })
             .map(|_| {
                 println!("{}: OK", file.display());
-            })
-            .map_err(|e| e.to_string()),
+            }),
         Cmd::Config {
             cmd: ConfigCmd::Default,
         } => {
@@ -170,6 +185,7 @@ fn main() -> ExitCode {
             cmd: ReportCmd::Dmarc { domain, day, send },
         } => load(config.as_deref())
             .and_then(|cfg| rt.block_on(report_dmarc(&cfg, domain, day, send))),
+        Cmd::Table { config, cmd } => load(config.as_deref()).and_then(|cfg| table_cmd(&cfg, cmd)),
         Cmd::Plugin { config, cmd } => {
             load(config.as_deref()).and_then(|cfg| rt.block_on(plugin_cmd(&cfg, cmd)))
         }

@@ -49,6 +49,11 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         .map_err(|e| format!("cache {}: {e}", cfg.cache_db().display()))?;
     let (tls, certs) = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
+    // A table the configuration names must be there from the start.
+    router
+        .tables()
+        .check_config(&cfg)
+        .map_err(|(key, e)| format!("{key}: {e}"))?;
     let pending = spool.list().len();
     let plugin_dns = crate::dns::Dns::new(
         &cfg.outbound.nameservers,

@@ -7,7 +7,10 @@ pub mod tls_policy;
 mod types;
 
 pub use tls_policy::{TlsLevel, TlsPolicy, TlsPolicyValue};
-pub use types::{ByteSize, HostList, InvalidValue, Network, Seconds, parse_smarthost};
+pub use types::{
+    ByteSize, HostList, InvalidValue, NameList, Network, Seconds, TABLE_PREFIX, parse_smarthost,
+    table_name_ok,
+};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -45,6 +48,9 @@ pub struct Config {
     /// `[aliases]`
     #[serde(default)]
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// `[access]`
+    #[serde(default)]
+    pub access: Access,
     /// `[log]`
     #[serde(default)]
     pub log: Log,
@@ -77,9 +83,17 @@ pub struct Server {
     /// missing). Gateways sharing a cache share this key.
     #[serde(default)]
     pub plugin_cache_key: Option<PathBuf>,
-    /// Local domains.
-    pub local_domains: Vec<String>,
-    /// Networks allowed to relay.
+    /// Local domains (entries may be `table:NAME`: a domain is local when
+    /// its domain keys are found there, `*.example.com` and
+    /// `.example.com` included).
+    pub local_domains: NameList,
+    /// Domains relayed for any client (a backup MX, a gateway in front of
+    /// another system): recipients there are accepted from everyone and
+    /// delivered onwards. Entries may be `table:NAME`.
+    #[serde(default)]
+    pub relay_domains: NameList,
+    /// Networks allowed to relay (entries may be `table:NAME`, a CIDR
+    /// table).
     #[serde(default = "HostList::loopback")]
     pub relay_networks: HostList,
     /// Hosts offered PIPECONNECT.
@@ -380,19 +394,57 @@ impl Default for Spool {
 pub struct Local {
     /// Maildir path template.
     pub maildir: String,
-    /// Known local parts (empty: any).
-    pub users: Vec<String>,
+    /// Known local parts (empty: any). Entries may be `table:NAME`: a user
+    /// exists when `local@domain`, `local`, `local@` or `@domain` is a key.
+    pub users: NameList,
     /// Extra alias file.
     pub alias_file: Option<PathBuf>,
+    /// A lookup table of aliases: key `name` or `name@domain`, value the
+    /// targets separated by commas (as in an alias file).
+    pub alias_table: Option<String>,
 }
 
 impl Default for Local {
     fn default() -> Self {
         Local {
             maildir: "{data_dir}/maildir/{domain}/{local_part}".into(),
-            users: vec![],
+            users: NameList::default(),
             alias_file: None,
+            alias_table: None,
         }
+    }
+}
+
+/// `[access]`: Postfix-style access tables (access(5)). Each names a
+/// lookup table whose values are actions: `OK` or `DUNNO` (no objection
+/// from this table), `REJECT [text]` (550 5.7.1), `DEFER [text]` (450
+/// 4.7.1), `4NN text` or `5NN text` (that reply), `HOLD [text]` (the
+/// message is accepted into the quarantine), `DISCARD [text]` (accepted
+/// and dropped, logged). Relay control is not theirs: `OK` does not open a
+/// relay.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// Looked up by the client's IP address (a CIDR table, or a keyed
+    /// table of addresses) at MAIL.
+    pub client: Option<String>,
+    /// Looked up by the envelope sender at MAIL (`user@domain`, `user@`,
+    /// `@domain`, `domain`, parent domains, `<>` for the null sender).
+    pub sender: Option<String>,
+    /// Looked up by each recipient at RCPT, in the same order.
+    pub recipient: Option<String>,
+}
+
+impl Access {
+    /// The tables named, with their keys (for errors).
+    pub fn tables(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("access.client", &self.client),
+            ("access.sender", &self.sender),
+            ("access.recipient", &self.recipient),
+        ]
+        .into_iter()
+        .filter_map(|(k, t)| t.as_deref().map(|t| (k, t)))
     }
 }
 
@@ -531,11 +583,18 @@ impl Config {
                 "server.hostname must not be empty".into(),
             ));
         }
-        if cfg.server.local_domains.iter().any(|d| d.trim().is_empty()) {
-            return Err(err(
-                key_span(&["server", "local_domains"]),
-                "empty name in server.local_domains".into(),
-            ));
+        for (key, name) in cfg
+            .access
+            .tables()
+            .chain(cfg.local.alias_table.as_deref().map(|t| ("local.alias_table", t)))
+        {
+            if !table_name_ok(name) {
+                let (a, b) = key.split_once('.').unwrap_or((key, ""));
+                return Err(err(
+                    key_span(&[a, b]),
+                    format!("{key}: {name:?} is not a table name (letters, digits, '-', '_' and '.', not first)"),
+                ));
+            }
         }
         if cfg.tls.certificate.is_some() != cfg.tls.private_key.is_some() {
             return Err(err(
@@ -651,12 +710,33 @@ impl Config {
         self.server.data_dir.join("control.sock")
     }
 
-    /// True when `domain` is one of ours.
-    pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.server
-            .local_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
+    /// The directory of the lookup tables (`mailgate table build`).
+    pub fn tables_dir(&self) -> PathBuf {
+        self.server.data_dir.join("tables")
+    }
+
+    /// Every table the configuration names, with the key naming it.
+    pub fn tables(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        let s = &self.server;
+        for (k, l) in [
+            ("server.local_domains", &s.local_domains),
+            ("server.relay_domains", &s.relay_domains),
+            ("local.users", &self.local.users),
+        ] {
+            out.extend(l.tables().iter().map(|t| (k, t.clone())));
+        }
+        for (k, l) in [
+            ("server.relay_networks", &s.relay_networks),
+            ("server.pipe_connect_hosts", &s.pipe_connect_hosts),
+        ] {
+            out.extend(l.tables().iter().map(|t| (k, t.clone())));
+        }
+        out.extend(self.access.tables().map(|(k, t)| (k, t.to_string())));
+        if let Some(t) = &self.local.alias_table {
+            out.push(("local.alias_table", t.clone()));
+        }
+        out
     }
 }
 
@@ -689,17 +769,17 @@ mod tests {
         assert!(
             c.server
                 .pipe_connect_hosts
-                .contains("203.0.113.9".parse().unwrap())
+                .contains_listed("203.0.113.9".parse().unwrap())
         );
         assert!(
             c.server
                 .relay_networks
-                .contains("127.0.0.1".parse().unwrap())
+                .contains_listed("127.0.0.1".parse().unwrap())
         );
         assert!(
             !c.server
                 .relay_networks
-                .contains("192.0.2.1".parse().unwrap())
+                .contains_listed("192.0.2.1".parse().unwrap())
         );
         assert_eq!(c.aliases["postmaster"], vec!["root".to_string()]);
     }

@@ -1,6 +1,7 @@
 //! Value types of the configuration with their own syntax and errors.
 
 use serde::{Deserialize, Deserializer, de};
+use std::fmt;
 use std::net::IpAddr;
 
 /// A value that does not parse (a network, a smarthost, a service
@@ -134,6 +135,16 @@ impl Network {
         Ok(Network { addr, prefix })
     }
 
+    /// The network's address as written (host bits may be set).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// True when `ip` is inside (IPv4-mapped IPv6 addresses match IPv4 networks).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -162,11 +173,99 @@ impl Network {
     }
 }
 
-/// A list of networks, or `*` for all hosts.
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The prefix of a list entry that names a lookup table (`table:NAME`,
+/// built with `mailgate table build NAME SOURCE`).
+pub const TABLE_PREFIX: &str = "table:";
+
+/// True for a usable table name: letters, digits, `-`, `_` and `.`, not
+/// first (it names a file in the tables directory).
+pub fn table_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The table named by a `table:NAME` entry, `None` for another entry.
+fn table_ref(entry: &str) -> Result<Option<String>, InvalidValue> {
+    match entry.trim().strip_prefix(TABLE_PREFIX) {
+        Some(name) if table_name_ok(name.trim()) => Ok(Some(name.trim().to_string())),
+        Some(name) => Err(format!(
+            "{name:?} is not a table name (letters, digits, '-', '_' and '.', not first)"
+        )
+        .into()),
+        None => Ok(None),
+    }
+}
+
+/// A list of names (domains, local parts) whose entries may also be
+/// `table:NAME`: a name is in the list when it is written there or found
+/// in one of the tables (see `table::Tables::in_names`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameList {
+    names: Vec<String>,
+    tables: Vec<String>,
+}
+
+impl NameList {
+    /// A list of literal names.
+    pub fn of(names: &[&str]) -> NameList {
+        NameList {
+            names: names.iter().map(|n| n.to_lowercase()).collect(),
+            tables: vec![],
+        }
+    }
+
+    /// The names written in the list (lower case).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The tables the list names.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// True when the list has neither names nor tables.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.tables.is_empty()
+    }
+
+    /// True when `name` is written in the list (tables not consulted).
+    pub fn contains_listed(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+impl<'de> Deserialize<'de> for NameList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        let mut list = NameList::default();
+        for it in items {
+            match table_ref(&it).map_err(de::Error::custom)? {
+                Some(t) => list.tables.push(t),
+                None if it.trim().is_empty() => return Err(de::Error::custom("an empty name")),
+                None => list.names.push(it.trim().to_lowercase()),
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// A list of networks, `*` for all hosts, and `table:NAME` entries (CIDR
+/// tables, or keyed tables of addresses): see `table::Tables::in_hosts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostList {
     all: bool,
     nets: Vec<Network>,
+    tables: Vec<String>,
 }
 
 impl HostList {
@@ -178,6 +277,7 @@ impl HostList {
                 Network::parse("127.0.0.0/8").unwrap(),
                 Network::parse("::1/128").unwrap(),
             ],
+            tables: vec![],
         }
     }
 
@@ -186,12 +286,19 @@ impl HostList {
         HostList {
             all: true,
             nets: vec![],
+            tables: vec![],
         }
     }
 
-    /// True when `ip` matches.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    /// True when `ip` matches a network written in the list (its tables
+    /// are not consulted: `table::Tables::in_hosts` does both).
+    pub fn contains_listed(&self, ip: IpAddr) -> bool {
         self.all || self.nets.iter().any(|n| n.contains(ip))
+    }
+
+    /// The tables the list names.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
     }
 }
 
@@ -202,6 +309,8 @@ impl<'de> Deserialize<'de> for HostList {
         for it in items {
             if it.trim() == "*" {
                 list.all = true;
+            } else if let Some(t) = table_ref(&it).map_err(de::Error::custom)? {
+                list.tables.push(t);
             } else {
                 list.nets
                     .push(Network::parse(&it).map_err(de::Error::custom)?);
@@ -258,6 +367,31 @@ mod tests {
         );
         assert!(Network::parse("10.0.0.0/33").is_err());
         assert!(Network::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn lists_take_table_entries() {
+        let l: NameList =
+            toml::from_str::<std::collections::BTreeMap<String, NameList>>("l = [\"A.test\", \"table:doms\"]")
+                .unwrap()
+                .remove("l")
+                .unwrap();
+        assert_eq!(l.names(), ["a.test"]);
+        assert_eq!(l.tables(), ["doms"]);
+        assert!(l.contains_listed("a.TEST"));
+        let h: HostList = toml::from_str::<std::collections::BTreeMap<String, HostList>>(
+            "l = [\"10.0.0.0/8\", \"table:nets\"]",
+        )
+        .unwrap()
+        .remove("l")
+        .unwrap();
+        assert_eq!(h.tables(), ["nets"]);
+        assert!(h.contains_listed("10.1.1.1".parse().unwrap()));
+        let bad = toml::from_str::<std::collections::BTreeMap<String, NameList>>(
+            "l = [\"table:../x\"]",
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("not a table name"), "{bad}");
     }
 
     #[test]

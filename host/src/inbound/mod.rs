@@ -3,6 +3,7 @@
 //! relay policy, runs the plugins' SMTP-stage hooks, adds the Received
 //! header and spools accepted messages, then hands them to the queue.
 
+pub mod access;
 pub mod auth;
 pub mod listener;
 pub mod policy;

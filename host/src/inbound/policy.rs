@@ -1,13 +1,16 @@
-//! Policy decisions on HELO, MAIL and RCPT: relay control and local users.
+//! Policy decisions on HELO, MAIL and RCPT: relay control and local users
+//! (recipient verification: an unknown user of a local domain is refused
+//! at RCPT, so no bounce is ever sent for it).
 
 use crate::config::Config;
 use crate::routing::Router;
 use crate::smtp::address::Address;
 use crate::smtp::reply::Reply;
+use crate::table::TableError;
 use std::net::IpAddr;
 
 /// Why a recipient is refused by the host's own policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptRefusal {
     /// A local address with routing characters (%-hack, `!`, quoted `@`).
     RoutingChars,
@@ -15,6 +18,8 @@ pub enum RcptRefusal {
     UnknownUser,
     /// Another domain, from a client not allowed to relay.
     RelayDenied,
+    /// A lookup table could not say (the client tries again later).
+    Lookup(TableError),
 }
 
 impl RcptRefusal {
@@ -28,30 +33,47 @@ impl RcptRefusal {
             ),
             RcptRefusal::UnknownUser => Reply::new(550, "5.1.1", "Unknown user"),
             RcptRefusal::RelayDenied => Reply::new(550, "5.7.1", "Relaying denied"),
+            RcptRefusal::Lookup(_) => Reply::new(451, "4.3.0", "Temporary lookup failure"),
         }
     }
 }
 
 /// Decide on one recipient. Local domains: the local part must exist and
-/// must not carry routing characters (%-hack, `!`, quoted `@`). Other
+/// must not carry routing characters (%-hack, `!`, quoted `@`). Relay
+/// domains: accepted from anyone, without routing characters. Other
 /// domains: only clients in `relay_networks` may relay (address literals
-/// are never ours unless listed as a local domain).
+/// are never ours unless listed as a local domain). A table that cannot
+/// answer defers the recipient.
 pub fn check_rcpt(
     cfg: &Config,
     router: &Router,
     client: IpAddr,
     rcpt: &Address,
 ) -> Result<(), RcptRefusal> {
-    if router.is_local(&rcpt.domain) {
+    let lookup = RcptRefusal::Lookup;
+    if router.is_local(&rcpt.domain).map_err(lookup)? {
         if rcpt.has_routing_chars() {
             return Err(RcptRefusal::RoutingChars);
         }
-        if !router.local_exists(&rcpt.local, &rcpt.domain) {
+        if !router
+            .local_exists(&rcpt.local, &rcpt.domain)
+            .map_err(lookup)?
+        {
             return Err(RcptRefusal::UnknownUser);
         }
         return Ok(());
     }
-    if cfg.server.relay_networks.contains(client) {
+    if router.is_relay_domain(&rcpt.domain).map_err(lookup)? {
+        if rcpt.has_routing_chars() {
+            return Err(RcptRefusal::RoutingChars);
+        }
+        return Ok(());
+    }
+    if router
+        .tables()
+        .in_hosts(&cfg.server.relay_networks, client)
+        .map_err(lookup)?
+    {
         Ok(())
     } else {
         Err(RcptRefusal::RelayDenied)
@@ -63,7 +85,7 @@ mod tests {
     use super::*;
 
     fn setup() -> (Config, Router) {
-        let text = "[server]\nhostname=\"h\"\nlocal_domains=[\"local.test\"]\nrelay_networks=[\"10.0.0.0/8\"]\n[[listener]]\naddress=\"127.0.0.1:1\"\nmode=\"plain\"\n[local]\nusers=[\"alice\"]\n";
+        let text = "[server]\nhostname=\"h\"\nlocal_domains=[\"local.test\"]\nrelay_domains=[\"backup.test\"]\nrelay_networks=[\"10.0.0.0/8\"]\n[[listener]]\naddress=\"127.0.0.1:1\"\nmode=\"plain\"\n[local]\nusers=[\"alice\"]\n";
         let c = Config::parse(text, "t").unwrap();
         let r = Router::from_config(&c).unwrap();
         (c, r)
@@ -72,6 +94,7 @@ mod tests {
     fn check(to: &str, from_ip: &str) -> Result<(), RcptRefusal> {
         let (c, r) = setup();
         let a = Address::parse(to, false).unwrap();
+        assert!(r.tables().dir().ends_with("tables"));
         check_rcpt(&c, &r, from_ip.parse().unwrap(), &a)
     }
 
@@ -89,6 +112,11 @@ mod tests {
         );
         assert_eq!(RcptRefusal::RelayDenied.reply().code, 550);
         assert_eq!(check("x@remote.test", "10.1.2.3"), Ok(()));
+        assert_eq!(check("x@Backup.Test", "192.0.2.1"), Ok(()));
+        assert_eq!(
+            check("x%far.test@backup.test", "192.0.2.1"),
+            Err(RcptRefusal::RoutingChars)
+        );
         for trick in [
             "x%remote.test@local.test",
             "remote.test!x@local.test",

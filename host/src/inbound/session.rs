@@ -2,7 +2,7 @@
 //! over a TCP or TLS stream, applies policy, spools accepted messages and
 //! writes the main log.
 
-use super::{policy, receive};
+use super::{access, policy, receive};
 use crate::config::{Config, ListenerMode};
 use crate::log::exim::host_field;
 use crate::log::{Event, MainLog, Peer, RejectStage, SessionNote, printable};
@@ -86,6 +86,8 @@ struct Conn {
     pending: Vec<crate::plugin::bindings::mailgate::plugin::types::Action>,
     /// Recipients a plugin redirected at RCPT: (as given, new address).
     redirects: Vec<(String, String)>,
+    /// An access table's HOLD or DISCARD for the current transaction.
+    access: Option<access::Action>,
     /// iprev for the client (once per connection) and SPF for the current
     /// transaction.
     checks: super::auth::Checks,
@@ -176,7 +178,12 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
     let _ = tcp.set_nodelay(true);
     let cfg = Arc::clone(&shared.cfg);
     let ip = canonical_ip(info.peer.ip());
-    let pipe_connect = cfg.server.pipe_connect_hosts.contains(ip);
+    // A table that cannot answer only means no PIPECONNECT.
+    let pipe_connect = shared
+        .router
+        .tables()
+        .in_hosts(&cfg.server.pipe_connect_hosts, ip)
+        .unwrap_or(false);
     let mut conn = Conn {
         shared: Arc::clone(&shared),
         stream: Stream::Plain(tcp),
@@ -198,6 +205,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         rcpts: Vec::new(),
         pending: Vec::new(),
         redirects: Vec::new(),
+        access: None,
         checks: super::auth::Checks::default(),
     };
     if info.mode == ListenerMode::ImplicitTls {
@@ -235,6 +243,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         postmaster_domain: cfg
             .server
             .local_domains
+            .names()
             .first()
             .cloned()
             .unwrap_or_else(|| cfg.server.hostname.clone()),
@@ -475,6 +484,23 @@ async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Dec
     d
 }
 
+/// An access table's answer as the command's verdict: HOLD and DISCARD
+/// accept and are kept for the end of data (the first one stays).
+fn access_verdict(conn: &mut Conn, checked: access::Checked) -> Verdict {
+    match checked {
+        Ok(access::Action::Permit) => Verdict::Accept,
+        Ok(access::Action::Refuse(r)) => Verdict::Reject(r),
+        Ok(a) => {
+            conn.access.get_or_insert(a);
+            Verdict::Accept
+        }
+        Err((r, why)) => {
+            conn.note(SessionNote::Other(why));
+            Verdict::Reject(r)
+        }
+    }
+}
+
 async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
     let shared = Arc::clone(&conn.shared);
     // An unknown user at a local domain may still be claimed by a plugin
@@ -490,9 +516,14 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             conn.rcpts.clear();
             conn.pending.clear();
             conn.redirects.clear();
+            conn.access = None;
             if let Some(p) = conn.plugins.as_mut() {
                 p.begin_transaction();
             }
+            let relay_client = shared
+                .router
+                .tables()
+                .in_hosts(&shared.cfg.server.relay_networks, conn.ip);
             let v = match shared.auth.clone() {
                 Some(a) => {
                     let helo = conn.helo.clone().unwrap_or_default();
@@ -503,7 +534,7 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                         .await;
                     // Relay clients (our own users) are checked and the
                     // results recorded, but SPF actions do not refuse them.
-                    if shared.cfg.server.relay_networks.contains(conn.ip) {
+                    if *relay_client.as_ref().unwrap_or(&false) {
                         Verdict::Accept
                     } else {
                         v
@@ -511,16 +542,41 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 }
                 None => Verdict::Accept,
             };
+            let v = match (v, relay_client) {
+                (_, Err(e)) => {
+                    conn.note(SessionNote::Other(e.to_string()));
+                    Verdict::Reject(access::lookup_failed())
+                }
+                (Verdict::Accept, Ok(_)) => {
+                    let sender = conn.sender.clone().unwrap_or_default();
+                    let checked = access::at_mail(
+                        &shared.cfg.access,
+                        shared.router.tables(),
+                        conn.ip,
+                        &sender,
+                    );
+                    access_verdict(conn, checked)
+                }
+                (v, Ok(_)) => v,
+            };
             (v, None)
         }
         Check::Rcpt { rcpt, .. } => {
             // Host relay control comes first; plugins cannot open a relay.
             let refusal = policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt).err();
             unknown_local = refusal == Some(policy::RcptRefusal::UnknownUser);
-            (
-                refusal.map_or(Verdict::Accept, |r| Verdict::Reject(r.reply())),
-                Some(rcpt.to_string()),
-            )
+            if let Some(policy::RcptRefusal::Lookup(e)) = &refusal {
+                conn.note(SessionNote::Other(e.to_string()));
+            }
+            let v = match refusal {
+                Some(r) => Verdict::Reject(r.reply()),
+                None => {
+                    let checked =
+                        access::at_rcpt(&shared.cfg.access, shared.router.tables(), &rcpt.to_string());
+                    access_verdict(conn, checked)
+                }
+            };
+            (v, Some(rcpt.to_string()))
         }
     };
     let v = if (v == Verdict::Accept || unknown_local) && conn.plugins.is_some() {
@@ -567,7 +623,7 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 sender: Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default()),
                 stage: RejectStage::Rcpt(rcpt.to_string()),
                 by_plugin: false,
-                temporary: false,
+                temporary: r.is_transient(),
                 reason: r.lines[0].clone(),
             });
         }
@@ -577,7 +633,7 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 sender: Some(sender.as_ref().map(|a| a.to_string()).unwrap_or_default()),
                 stage: RejectStage::Mail,
                 by_plugin: false,
-                temporary: false,
+                temporary: r.is_transient(),
                 reason: r.lines[0].clone(),
             });
         }
@@ -592,6 +648,44 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
         conn.rcpts.push(r);
     }
     v
+}
+
+/// Keep the message in the quarantine instead of the queue (a plugin's
+/// verdict or an access table's HOLD). The quarantined copy carries the
+/// plugins' header changes and our Authentication-Results, as a delivered
+/// one would.
+async fn quarantine(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    mut tx: crate::smtp::server::Transaction,
+    why: String,
+) -> Result<String, Reply> {
+    let host = conn.host();
+    let actions = std::mem::take(&mut conn.pending);
+    let results = hooks::apply(&mut tx, actions, &shared.log, &host);
+    let authserv = shared.auth.as_ref().map(|a| a.authserv_id.as_str());
+    conn.checks.prepend_header(
+        authserv,
+        &shared.cfg.server.hostname,
+        results,
+        &mut tx.data,
+    );
+    let id = next_id();
+    let dir = shared.cfg.server.data_dir.join("quarantine");
+    match super::quarantine::save(&dir, &id, std::mem::take(&mut tx.data)).await {
+        Ok(_) => {
+            shared.log.event(&not_spooled(conn, &id, why));
+            Ok(id)
+        }
+        Err(e) => {
+            conn.note(SessionNote::Other(format!("quarantine write failed: {e}")));
+            Err(Reply::new(
+                451,
+                "4.3.0",
+                "Local error in processing; try again later",
+            ))
+        }
+    }
 }
 
 /// End of data: the data hook, then spooling.
@@ -609,6 +703,17 @@ async fn message(
             )));
         }
         tx.data = v.data;
+    }
+    if let Some(access::Action::Discard(why)) = &conn.access {
+        let id = next_id();
+        let text = format!("discarded by access table: {why}");
+        shared.log.event(&not_spooled(conn, &id, text));
+        return Ok(id);
+    }
+    if conn.plugins.is_none()
+        && let Some(access::Action::Hold(why)) = conn.access.take()
+    {
+        return quarantine(conn, shared, tx, format!("held by access table: {why}")).await;
     }
     let mut plugin_results = Vec::new();
     if conn.plugins.is_some() {
@@ -635,40 +740,14 @@ async fn message(
                 return Ok(id);
             }
             hooks::Decision::Quarantine(why) => {
-                // The quarantined copy carries the plugins' header changes
-                // and our Authentication-Results, as a delivered one would.
-                let actions = std::mem::take(&mut conn.pending);
-                let results = hooks::apply(&mut tx, actions, &shared.log, &host);
-                let authserv = shared.auth.as_ref().map(|a| a.authserv_id.as_str());
-                conn.checks.prepend_header(
-                    authserv,
-                    &shared.cfg.server.hostname,
-                    results,
-                    &mut tx.data,
-                );
-                let id = next_id();
-                let dir = shared.cfg.server.data_dir.join("quarantine");
-                let saved = super::quarantine::save(&dir, &id, std::mem::take(&mut tx.data)).await;
-                return match saved {
-                    Ok(_) => {
-                        shared.log.event(&not_spooled(
-                            conn,
-                            &id,
-                            format!("quarantined by plugin: {why}"),
-                        ));
-                        Ok(id)
-                    }
-                    Err(e) => {
-                        conn.note(SessionNote::Other(format!("quarantine write failed: {e}")));
-                        Err(Reply::new(
-                            451,
-                            "4.3.0",
-                            "Local error in processing; try again later",
-                        ))
-                    }
-                };
+                return quarantine(conn, shared, tx, format!("quarantined by plugin: {why}")).await;
             }
-            hooks::Decision::Continue => {}
+            hooks::Decision::Continue => {
+                if let Some(access::Action::Hold(why)) = conn.access.take() {
+                    return quarantine(conn, shared, tx, format!("held by access table: {why}"))
+                        .await;
+                }
+            }
         }
         for (from, to) in std::mem::take(&mut conn.redirects) {
             if let Some(r) = tx.rcpts.iter_mut().find(|r| r.address.to_string() == from)
@@ -694,7 +773,17 @@ async fn message(
         plugin_results,
         &mut tx.data,
     );
-    let relay_client = shared.cfg.server.relay_networks.contains(conn.ip);
+    let relay_client = match shared
+        .router
+        .tables()
+        .in_hosts(&shared.cfg.server.relay_networks, conn.ip)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            conn.note(SessionNote::Other(e.to_string()));
+            return Err(access::lookup_failed());
+        }
+    };
     if let Some(signer) = shared.signer.as_ref().filter(|_| relay_client)
         && let Err(e) = signer.sign_into(&mut tx.data)
     {

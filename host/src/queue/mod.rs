@@ -302,6 +302,22 @@ impl Runner {
                 continue;
             }
             match crate::routing::expand(&self.router, &mut env.recipients, i) {
+                // A lookup table that cannot answer: the recipient stays
+                // pending and is routed again at the next run.
+                Err(reason) if reason.is_temporary() => {
+                    self.log.event(&Event::Deferred {
+                        id: id.to_string(),
+                        rcpt: env.recipients[i].address.clone(),
+                        parent: None,
+                        route: "R=route".into(),
+                        host: None,
+                        reason: reason.to_string(),
+                    });
+                    let r = &mut env.recipients[i];
+                    r.attempts += 1;
+                    r.detail = Some(reason.to_string());
+                    changed = true;
+                }
                 Err(reason) => {
                     self.log.event(&Event::Failed {
                         id: id.to_string(),

@@ -1,9 +1,11 @@
 //! The routing tables: local domains to maildirs (with alias expansion),
 //! everything else to the outbound queue.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, NameList};
+use crate::table::{TableError, Tables, search};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where one address ends up.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,14 +21,18 @@ pub enum Route {
     Remote(String),
 }
 
-/// The routing tables built from the configuration.
+/// The routing tables built from the configuration, with the lookup
+/// tables it names.
 #[derive(Debug, Clone)]
 pub struct Router {
-    local_domains: Vec<String>,
-    users: HashSet<String>,
+    local_domains: NameList,
+    relay_domains: NameList,
+    users: NameList,
     aliases: BTreeMap<String, Vec<String>>,
+    alias_table: Option<String>,
     maildir: String,
     data_dir: String,
+    tables: Arc<Tables>,
 }
 
 const MAX_DEPTH: usize = 10;
@@ -40,6 +46,17 @@ pub enum Unrouteable {
     /// A local domain without such a user (when `local.users` is set).
     #[error("Unrouteable address {0}: unknown user")]
     UnknownUser(String),
+    /// A lookup table could not answer: the address waits (it is not
+    /// failed) until it can.
+    #[error("{0}")]
+    Lookup(#[from] TableError),
+}
+
+impl Unrouteable {
+    /// True when trying again later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Unrouteable::Lookup(_))
+    }
 }
 
 fn split(addr: &str) -> (&str, &str) {
@@ -146,39 +163,68 @@ impl Router {
             }
         }
         Ok(Router {
-            local_domains: cfg
-                .server
-                .local_domains
-                .iter()
-                .map(|d| d.to_lowercase())
-                .collect(),
-            users: cfg.local.users.iter().map(|u| u.to_lowercase()).collect(),
+            local_domains: cfg.server.local_domains.clone(),
+            relay_domains: cfg.server.relay_domains.clone(),
+            users: cfg.local.users.clone(),
             aliases,
+            alias_table: cfg.local.alias_table.clone(),
             maildir: cfg.local.maildir.clone(),
             data_dir: cfg.server.data_dir.to_string_lossy().into_owned(),
+            tables: Arc::new(Tables::new(cfg.tables_dir())),
         })
     }
 
-    /// True when the domain is local.
-    pub fn is_local(&self, domain: &str) -> bool {
-        let d = domain.to_lowercase();
-        self.local_domains.contains(&d)
+    /// The lookup tables of this configuration.
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
     }
 
-    fn alias(&self, local: &str, domain: &str) -> Option<&Vec<String>> {
-        self.aliases
-            .get(&format!("{local}@{domain}"))
-            .or_else(|| self.aliases.get(local))
+    /// True when the domain is local.
+    pub fn is_local(&self, domain: &str) -> Result<bool, TableError> {
+        self.tables.in_domains(&self.local_domains, domain)
+    }
+
+    /// True when the domain is relayed for any client (`relay_domains`).
+    pub fn is_relay_domain(&self, domain: &str) -> Result<bool, TableError> {
+        self.tables.in_domains(&self.relay_domains, domain)
+    }
+
+    /// The targets of an alias: `local@domain` before `local`, the
+    /// configuration's aliases before the alias table's.
+    fn alias(&self, local: &str, domain: &str) -> Result<Option<Vec<String>>, TableError> {
+        let full = format!("{local}@{domain}");
+        if let Some(t) = self.aliases.get(&full).or_else(|| self.aliases.get(local)) {
+            return Ok(Some(t.clone()));
+        }
+        let Some(table) = &self.alias_table else {
+            return Ok(None);
+        };
+        let found = self
+            .tables
+            .get(table)?
+            .first(&[full, local.to_string()])?;
+        Ok(found.map(|(_, v)| {
+            v.split(',')
+                .map(|s| s.trim().trim_matches('"').to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty()))
+    }
+
+    fn is_user(&self, local: &str, domain: &str) -> Result<bool, TableError> {
+        self.tables
+            .in_names(&self.users, local, |l| search::user_keys(l, domain))
     }
 
     /// True when a local address exists (a user or an alias).
-    pub fn local_exists(&self, local: &str, domain: &str) -> bool {
+    pub fn local_exists(&self, local: &str, domain: &str) -> Result<bool, TableError> {
         let (l, d) = (local.to_lowercase(), domain.to_lowercase());
         // RFC 5321 §4.5.1: postmaster always exists.
-        self.users.is_empty()
-            || self.users.contains(&l)
+        Ok(self.users.is_empty()
             || l == "postmaster"
-            || self.alias(&l, &d).is_some()
+            || self.is_user(&l, &d)?
+            || self.alias(&l, &d)?.is_some())
     }
 
     fn maildir_for(&self, local: &str, domain: &str) -> PathBuf {
@@ -210,7 +256,7 @@ impl Router {
     ) -> Result<(), Unrouteable> {
         let (local, domain) = split(address);
         let (l, d) = (local.to_lowercase(), domain.to_lowercase());
-        if !self.is_local(&d) {
+        if !self.is_local(&d)? {
             out.push(Route::Remote(address.to_string()));
             return Ok(());
         }
@@ -219,10 +265,10 @@ impl Router {
             return Err(Unrouteable::TooDeep(address.to_string()));
         }
         if !seen.contains(&key)
-            && let Some(targets) = self.alias(&l, &d)
+            && let Some(targets) = self.alias(&l, &d)?
         {
             seen.push(key.clone());
-            for t in targets {
+            for t in &targets {
                 let full = if t.contains('@') {
                     t.clone()
                 } else {
@@ -234,9 +280,9 @@ impl Router {
             return Ok(());
         }
         if !self.users.is_empty()
-            && !self.users.contains(&l)
             && !seen.contains(&key)
             && l != "postmaster"
+            && !self.is_user(&l, &d)?
         {
             return Err(Unrouteable::UnknownUser(address.to_string()));
         }
@@ -279,8 +325,8 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t[2], Route::Remote("carol@remote.test".into()));
         assert!(r.route("nobody@local.test").is_err());
-        assert!(r.local_exists("postmaster", "other.test"));
-        assert!(!r.local_exists("nobody", "local.test"));
+        assert!(r.local_exists("postmaster", "other.test").unwrap());
+        assert!(!r.local_exists("nobody", "local.test").unwrap());
         // A loop ends in delivery to the address that closes it.
         let l = r.route("loop@local.test").unwrap();
         assert_eq!(l.len(), 1);
@@ -295,6 +341,60 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn domains_users_and_aliases_from_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[server]\nhostname=\"h\"\ndata_dir=\"{}\"\nlocal_domains=[\"local.test\",\"table:domains\"]\nrelay_domains=[\"table:relayed\"]\n[[listener]]\naddress=\"127.0.0.1:1\"\nmode=\"plain\"\n[local]\nusers=[\"alice\",\"table:users\"]\nalias_table=\"aliases\"\n",
+            dir.path().display()
+        );
+        let cfg = Config::parse(&text, "t").unwrap();
+        let r = Router::from_config(&cfg).unwrap();
+        // Before the tables exist, their lookups fail: nothing is taken
+        // for "not found".
+        assert!(matches!(r.is_local("x.test"), Err(TableError::Missing(_))));
+        assert!(r.is_local("local.test").unwrap());
+        assert!(r.route("bob@local.test").unwrap_err().is_temporary());
+        let t = r.tables();
+        t.build("domains", crate::table::Kind::Keys, b"*.corp.test\n.sub.test\n", "s")
+            .unwrap();
+        t.build("relayed", crate::table::Kind::Keys, b"backup.test\n", "s")
+            .unwrap();
+        t.build(
+            "users",
+            crate::table::Kind::Keys,
+            b"bob@local.test\ncarol\n@catchall.corp.test\n",
+            "s",
+        )
+        .unwrap();
+        t.build(
+            "aliases",
+            crate::table::Kind::Keys,
+            b"team: alice, bob@local.test,\n  far@remote.test\n",
+            "s",
+        )
+        .unwrap();
+        assert!(r.is_local("corp.test").unwrap());
+        assert!(r.is_local("MX.Corp.Test").unwrap());
+        assert!(!r.is_local("sub.test").unwrap());
+        assert!(r.is_local("a.sub.test").unwrap());
+        assert!(r.is_relay_domain("backup.test").unwrap());
+        assert!(!r.is_relay_domain("local.test").unwrap());
+        assert!(r.local_exists("Bob", "local.test").unwrap());
+        assert!(!r.local_exists("bob", "corp.test").unwrap());
+        assert!(r.local_exists("carol", "corp.test").unwrap());
+        assert!(r.local_exists("anyone", "catchall.corp.test").unwrap());
+        assert!(!r.local_exists("dave", "local.test").unwrap());
+        assert!(r.local_exists("team", "corp.test").unwrap());
+        let routes = r.route("team@local.test").unwrap();
+        assert_eq!(routes.len(), 3, "{routes:?}");
+        assert_eq!(routes[2], Route::Remote("far@remote.test".into()));
+        assert_eq!(
+            r.route("dave@local.test").unwrap_err(),
+            Unrouteable::UnknownUser("dave@local.test".into())
+        );
     }
 
     #[test]
