@@ -174,6 +174,14 @@ impl Server {
     /// every query at once ([`refusing_dns`]), so no test ever asks a
     /// resolver off this machine, nor waits for DNS timeouts.
     pub fn start_with(server_extra: &str, outbound_extra: &str, extra: &str) -> Server {
+        let mut s = Server::configure(server_extra, outbound_extra, extra);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Server::start_with`] without starting it: the caller prepares
+    /// the data directory (lookup tables, say), then calls [`Server::run`].
+    pub fn configure(server_extra: &str, outbound_extra: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(3);
         let (port, tls_port) = (ports[0], ports[1]);
@@ -194,20 +202,29 @@ impl Server {
                 plugin_cache().with_extension("key").display()
             )
         };
+        // The local domains, unless the test names its own.
+        let domains = if server_extra.contains("local_domains") {
+            ""
+        } else {
+            "local_domains = [\"local.test\", \"localhost\"]\n"
+        };
         let config = format!(
-            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\n{compile_cache}local_domains = [\"local.test\", \"localhost\"]\n{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
+            "[server]\nhostname = \"mx.local.test\"\ndata_dir = \"{data}\"\n{compile_cache}{domains}{server_extra}\n\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nmode = \"starttls\"\n\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\nmode = \"implicit-tls\"\n\n[outbound]\n{dns}{outbound_extra}\n\n{extra}\n",
             data = dir.path().join("data").display(),
         );
         std::fs::write(dir.path().join("mailgate.toml"), &config).unwrap();
-        let mut s = Server {
+        Server {
             dir,
             port,
             tls_port,
             child: None,
             config,
-        };
-        s.spawn();
-        s
+        }
+    }
+
+    /// Start a server made by [`Server::configure`].
+    pub fn run(&mut self) {
+        self.spawn();
     }
 
     /// The first main-log line about message `id` that contains `pat`,

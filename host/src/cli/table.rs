@@ -67,7 +67,9 @@ pub fn table_cmd(cfg: &Config, cmd: TableCmd) -> Result<(), String> {
                 .build(&name, kind, &text, &shown)
                 .map_err(|e| e.to_string())?;
             for (line, key) in &src.duplicates {
-                eprintln!("mailgate: {shown}:{line}: duplicate key {key:?} ignored (the first one is kept)");
+                eprintln!(
+                    "mailgate: {shown}:{line}: duplicate key {key:?} ignored (the first one is kept)"
+                );
             }
             println!(
                 "{name}: {} {} entries from {shown}",

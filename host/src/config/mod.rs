@@ -583,16 +583,19 @@ impl Config {
                 "server.hostname must not be empty".into(),
             ));
         }
-        for (key, name) in cfg
-            .access
-            .tables()
-            .chain(cfg.local.alias_table.as_deref().map(|t| ("local.alias_table", t)))
-        {
+        for (key, name) in cfg.access.tables().chain(
+            cfg.local
+                .alias_table
+                .as_deref()
+                .map(|t| ("local.alias_table", t)),
+        ) {
             if !table_name_ok(name) {
                 let (a, b) = key.split_once('.').unwrap_or((key, ""));
                 return Err(err(
                     key_span(&[a, b]),
-                    format!("{key}: {name:?} is not a table name (letters, digits, '-', '_' and '.', not first)"),
+                    format!(
+                        "{key}: {name:?} is not a table name (letters, digits, '-', '_' and '.', not first)"
+                    ),
                 ));
             }
         }

@@ -371,11 +371,12 @@ mod tests {
 
     #[test]
     fn lists_take_table_entries() {
-        let l: NameList =
-            toml::from_str::<std::collections::BTreeMap<String, NameList>>("l = [\"A.test\", \"table:doms\"]")
-                .unwrap()
-                .remove("l")
-                .unwrap();
+        let l: NameList = toml::from_str::<std::collections::BTreeMap<String, NameList>>(
+            "l = [\"A.test\", \"table:doms\"]",
+        )
+        .unwrap()
+        .remove("l")
+        .unwrap();
         assert_eq!(l.names(), ["a.test"]);
         assert_eq!(l.tables(), ["doms"]);
         assert!(l.contains_listed("a.TEST"));
@@ -387,10 +388,9 @@ mod tests {
         .unwrap();
         assert_eq!(h.tables(), ["nets"]);
         assert!(h.contains_listed("10.1.1.1".parse().unwrap()));
-        let bad = toml::from_str::<std::collections::BTreeMap<String, NameList>>(
-            "l = [\"table:../x\"]",
-        )
-        .unwrap_err();
+        let bad =
+            toml::from_str::<std::collections::BTreeMap<String, NameList>>("l = [\"table:../x\"]")
+                .unwrap_err();
         assert!(bad.to_string().contains("not a table name"), "{bad}");
     }
 

@@ -33,7 +33,8 @@ fn reply(code: u16, enhanced: &'static str, text: &str, default: &str) -> Reply 
         .filter(|w| {
             let p: Vec<&str> = w.split('.').collect();
             p.len() == 3
-                && p.iter().all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+                && p.iter()
+                    .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
                 && p[0] == (code / 100).to_string()
         })
         .is_some();
@@ -60,9 +61,21 @@ pub fn parse(value: &str) -> Option<Action> {
         "OK" | "DUNNO" | "PERMIT" => Action::Permit,
         "REJECT" => Action::Refuse(reply(550, "5.7.1", text, "Access denied")),
         "DEFER" => Action::Refuse(reply(450, "4.7.1", text, "Try again later")),
-        "HOLD" => Action::Hold(if text.is_empty() { "held by access table" } else { text }.into()),
+        "HOLD" => Action::Hold(
+            if text.is_empty() {
+                "held by access table"
+            } else {
+                text
+            }
+            .into(),
+        ),
         "DISCARD" => Action::Discard(
-            if text.is_empty() { "discarded by access table" } else { text }.into(),
+            if text.is_empty() {
+                "discarded by access table"
+            } else {
+                text
+            }
+            .into(),
         ),
         _ => {
             let code: u16 = w.parse().ok().filter(|c| (400..600).contains(c))?;
@@ -111,7 +124,10 @@ pub fn at_mail(access: &Access, tables: &Tables, client: IpAddr, sender: &str) -
         let keys = search::address_keys(sender);
         return finish(
             t,
-            tables.get(t).and_then(|tab| tab.first(&keys)).map(|f| f.map(|(_, v)| v)),
+            tables
+                .get(t)
+                .and_then(|tab| tab.first(&keys))
+                .map(|f| f.map(|(_, v)| v)),
         );
     }
     Ok(Action::Permit)
@@ -144,7 +160,10 @@ mod tests {
         assert_eq!(p("REJECT"), "550 5.7.1 Access denied\r\n");
         assert_eq!(p("REJECT no spam here"), "550 5.7.1 no spam here\r\n");
         assert_eq!(p("DEFER"), "450 4.7.1 Try again later\r\n");
-        assert_eq!(p("554 5.7.2 bad neighbourhood"), "554 5.7.2 bad neighbourhood\r\n");
+        assert_eq!(
+            p("554 5.7.2 bad neighbourhood"),
+            "554 5.7.2 bad neighbourhood\r\n"
+        );
         assert_eq!(p("421 closing"), "421 4.7.1 closing\r\n");
         assert_eq!(p("HOLD"), "Hold(\"held by access table\")");
         assert_eq!(p("discard quietly"), "Discard(\"quietly\")");
@@ -166,12 +185,27 @@ mod tests {
         let (r, why) = at_mail(&access, &t, ip("192.0.2.1"), "a@b.test").unwrap_err();
         assert_eq!(r.code, 451);
         assert!(why.contains("clients"), "{why}");
-        t.build("clients", crate::table::Kind::Cidr, b"192.0.2.0/24 REJECT bad net\n10.0.0.0/8 OK\n", "s")
-            .unwrap();
-        t.build("senders", crate::table::Kind::Keys, b"@spam.test REJECT\n.bulk.test HOLD\nodd@x.test FROB\n", "s")
-            .unwrap();
-        t.build("rcpts", crate::table::Kind::Keys, b"trap@local.test DISCARD\n", "s")
-            .unwrap();
+        t.build(
+            "clients",
+            crate::table::Kind::Cidr,
+            b"192.0.2.0/24 REJECT bad net\n10.0.0.0/8 OK\n",
+            "s",
+        )
+        .unwrap();
+        t.build(
+            "senders",
+            crate::table::Kind::Keys,
+            b"@spam.test REJECT\n.bulk.test HOLD\nodd@x.test FROB\n",
+            "s",
+        )
+        .unwrap();
+        t.build(
+            "rcpts",
+            crate::table::Kind::Keys,
+            b"trap@local.test DISCARD\n",
+            "s",
+        )
+        .unwrap();
         assert_eq!(
             text(&at_mail(&access, &t, ip("192.0.2.1"), "a@b.test").unwrap()),
             "550 5.7.1 bad net\r\n"

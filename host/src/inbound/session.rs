@@ -571,8 +571,11 @@ async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             let v = match refusal {
                 Some(r) => Verdict::Reject(r.reply()),
                 None => {
-                    let checked =
-                        access::at_rcpt(&shared.cfg.access, shared.router.tables(), &rcpt.to_string());
+                    let checked = access::at_rcpt(
+                        &shared.cfg.access,
+                        shared.router.tables(),
+                        &rcpt.to_string(),
+                    );
                     access_verdict(conn, checked)
                 }
             };
@@ -664,12 +667,8 @@ async fn quarantine(
     let actions = std::mem::take(&mut conn.pending);
     let results = hooks::apply(&mut tx, actions, &shared.log, &host);
     let authserv = shared.auth.as_ref().map(|a| a.authserv_id.as_str());
-    conn.checks.prepend_header(
-        authserv,
-        &shared.cfg.server.hostname,
-        results,
-        &mut tx.data,
-    );
+    conn.checks
+        .prepend_header(authserv, &shared.cfg.server.hostname, results, &mut tx.data);
     let id = next_id();
     let dir = shared.cfg.server.data_dir.join("quarantine");
     match super::quarantine::save(&dir, &id, std::mem::take(&mut tx.data)).await {

@@ -199,17 +199,15 @@ impl Router {
         let Some(table) = &self.alias_table else {
             return Ok(None);
         };
-        let found = self
-            .tables
-            .get(table)?
-            .first(&[full, local.to_string()])?;
-        Ok(found.map(|(_, v)| {
-            v.split(',')
-                .map(|s| s.trim().trim_matches('"').to_string())
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|t| !t.is_empty()))
+        let found = self.tables.get(table)?.first(&[full, local.to_string()])?;
+        Ok(found
+            .map(|(_, v)| {
+                v.split(',')
+                    .map(|s| s.trim().trim_matches('"').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| !t.is_empty()))
     }
 
     fn is_user(&self, local: &str, domain: &str) -> Result<bool, TableError> {
@@ -358,8 +356,13 @@ mod tests {
         assert!(r.is_local("local.test").unwrap());
         assert!(r.route("bob@local.test").unwrap_err().is_temporary());
         let t = r.tables();
-        t.build("domains", crate::table::Kind::Keys, b"*.corp.test\n.sub.test\n", "s")
-            .unwrap();
+        t.build(
+            "domains",
+            crate::table::Kind::Keys,
+            b"*.corp.test\n.sub.test\n",
+            "s",
+        )
+        .unwrap();
         t.build("relayed", crate::table::Kind::Keys, b"backup.test\n", "s")
             .unwrap();
         t.build(

@@ -16,7 +16,11 @@ pub struct CidrIndex {
 }
 
 fn mask4(a: u32, prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { a & (u32::MAX << (32 - prefix)) }
+    if prefix == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - prefix))
+    }
 }
 
 fn mask6(a: u128, prefix: u8) -> u128 {

@@ -46,11 +46,14 @@ pub enum TableError {
 }
 
 /// The identity of a table file version: a rebuild renames a new file in,
-/// which changes the inode.
+/// which changes the inode; a file changed in place (not by `table
+/// build`) changes its size or modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId {
     dev: u64,
     ino: u64,
+    size: u64,
+    mtime: (i64, i64),
 }
 
 /// The tables of one data directory, opened on first use.
@@ -103,8 +106,14 @@ impl Tables {
         let id = FileId {
             dev: meta.dev(),
             ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
         };
-        if let Some((seen, t)) = self.open.read().unwrap_or_else(|e| e.into_inner()).get(name)
+        if let Some((seen, t)) = self
+            .open
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
             && *seen == id
         {
             return Ok(Arc::clone(t));
@@ -273,8 +282,13 @@ mod tests {
             t.lookup("users", "alice").unwrap_err(),
             TableError::Missing("users".into())
         );
-        t.build("users", Kind::Keys, b"alice: 1\n*.example.com: wide\n", "src")
-            .unwrap();
+        t.build(
+            "users",
+            Kind::Keys,
+            b"alice: 1\n*.example.com: wide\n",
+            "src",
+        )
+        .unwrap();
         assert_eq!(t.lookup("users", "ALICE").unwrap().as_deref(), Some("1"));
         assert_eq!(
             t.domain("users", "mx.example.com").unwrap().as_deref(),
@@ -286,7 +300,12 @@ mod tests {
         // A lookup that still holds the old version reads it whole.
         assert_eq!(old.get("alice").unwrap().as_deref(), Some("1"));
         let e = t
-            .build("users", Kind::Keys, b"alice: 3\n  \n\"bad: x\n", "users.txt")
+            .build(
+                "users",
+                Kind::Keys,
+                b"alice: 3\n  \n\"bad: x\n",
+                "users.txt",
+            )
             .unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -303,8 +322,13 @@ mod tests {
     fn cidr_tables_and_bad_names() {
         let dir = tempfile::tempdir().unwrap();
         let t = Tables::new(dir.path());
-        t.build("nets", Kind::Cidr, b"10.0.0.0/8 OK\n0.0.0.0/0 REJECT\n", "s")
-            .unwrap();
+        t.build(
+            "nets",
+            Kind::Cidr,
+            b"10.0.0.0/8 OK\n0.0.0.0/0 REJECT\n",
+            "s",
+        )
+        .unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(t.ip("nets", ip("10.9.9.9")).unwrap().as_deref(), Some("OK"));
         assert_eq!(

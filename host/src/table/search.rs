@@ -38,7 +38,12 @@ pub fn address_keys(address: &str) -> Vec<String> {
 /// `local@`, `@domain` (every user of that domain).
 pub fn user_keys(local: &str, domain: &str) -> Vec<String> {
     let (l, d) = (local.to_lowercase(), domain.to_lowercase());
-    vec![format!("{l}@{d}"), l.clone(), format!("{l}@"), format!("@{d}")]
+    vec![
+        format!("{l}@{d}"),
+        l.clone(),
+        format!("{l}@"),
+        format!("@{d}"),
+    ]
 }
 
 #[cfg(test)]
@@ -66,7 +71,13 @@ mod tests {
         let k = address_keys("Bob@Example.com");
         assert_eq!(
             &k[..5],
-            ["bob@example.com", "bob@", "@example.com", "example.com", "*.example.com"]
+            [
+                "bob@example.com",
+                "bob@",
+                "@example.com",
+                "example.com",
+                "*.example.com"
+            ]
         );
         assert_eq!(k.last().unwrap(), "*");
         assert_eq!(address_keys(""), ["<>", "*"]);

@@ -182,9 +182,7 @@ fn cidr_key(key: &str) -> Result<String, String> {
     {
         return Ok(n.to_string());
     }
-    Network::parse(key)
-        .map(|n| n.to_string())
-        .map_err(|e| e.0)
+    Network::parse(key).map(|n| n.to_string()).map_err(|e| e.0)
 }
 
 #[cfg(test)]
@@ -254,7 +252,12 @@ mod tests {
         let k: Vec<_> = s.entries.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             k,
-            ["192.0.2.0/24", "2001:db8::/32", "10.1.2.3/32", "2001:db8::/128"]
+            [
+                "192.0.2.0/24",
+                "2001:db8::/32",
+                "10.1.2.3/32",
+                "2001:db8::/128"
+            ]
         );
         assert_eq!(s.entries[1].value, "OK");
         let e = parse(b"10.0.0.0/8 1\n300.1.1.1/8 x\n", Kind::Cidr).unwrap_err();

@@ -4,9 +4,9 @@
 //! tables are read from the file per lookup; CIDR tables are loaded into a
 //! [`CidrIndex`] when opened.
 
+use super::TableError;
 use super::cidr::CidrIndex;
 use super::source::{Kind, Source};
-use super::TableError;
 use crate::config::Network;
 use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 use std::net::IpAddr;
@@ -155,8 +155,8 @@ impl Table {
                     format!("table format {format}, this version reads {FORMAT}: build it again"),
                 ));
             }
-            let kind = Kind::parse(&get("kind")?)
-                .ok_or_else(|| corrupt(name, "unknown table kind"))?;
+            let kind =
+                Kind::parse(&get("kind")?).ok_or_else(|| corrupt(name, "unknown table kind"))?;
             let info = Info {
                 kind,
                 entries: get("entries")?.parse().unwrap_or(0),
