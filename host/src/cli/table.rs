@@ -81,7 +81,7 @@ pub fn table_cmd(cfg: &Config, cmd: TableCmd) -> Result<(), String> {
         TableCmd::Get { name, key, search } => {
             let t = tables.get(&name).map_err(|e| e.to_string())?;
             let found = match search {
-                Search::Exact => t.first(&[key.clone()]),
+                Search::Exact => t.first(std::slice::from_ref(&key)),
                 Search::Domain => t.first(&search::domain_keys(&key)),
                 Search::Address => t.first(&search::address_keys(&key)),
                 Search::Ip => {

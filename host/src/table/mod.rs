@@ -228,8 +228,9 @@ impl Tables {
         Ok((info, src))
     }
 
-    /// The tables present, by name.
-    pub fn list(&self) -> Result<Vec<(String, Result<Info, TableError>)>, TableError> {
+    /// The tables present, by name, each with what its file says or why
+    /// it cannot be read.
+    pub fn list(&self) -> Result<Vec<Listed>, TableError> {
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -253,6 +254,9 @@ impl Tables {
         Ok(out)
     }
 }
+
+/// One entry of [`Tables::list`]: a table's name and its info.
+pub type Listed = (String, Result<Info, TableError>);
 
 /// A build that did not happen (the old version stays in place).
 #[derive(Debug, thiserror::Error)]
