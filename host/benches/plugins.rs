@@ -41,6 +41,7 @@ fn config(name: &str, path: PathBuf, table: &str, caps: Vec<Capability>) -> Plug
         services: Default::default(),
         directories: Default::default(),
         keys: Default::default(),
+        tables: Vec::new(),
         config: table.parse().expect("plugin table"),
     }
 }
@@ -83,7 +84,7 @@ fn setup_with(cfg: PluginConfig, dns: Option<mailgate::plugin::state::Resolver>)
     let compiled =
         mailgate::plugin::cache::CompileCache::open(&compiled, &dir.path().join("compiled.key"))
             .unwrap();
-    let plugins = Runtime::new(cache, Some(compiled), dns).unwrap();
+    let plugins = Runtime::new(cache, Some(compiled), dns, None).unwrap();
     let loaded = rt.block_on(plugins.load(&[cfg])).expect("plugin loads");
     plugins.swap(loaded);
     Setup {

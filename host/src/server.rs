@@ -65,8 +65,13 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         crate::plugin::cache::CompileCache::open(&cfg.plugin_cache(), &cfg.plugin_cache_key())
             .map_err(|e| tracing::warn!(error = %e, "plugins run without a compile cache"))
             .ok();
-    let runtime = crate::plugin::Runtime::new(cache.clone(), compiled, plugin_dns)
-        .map_err(|e| e.to_string())?;
+    let runtime = crate::plugin::Runtime::new(
+        cache.clone(),
+        compiled,
+        plugin_dns,
+        Some(Arc::clone(router.tables())),
+    )
+    .map_err(|e| e.to_string())?;
     let loaded = runtime
         .load(&cfg.plugins)
         .await

@@ -203,3 +203,76 @@ fn tables_verify_recipients_expand_aliases_and_apply_access() {
     assert!(log.contains("lookup table users does not exist"), "{log}");
     assert!(log.contains("lookup table clients cannot be read"), "{log}");
 }
+
+fn reject_list(grant: &str, on_failure: &str) -> String {
+    format!(
+        "[[plugin]]\nname = \"reject-list\"\npath = \"{}\"\non_failure = \"{on_failure}\"\ncapabilities = [\"log\", \"lookup\"]\n{grant}\n[plugin.config]\ntable = \"blocked\"\n",
+        mailgate_tests::plugin_wasm("reject_list.wasm").display()
+    )
+}
+
+#[test]
+fn plugins_read_granted_tables_and_nothing_else() {
+    let mut s = Server::configure("", "", &reject_list("tables = [\"blocked\"]", "continue"));
+    build(
+        &s,
+        "blocked",
+        "bad@local.test go away\n@blocked.test\n",
+        false,
+    );
+    s.run();
+    let r = |to: &str| try_rcpt(&s, "127.0.0.1", "a@remote.test", to);
+    assert_eq!(r("bad@local.test").trim(), "550 5.7.1 go away");
+    assert_eq!(
+        r("x@blocked.test").trim(),
+        "550 5.7.1 recipient refused by policy"
+    );
+    assert!(r("alice@local.test").starts_with("250"));
+    // The plugin sees a rebuild at its next lookup too.
+    build(&s, "blocked", "alice@local.test later\n", false);
+    assert_eq!(r("alice@local.test").trim(), "550 5.7.1 later");
+    // A table that cannot answer is an error for the plugin, which defers.
+    std::fs::remove_file(s.data().join("tables/blocked.table")).unwrap();
+    assert!(r("alice@local.test").starts_with("451 4.3.0"));
+    // The plugin logged why, through the host's log.
+    let err = s.stderr();
+    assert!(
+        err.contains("table blocked: lookup table blocked does not exist"),
+        "{err}"
+    );
+
+    // A plugin that names a table it was not granted gets not-granted: it
+    // fails, and its failure policy (here tempfail) applies.
+    let mut s = Server::configure("", "", &reject_list("tables = []", "tempfail"));
+    build(&s, "blocked", "bad@local.test go away\n", false);
+    s.run();
+    let r = try_rcpt(&s, "127.0.0.1", "a@remote.test", "bad@local.test");
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    let (ok, out) = s.cli(&["plugin", "list"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("calls=1 failures=1"), "{out}");
+    let log = s.mainlog();
+    assert!(log.contains("plugin reject-list failed at RCPT"), "{log}");
+    assert!(
+        s.stderr().contains("table blocked: lookup not granted"),
+        "{}",
+        s.stderr()
+    );
+
+    // Naming tables without granting lookup is a config error.
+    let bad =
+        reject_list("tables = [\"blocked\"]", "continue").replace("\"log\", \"lookup\"", "\"log\"");
+    let s = Server::configure("", "", &bad);
+    let out = Command::new(mailgate_bin())
+        .args(["config", "check"])
+        .arg(s.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("tables are named but the lookup capability is not granted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -120,6 +120,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
                 "services" => Ok(Capability::Services),
                 "directories" => Ok(Capability::Directories),
                 "crypto" => Ok(Capability::Crypto),
+                "lookup" => Ok(Capability::Lookup),
                 other => Err(format!("unknown capability {other:?}")),
             })
             .collect::<Result<_, _>>()?,
@@ -154,6 +155,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
             services: Default::default(),
             directories: Default::default(),
             keys: Default::default(),
+            tables: Vec::new(),
             config,
         }
     };

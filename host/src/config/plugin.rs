@@ -47,6 +47,8 @@ pub enum Capability {
     /// Native signature verification and hashing, and signing with the
     /// keys in `keys`.
     Crypto,
+    /// Reading the lookup tables named in `tables`.
+    Lookup,
 }
 
 /// One `[[plugin]]` table.
@@ -92,6 +94,10 @@ pub struct PluginConfig {
     /// in the host.
     #[serde(default)]
     pub keys: BTreeMap<String, PathBuf>,
+    /// The lookup tables the plugin may read through the `lookup`
+    /// capability (`mailgate table build NAME SOURCE`).
+    #[serde(default)]
+    pub tables: Vec<String>,
     /// The plugin's own settings, handed to its `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
@@ -171,6 +177,28 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
                     reason: format!("plugin {}: key {name}: {e}", p.name),
                 });
             }
+        }
+        for t in &p.tables {
+            if !super::table_name_ok(t) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    position: None,
+                    reason: format!(
+                        "plugin {}: tables: {t:?} is not a table name (letters, digits, '-', '_' and '.', not first)",
+                        p.name
+                    ),
+                });
+            }
+        }
+        if !p.tables.is_empty() && !p.capabilities.contains(&Capability::Lookup) {
+            return Err(ConfigError {
+                file: file.into(),
+                position: None,
+                reason: format!(
+                    "plugin {}: tables are named but the lookup capability is not granted",
+                    p.name
+                ),
+            });
         }
         if p.timeout_ms == 0 {
             return Err(ConfigError {

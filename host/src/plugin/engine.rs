@@ -50,6 +50,7 @@ pub struct Runtime {
     pub(super) cache: Cache,
     pub(super) compiled: Option<CompileCache>,
     pub(super) dns: Option<Resolver>,
+    pub(super) tables: Option<Arc<crate::table::Tables>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -59,11 +60,12 @@ fn hex(bytes: &[u8]) -> String {
 impl Runtime {
     /// Create the engine (pooling allocator, epoch interruption, fuel) and
     /// start the epoch ticker. Compiled code is kept in `compiled` (none:
-    /// every load compiles).
+    /// every load compiles). The `lookup` capability reads `tables`.
     pub fn new(
         cache: Cache,
         compiled: Option<CompileCache>,
         dns: Option<Resolver>,
+        tables: Option<Arc<crate::table::Tables>>,
     ) -> Result<Arc<Runtime>, PluginError> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
@@ -113,6 +115,7 @@ impl Runtime {
             cache,
             compiled,
             dns,
+            tables,
         }))
     }
 

@@ -49,6 +49,7 @@ impl Instance {
             plugin: Arc::clone(&plugin),
             cache: rt.cache.clone(),
             dns: rt.dns.clone(),
+            tables: rt.tables.clone(),
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -19,6 +19,8 @@ pub struct State {
     pub(super) plugin: Arc<Loaded>,
     pub(super) cache: Cache,
     pub(super) dns: Option<Resolver>,
+    /// The lookup tables the `lookup` capability reads (none offline).
+    pub(super) tables: Option<Arc<crate::table::Tables>>,
 }
 
 /// Where the dns capability gets its answers.

@@ -96,6 +96,7 @@ pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
             services: Default::default(),
             directories: Default::default(),
             keys: Default::default(),
+            tables: Vec::new(),
             config: toml::Table::new(),
         })
         .collect()

@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod dns;
 pub mod kv;
 pub mod log;
+pub mod lookup;
 pub mod message;
 pub mod random;
 pub mod services;

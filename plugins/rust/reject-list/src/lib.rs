@@ -1,12 +1,20 @@
-//! Example plugin: rejects the recipients listed in its config and adds an
-//! `X-Reject-List: checked` header to every accepted message.
+//! Example plugin: rejects the recipients listed in its config, or found in
+//! a lookup table (the host's search order for addresses: `user@domain`,
+//! `user@`, `@domain`, the domain and its parents; the value, if any, is
+//! the reply text), and adds an `X-Reject-List: checked` header to every
+//! accepted message. A table that cannot answer defers the recipient
+//! (451 4.3.0); without the `lookup` grant the plugin fails, and the host
+//! applies its failure policy.
 //!
 //! ```toml
 //! [[plugin]]
 //! name = "reject-list"
 //! path = "plugins/target/wasm32-wasip2/release/reject_list.wasm"
+//! capabilities = ["log", "lookup"]
+//! tables = ["blocked"]
 //! [plugin.config]
 //! reject = ["bob@local.test"]
+//! table = "blocked"
 //! ```
 
 use mailgate_plugin_sdk::*;
@@ -16,6 +24,8 @@ use std::sync::OnceLock;
 struct Config {
     #[serde(default)]
     reject: Vec<String>,
+    #[serde(default)]
+    table: Option<String>,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -40,7 +50,35 @@ impl Plugin for RejectList {
             info(&format!("rejecting {rcpt}"));
             return Response::reject(550, "5.7.1", "recipient refused by policy");
         }
-        Response::next()
+        let Some(table) = CONFIG.get().and_then(|c| c.table.as_deref()) else {
+            return Response::next();
+        };
+        use bindings::mailgate::plugin::types::CapError;
+        match lookup::search(table, rcpt, lookup::SearchOrder::Address) {
+            Ok(None) => Response::next(),
+            Ok(Some(text)) => {
+                info(&format!("rejecting {rcpt} (table {table})"));
+                let text = if text.trim().is_empty() {
+                    "recipient refused by policy"
+                } else {
+                    text.trim()
+                };
+                Response::reject(550, "5.7.1", text)
+            }
+            Err(CapError::Failed(why)) => {
+                log::write(log::Level::Warn, &format!("table {table}: {why}"));
+                Response::defer(451, "4.3.0", "temporary lookup failure")
+            }
+            Err(CapError::NotGranted) => {
+                // Not a verdict to make up: fail, and let the host apply
+                // the failure policy.
+                log::write(
+                    log::Level::Error,
+                    &format!("table {table}: lookup not granted"),
+                );
+                panic!("table {table}: lookup not granted");
+            }
+        }
     }
 
     fn on_data(_ctx: &Context, _msg: &Message) -> Response {
