@@ -105,16 +105,20 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             cfg.outbound.ehlo_cache_expiry.0,
         ),
     };
-    let outbound =
-        match crate::outbound::deliver::Outbound::new(Arc::clone(&cfg), settings, cache.clone()) {
-            Ok(o) => Some(Arc::new(o)),
-            Err(e) => {
-                log.event(&Event::notice(format!(
-                    "outbound delivery disabled: {e}; remote mail stays queued"
-                )));
-                None
-            }
-        };
+    let outbound = match crate::outbound::deliver::Outbound::new(
+        Arc::clone(&cfg),
+        settings,
+        cache.clone(),
+        Arc::clone(router.tables()),
+    ) {
+        Ok(o) => Some(Arc::new(o)),
+        Err(e) => {
+            log.event(&Event::notice(format!(
+                "outbound delivery disabled: {e}; remote mail stays queued"
+            )));
+            None
+        }
+    };
     let keys: Vec<_> = cfg.dkim.iter().map(|k| k.get_ref().clone()).collect();
     let signer = match crate::inbound::auth::sign::Signer::new(&keys) {
         Ok(s) if s.is_empty() => None,

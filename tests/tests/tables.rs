@@ -276,3 +276,69 @@ fn plugins_read_granted_tables_and_nothing_else() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn routes_and_tls_policy_from_tables() {
+    use mailgate_tests::{EximServer, free_port};
+    // b.test: another mailgate, on its implicit-TLS port; *.plain.test:
+    // Exim without STARTTLS, which the policy table says must be encrypted.
+    let b = Server::start("", "");
+    let ex = EximServer::start(free_port(), "", "tls_advertise_hosts =");
+    let mut a = Server::configure(
+        "",
+        "retry_min = \"1h\"\nroutes_table = \"routes\"\ntls_policy_table = \"tls\"\n",
+        "",
+    );
+    build(
+        &a,
+        "routes",
+        &format!(
+            "b.test [127.0.0.1]:{}\n*.plain.test 127.0.0.1:{}\nbroken.test not a host\n",
+            b.tls_port, ex.port
+        ),
+        false,
+    );
+    build(
+        &a,
+        "tls",
+        &format!(
+            "[127.0.0.1]:{} encrypt implicit\n.plain.test encrypt\n",
+            b.tls_port
+        ),
+        false,
+    );
+    a.run();
+    let send = |to: &str| {
+        let mut c = Client::connect(a.port);
+        c.cmd("EHLO client.test");
+        assert!(c.cmd("MAIL FROM:<a@local.test>").starts_with("250"));
+        assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(format!("Subject: to {to}\r\n\r\nbody\r\n.\r\n").as_bytes());
+        let r = c.reply();
+        assert!(r.starts_with("250 2.0.0 OK id="), "{r}");
+        r.trim().rsplit("id=").next().unwrap().to_string()
+    };
+    let id = send("x@b.test");
+    let log = a.wait_log(&format!("{id} => x@b.test"), 1);
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{id} => ")))
+        .unwrap();
+    assert!(line.contains(" X=TLS1.3:"), "{line}");
+    b.wait_log(" <= a@local.test", 1);
+    // The policy table's "encrypt" stops a delivery in clear.
+    let id = send("y@mx.plain.test");
+    let log = a.wait_log(&format!("{id} == y@mx.plain.test"), 1);
+    assert!(log.contains("TLS is required"), "{log}");
+    assert!(ex.lines(" <= a@local.test").is_empty());
+    // A routes entry that is not a next hop, or a table that is gone,
+    // defers: the mail stays, nothing goes elsewhere.
+    let id = send("z@broken.test");
+    let log = a.wait_log(&format!("{id} == z@broken.test"), 1);
+    assert!(log.contains("routes table routes: broken.test"), "{log}");
+    std::fs::remove_file(a.data().join("tables/tls.table")).unwrap();
+    let id = send("w@b.test");
+    let log = a.wait_log(&format!("{id} == w@b.test"), 1);
+    assert!(log.contains("lookup table tls does not exist"), "{log}");
+}

@@ -283,6 +283,16 @@ pub struct Outbound {
     pub tls: TlsLevel,
     /// TLS policy by destination (see [`tls_policy`]).
     pub tls_policy: BTreeMap<String, TlsPolicyValue>,
+    /// A lookup table of TLS policies, consulted before `tls_policy` with
+    /// the same keys; values in Postfix's form (`secure
+    /// match=.example.com`, `encrypt implicit`).
+    pub tls_policy_table: Option<String>,
+    /// A lookup table of next hops by recipient domain (Postfix's
+    /// `transport_maps`), consulted before `domains` and `smarthost`:
+    /// domain keys (`example.com`, `*.example.com`, `.example.com`, `*`),
+    /// values a smarthost (`host:port`, `[ip]:port`) or `mx` (the
+    /// domain's MX hosts).
+    pub routes_table: Option<String>,
     /// CA certificates (PEM) trusted at the `verify` and `secure` levels
     /// (and for MTA-STS policy hosts) besides the system roots.
     pub tls_ca_file: Option<PathBuf>,
@@ -345,6 +355,8 @@ impl Default for Outbound {
             port: 25,
             tls: TlsLevel::Dane,
             tls_policy: BTreeMap::new(),
+            tls_policy_table: None,
+            routes_table: None,
             tls_ca_file: None,
             mta_sts: true,
             mta_sts_port: 443,
@@ -583,11 +595,15 @@ impl Config {
                 "server.hostname must not be empty".into(),
             ));
         }
+        let single = [
+            ("local.alias_table", &cfg.local.alias_table),
+            ("outbound.tls_policy_table", &cfg.outbound.tls_policy_table),
+            ("outbound.routes_table", &cfg.outbound.routes_table),
+        ];
         for (key, name) in cfg.access.tables().chain(
-            cfg.local
-                .alias_table
-                .as_deref()
-                .map(|t| ("local.alias_table", t)),
+            single
+                .iter()
+                .filter_map(|(k, t)| t.as_deref().map(|t| (*k, t))),
         ) {
             if !table_name_ok(name) {
                 let (a, b) = key.split_once('.').unwrap_or((key, ""));
@@ -736,8 +752,12 @@ impl Config {
             out.extend(l.tables().iter().map(|t| (k, t.clone())));
         }
         out.extend(self.access.tables().map(|(k, t)| (k, t.to_string())));
-        if let Some(t) = &self.local.alias_table {
-            out.push(("local.alias_table", t.clone()));
+        for (k, t) in [
+            ("local.alias_table", &self.local.alias_table),
+            ("outbound.tls_policy_table", &self.outbound.tls_policy_table),
+            ("outbound.routes_table", &self.outbound.routes_table),
+        ] {
+            out.extend(t.iter().map(|t| (k, t.clone())));
         }
         out
     }

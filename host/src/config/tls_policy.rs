@@ -183,8 +183,27 @@ pub fn key_problem(key: &str) -> Option<String> {
     None
 }
 
-/// The policy for a destination: the smarthost's `[host]:port`, then
-/// `[host]`, then the recipient domain, then each parent as `.parent`;
+/// The keys a destination's policy is looked up under, in order: the
+/// smarthost's `[host]:port`, then `[host]`, then the recipient domain,
+/// then each parent as `.parent` (lower case).
+pub fn keys(domain: &str, smarthost: Option<(&str, u16)>) -> Vec<String> {
+    let mut out = vec![];
+    if let Some((host, port)) = smarthost {
+        let host = host.trim_end_matches('.').to_lowercase();
+        out.push(format!("[{host}]:{port}"));
+        out.push(format!("[{host}]"));
+    }
+    let domain = domain.trim_end_matches('.').to_lowercase();
+    let mut rest = domain.as_str();
+    out.push(domain.clone());
+    while let Some((_, parent)) = rest.split_once('.') {
+        out.push(format!(".{parent}"));
+        rest = parent;
+    }
+    out
+}
+
+/// The policy for a destination: the first of [`keys`] in `table`;
 /// `default` when nothing matches. Names compare case-insensitively.
 pub fn lookup<'a>(
     table: &'a std::collections::BTreeMap<String, TlsPolicyValue>,
@@ -192,30 +211,51 @@ pub fn lookup<'a>(
     smarthost: Option<(&str, u16)>,
     default: &'a TlsPolicy,
 ) -> &'a TlsPolicy {
-    let get = |k: &str| {
-        table
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(k))
-            .map(|(_, v)| &v.0)
-    };
-    if let Some((host, port)) = smarthost {
-        let host = host.trim_end_matches('.');
-        if let Some(p) = get(&format!("[{host}]:{port}")).or_else(|| get(&format!("[{host}]"))) {
-            return p;
+    keys(domain, smarthost)
+        .iter()
+        .find_map(|k| {
+            table
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| &v.0)
+        })
+        .unwrap_or(default)
+}
+
+/// A policy as a lookup table writes it, in Postfix's
+/// `smtp_tls_policy_maps` form: the level, then optional `match=NAME:NAME`
+/// (names as in [`TlsPolicy::match_names`]), `ca_file=PATH` and
+/// `implicit`, separated by white space.
+pub fn parse_value(value: &str) -> Result<TlsPolicy, String> {
+    let mut words = value.split_whitespace();
+    let level = words.next().ok_or("an empty TLS policy")?;
+    let level = TlsLevel::deserialize(de::value::StrDeserializer::<de::value::Error>::new(
+        &level.to_ascii_lowercase(),
+    ))
+    .map_err(|_| {
+        format!(
+            "{level:?} is not a TLS level (none, may, encrypt, dane, dane-only, verify, secure)"
+        )
+    })?;
+    let mut p = TlsPolicy::level(level);
+    for w in words {
+        if let Some(m) = w.strip_prefix("match=") {
+            p.match_names
+                .extend(m.split(':').filter(|n| !n.is_empty()).map(str::to_string));
+        } else if let Some(f) = w.strip_prefix("ca_file=") {
+            p.ca_file = Some(PathBuf::from(f));
+        } else if w == "implicit" {
+            p.implicit = true;
+        } else {
+            return Err(format!(
+                "{w:?}: expected match=NAME:NAME, ca_file=PATH or implicit"
+            ));
         }
     }
-    let domain = domain.trim_end_matches('.');
-    if let Some(p) = get(domain) {
-        return p;
+    match p.problem() {
+        Some(why) => Err(why),
+        None => Ok(p),
     }
-    let mut rest = domain;
-    while let Some((_, parent)) = rest.split_once('.') {
-        if let Some(p) = get(&format!(".{parent}")) {
-            return p;
-        }
-        rest = parent;
-    }
-    default
 }
 
 #[cfg(test)]
@@ -253,6 +293,37 @@ mod tests {
         assert_eq!(
             l("example.com", Some(("other.test", 25))),
             TlsLevel::DaneOnly
+        );
+    }
+
+    #[test]
+    fn table_values() {
+        let p = parse_value("secure match=.example.com:nexthop").unwrap();
+        assert_eq!(p.level, TlsLevel::Secure);
+        assert_eq!(p.match_names, vec![".example.com", "nexthop"]);
+        let p = parse_value("Encrypt implicit").unwrap();
+        assert!(p.implicit && p.level == TlsLevel::Encrypt);
+        assert!(
+            parse_value("sometimes")
+                .unwrap_err()
+                .contains("not a TLS level")
+        );
+        assert!(
+            parse_value("may match=x.test")
+                .unwrap_err()
+                .contains("apply only")
+        );
+        assert!(parse_value("verify colour=red").is_err());
+        assert!(parse_value("").is_err());
+        assert_eq!(
+            super::keys("Mx.Example.com.", Some(("Relay.test", 587))),
+            [
+                "[relay.test]:587",
+                "[relay.test]",
+                "mx.example.com",
+                ".example.com",
+                ".com"
+            ]
         );
     }
 

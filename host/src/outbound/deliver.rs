@@ -30,6 +30,8 @@ pub struct Outbound {
     hints: crate::outbound::retry::RetryHints,
     settings: ClientSettings,
     dns: Arc<Dns>,
+    /// The lookup tables (routes and TLS policy tables).
+    tables: Arc<crate::table::Tables>,
     sts: Arc<super::mta_sts::MtaSts>,
     https: Arc<super::https::Https>,
     tlsrpt: Option<Arc<super::tlsrpt::Tlsrpt>>,
@@ -104,6 +106,7 @@ impl Outbound {
         cfg: Arc<Config>,
         settings: ClientSettings,
         cache: crate::cache::Cache,
+        tables: Arc<crate::table::Tables>,
     ) -> Result<Outbound, super::OutboundError> {
         let dns = Arc::new(Dns::new(
             &cfg.outbound.nameservers,
@@ -143,6 +146,7 @@ impl Outbound {
             cfg,
             settings,
             dns,
+            tables,
             pool: Mutex::new(HashMap::new()),
             per_host: Mutex::new(HashMap::new()),
         })
@@ -248,7 +252,7 @@ impl Outbound {
         log: &MainLog,
     ) -> Vec<(usize, Result1)> {
         let all = |r: Result1| rcpts.iter().map(|&i| (i, r.clone())).collect::<Vec<_>>();
-        let route = match super::hop::route(&self.dns, &self.cfg, domain).await {
+        let route = match super::hop::route(&self.dns, &self.cfg, &self.tables, domain).await {
             Ok(r) => r,
             Err(RouteError::Temporary(t)) => {
                 return all(Result1::Deferred(Report {

@@ -7,6 +7,7 @@
 use super::policy::TlsaState;
 use crate::config::{Config, TlsLevel, TlsPolicy, parse_smarthost, tls_policy};
 use crate::dns::{Dns, LookupError, Validated};
+use crate::table::Tables;
 use std::net::{IpAddr, SocketAddr};
 
 /// One host to try, with its addresses in order.
@@ -46,20 +47,63 @@ pub enum RouteError {
     Permanent(String),
 }
 
-/// The configured smarthost for a domain, if any.
-pub fn smarthost(cfg: &Config, domain: &str) -> Option<String> {
-    cfg.outbound
+/// The smarthost for a domain, if any: the routes table's entry (`mx`:
+/// none, the MX hosts), then `outbound.domains`, then
+/// `outbound.smarthost`. A table that cannot answer, or an entry that is
+/// not a next hop, defers.
+pub fn smarthost(
+    cfg: &Config,
+    tables: &Tables,
+    domain: &str,
+) -> Result<Option<String>, RouteError> {
+    if let Some(t) = &cfg.outbound.routes_table {
+        match tables.domain(t, domain) {
+            Ok(Some(v)) => {
+                let v = v.trim();
+                if v.eq_ignore_ascii_case("mx") {
+                    return Ok(None);
+                }
+                parse_smarthost(v).map_err(|e| {
+                    RouteError::Temporary(format!("routes table {t}: {domain}: {v:?}: {e}"))
+                })?;
+                return Ok(Some(v.to_string()));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(RouteError::Temporary(e.to_string())),
+        }
+    }
+    Ok(cfg
+        .outbound
         .domains
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(domain))
         .and_then(|(_, v)| v.smarthost.clone())
-        .or_else(|| cfg.outbound.smarthost.clone())
+        .or_else(|| cfg.outbound.smarthost.clone()))
 }
 
-/// The TLS policy for `domain`, reached through `smarthost` if any.
-pub fn tls_policy(cfg: &Config, domain: &str, smarthost: Option<(&str, u16)>) -> TlsPolicy {
+/// The TLS policy for `domain`, reached through `smarthost` if any: the
+/// policy table's entry, then `outbound.tls_policy`, then `outbound.tls`.
+/// A table that cannot answer, or an entry that is not a policy, defers
+/// (no mail leaves under a weaker policy than the admin wrote).
+pub fn tls_policy(
+    cfg: &Config,
+    tables: &Tables,
+    domain: &str,
+    smarthost: Option<(&str, u16)>,
+) -> Result<TlsPolicy, RouteError> {
+    if let Some(t) = &cfg.outbound.tls_policy_table {
+        let keys = tls_policy::keys(domain, smarthost);
+        match tables.get(t).and_then(|tab| tab.first(&keys)) {
+            Ok(Some((k, v))) => {
+                return tls_policy::parse_value(&v)
+                    .map_err(|e| RouteError::Temporary(format!("TLS policy table {t}: {k}: {e}")));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(RouteError::Temporary(e.to_string())),
+        }
+    }
     let default = TlsPolicy::level(cfg.outbound.tls);
-    tls_policy::lookup(&cfg.outbound.tls_policy, domain, smarthost, &default).clone()
+    Ok(tls_policy::lookup(&cfg.outbound.tls_policy, domain, smarthost, &default).clone())
 }
 
 /// A host's addresses, whether they were DNSSEC-secure (only asked with
@@ -158,10 +202,15 @@ async fn host(
 }
 
 /// The route for `domain`: the configured smarthost, or its MX hosts.
-pub async fn route(dns: &Dns, cfg: &Config, domain: &str) -> Result<Route, RouteError> {
-    if let Some(h) = smarthost(cfg, domain) {
+pub async fn route(
+    dns: &Dns,
+    cfg: &Config,
+    tables: &Tables,
+    domain: &str,
+) -> Result<Route, RouteError> {
+    if let Some(h) = smarthost(cfg, tables, domain)? {
         let (name, port) = parse_smarthost(&h).map_err(|e| RouteError::Permanent(e.0))?;
-        let tls = tls_policy(cfg, domain, Some((&name, port)));
+        let tls = tls_policy(cfg, tables, domain, Some((&name, port)))?;
         let dane = matches!(tls.level, TlsLevel::Dane | TlsLevel::DaneOnly);
         // A smarthost's own address records decide whether DANE applies.
         let h = host(dns, name.clone(), port, &name, dane, true).await?;
@@ -172,7 +221,7 @@ pub async fn route(dns: &Dns, cfg: &Config, domain: &str) -> Result<Route, Route
             router: "smarthost",
         });
     }
-    let tls = tls_policy(cfg, domain, None);
+    let tls = tls_policy(cfg, tables, domain, None)?;
     let dane = matches!(tls.level, TlsLevel::Dane | TlsLevel::DaneOnly);
     let nexthop = domain.trim_end_matches('.').to_ascii_lowercase();
     let port = cfg.outbound.port;

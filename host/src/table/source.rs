@@ -1,9 +1,10 @@
 //! The text a table is built from, in the form Exim's lsearch files and
 //! Postfix's postmap sources share: one `key: value` or `key value` entry
 //! per line, `#` comment lines, blank lines, and continuation lines (they
-//! start with white space and extend the previous entry's value). A key
-//! with spaces or a colon is written in double quotes (`"a key": value`,
-//! with `\"` and `\\` inside). In a CIDR source the key is a network
+//! start with white space and extend the previous entry's value). The key
+//! ends at white space or at a colon followed by white space, so keys like
+//! `[relay.test]:587` keep their colons; a key with spaces is written in
+//! double quotes (`"a key": value`, with `\"` and `\\` inside). In a CIDR source the key is a network
 //! (`192.0.2.0/24`, `2001:db8::/32`, or one address) and ends at white
 //! space only, so IPv6 colons need no quotes.
 
@@ -156,8 +157,18 @@ fn split_entry(line: &str, kind: Kind) -> Result<(String, String), String> {
         let end = end.ok_or("a quoted key without its closing quote")?;
         (key, &q[end..])
     } else {
-        let stop = |c: char| c.is_whitespace() || (kind == Kind::Keys && c == ':');
-        let end = line.find(stop).unwrap_or(line.len());
+        // The key ends at white space, or at a colon that white space (or
+        // the end of the line) follows: `[relay.test]:587 encrypt` and
+        // `2001:db8::1 OK` keep their colons.
+        let b = line.as_bytes();
+        let end = (0..b.len())
+            .find(|&i| {
+                b[i].is_ascii_whitespace()
+                    || (kind == Kind::Keys
+                        && b[i] == b':'
+                        && b.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()))
+            })
+            .unwrap_or(b.len());
         (line[..end].to_string(), &line[end..])
     };
     let rest = rest.trim_start();
@@ -204,7 +215,7 @@ mod tests {
 
     #[test]
     fn both_separators_comments_continuations_and_quotes() {
-        let t = "# comment\n\nAlice@Example.COM: REJECT go away\nbob@example.com OK\n  continued: here\n  # indented comment\n\t and more\nlonely\n\"a key: with colon\": x\n\"esc\\\"aped\" y\ncrlf:v\r\n";
+        let t = "# comment\n\nAlice@Example.COM: REJECT go away\nbob@example.com OK\n  continued: here\n  # indented comment\n\t and more\nlonely\n\"a key: with colon\": x\n\"esc\\\"aped\" y\ncrlf: v\r\n[relay.test]:587 encrypt\n2001:db8::1: six\nend:\n";
         assert_eq!(
             keys(t),
             vec![
@@ -214,6 +225,9 @@ mod tests {
                 pair("a key: with colon", "x"),
                 pair("esc\"aped", "y"),
                 pair("crlf", "v"),
+                pair("[relay.test]:587", "encrypt"),
+                pair("2001:db8::1", "six"),
+                pair("end", ""),
             ]
         );
     }
