@@ -12,6 +12,7 @@ use super::bounce::local_envelope;
 use crate::dmarcrpt::xml::{self, Reporter};
 use crate::dmarcrpt::{DayRecords, Dmarcrpt, rua};
 use crate::log::Event;
+use crate::smtp::report_mail::ReportMail;
 use crate::spool::RecipientEntry;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -23,48 +24,33 @@ const KEEP_DAYS: i64 = 8;
 /// `application/gzip` attachment named
 /// `receiver!policy-domain!begin!end.xml.gz`.
 pub fn message(r: &Reporter, to: &str, domain: &str, day: &str, gz: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
     let id = xml::report_id(r, domain, day);
     let (begin, end) = xml::range(day).unwrap_or_default();
-    let boundary = format!("=_dmarc_{}", crate::spool::new_message_id());
-    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
-    let mut m = String::new();
-    m.push_str(&format!("From: {}\r\n", r.contact));
-    m.push_str(&format!("To: {to}\r\n"));
-    m.push_str(&format!(
-        "Subject: Report Domain: {domain} Submitter: {} Report-ID: <{id}>\r\n",
+    let subject = format!(
+        "Report Domain: {domain} Submitter: {} Report-ID: <{id}>",
         r.hostname
-    ));
-    m.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
-    m.push_str(&format!(
-        "Message-ID: <{}.dmarc@{}>\r\n",
-        crate::spool::new_message_id(),
-        r.hostname
-    ));
-    m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!(
-        "Content-Type: multipart/mixed;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
-    ));
-    m.push_str("This is a MIME-formatted message.\r\n\r\n");
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Type: text/plain; charset=us-ascii\r\n\r\n");
-    m.push_str(&format!(
-        "This is a DMARC aggregate report (RFC 7489) from {} for {domain}, {day} (UTC).\r\n\r\n",
+    );
+    let text = format!(
+        "This is a DMARC aggregate report (RFC 7489) from {} for {domain}, {day} (UTC).",
         r.organization
-    ));
-    m.push_str(&format!("--{boundary}\r\n"));
-    let name = format!("{}!{domain}!{begin}!{end}.xml.gz", r.hostname);
-    m.push_str("Content-Type: application/gzip\r\n");
-    m.push_str("Content-Transfer-Encoding: base64\r\n");
-    m.push_str(&format!(
-        "Content-Disposition: attachment;\r\n\tfilename=\"{name}\"\r\n\r\n"
-    ));
-    for chunk in b64.as_bytes().chunks(76) {
-        m.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-        m.push_str("\r\n");
+    );
+    let filename = format!("{}!{domain}!{begin}!{end}.xml.gz", r.hostname);
+    ReportMail {
+        from: &r.contact,
+        to,
+        subject: &subject,
+        hostname: &r.hostname,
+        unique: &crate::spool::new_message_id(),
+        tag: "dmarc",
+        date: &chrono::Utc::now().to_rfc2822(),
+        headers: &[],
+        multipart: "multipart/mixed",
+        text: &text,
+        attachment_type: "application/gzip",
+        filename: &filename,
+        data: gz,
     }
-    m.push_str(&format!("--{boundary}--\r\n"));
-    m.into_bytes()
+    .build()
 }
 
 impl Runner {

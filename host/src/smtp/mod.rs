@@ -7,4 +7,5 @@ pub mod command;
 pub mod data;
 pub mod header;
 pub mod reply;
+pub mod report_mail;
 pub mod server;

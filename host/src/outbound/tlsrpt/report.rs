@@ -157,51 +157,35 @@ pub fn filename(s: &Submitter, domain: &str, day: &str) -> String {
 /// report `gz`. It says `TLS-Required: No` (RFC 8689 §5): a report about
 /// TLS failures must not be held up by them.
 pub fn message(s: &Submitter, to: &str, domain: &str, day: &str, gz: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
     let id = report_id(s, domain, day);
-    let boundary = format!("=_tlsrpt_{}", crate::spool::new_message_id());
-    let now = chrono::Utc::now().to_rfc2822();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
-    let mut m = String::new();
-    m.push_str(&format!("From: {}\r\n", s.contact));
-    m.push_str(&format!("To: {to}\r\n"));
-    m.push_str(&format!(
-        "Subject: Report Domain: {domain} Submitter: {} Report-ID: <{id}>\r\n",
+    let subject = format!(
+        "Report Domain: {domain} Submitter: {} Report-ID: <{id}>",
         s.hostname
-    ));
-    m.push_str(&format!("Date: {now}\r\n"));
-    m.push_str(&format!(
-        "Message-ID: <{}.tlsrpt@{}>\r\n",
-        crate::spool::new_message_id(),
-        s.hostname
-    ));
-    m.push_str(&format!("TLS-Report-Domain: {domain}\r\n"));
-    m.push_str(&format!("TLS-Report-Submitter: {}\r\n", s.hostname));
-    m.push_str("TLS-Required: No\r\n");
-    m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!(
-        "Content-Type: multipart/report; report-type=\"tlsrpt\";\r\n\tboundary=\"{boundary}\"\r\n\r\n"
-    ));
-    m.push_str("This is a MIME-formatted message.\r\n\r\n");
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Type: text/plain; charset=us-ascii\r\n\r\n");
-    m.push_str(&format!(
-        "This is an aggregate TLS report (RFC 8460) from {} for {domain}, {day} (UTC).\r\n\r\n",
+    );
+    let text = format!(
+        "This is an aggregate TLS report (RFC 8460) from {} for {domain}, {day} (UTC).",
         s.organization
-    ));
-    m.push_str(&format!("--{boundary}\r\n"));
-    let name = filename(s, domain, day);
-    m.push_str("Content-Type: application/tlsrpt+gzip\r\n");
-    m.push_str("Content-Transfer-Encoding: base64\r\n");
-    m.push_str(&format!(
-        "Content-Disposition: attachment;\r\n\tfilename=\"{name}\"\r\n\r\n"
-    ));
-    for chunk in b64.as_bytes().chunks(76) {
-        m.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        m.push_str("\r\n");
+    );
+    crate::smtp::report_mail::ReportMail {
+        from: &s.contact,
+        to,
+        subject: &subject,
+        hostname: &s.hostname,
+        unique: &crate::spool::new_message_id(),
+        tag: "tlsrpt",
+        date: &chrono::Utc::now().to_rfc2822(),
+        headers: &[
+            ("TLS-Report-Domain", domain.to_string()),
+            ("TLS-Report-Submitter", s.hostname.clone()),
+            ("TLS-Required", "No".into()),
+        ],
+        multipart: "multipart/report; report-type=\"tlsrpt\"",
+        text: &text,
+        attachment_type: "application/tlsrpt+gzip",
+        filename: &filename(s, domain, day),
+        data: gz,
     }
-    m.push_str(&format!("--{boundary}--\r\n"));
-    m.into_bytes()
+    .build()
 }
 
 #[cfg(test)]
