@@ -63,10 +63,10 @@ pub fn table_cmd(cfg: &Config, cmd: TableCmd) -> Result<(), String> {
             let text = std::fs::read(&source).map_err(|e| format!("{}: {e}", source.display()))?;
             let kind = if cidr { Kind::Cidr } else { Kind::Keys };
             let shown = source.display().to_string();
-            let (info, src) = tables
+            let (info, duplicates) = tables
                 .build(&name, kind, &text, &shown)
                 .map_err(|e| e.to_string())?;
-            for (line, key) in &src.duplicates {
+            for (line, key) in &duplicates {
                 eprintln!(
                     "mailgate: {shown}:{line}: duplicate key {key:?} ignored (the first one is kept)"
                 );

@@ -211,21 +211,22 @@ impl Tables {
     }
 
     /// Build table `name` from the text `source` (named `source_name` in
-    /// errors and in `table list`) and swap it in.
+    /// errors and in `table list`) and swap it in; the keys given more than
+    /// once after the first, with their lines.
     pub fn build(
         &self,
         name: &str,
         kind: Kind,
         text: &[u8],
         source_name: &str,
-    ) -> Result<(Info, source::Source), BuildError> {
+    ) -> Result<(Info, Vec<(usize, String)>), BuildError> {
         let path = self.path(name)?;
         let src = source::parse(text, kind).map_err(|e| BuildError::Source {
             file: source_name.to_string(),
             error: e,
         })?;
-        let info = store::build(&path, name, kind, &src, source_name)?;
-        Ok((info, src))
+        let info = store::build(&path, name, kind, src.entries, source_name)?;
+        Ok((info, src.duplicates))
     }
 
     /// The tables present, by name, each with what its file says or why

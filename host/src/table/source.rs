@@ -61,10 +61,12 @@ pub struct Entry {
     pub line: usize,
 }
 
-/// A parsed source: entries in source order, first of each key only.
+/// A parsed source, first of each key only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Source {
-    /// The entries, in source order.
+    /// The entries: sorted by key for [`Kind::Keys`] (as the table file
+    /// stores them), in source order for [`Kind::Cidr`] (the order they
+    /// are searched in).
     pub entries: Vec<Entry>,
     /// Lines whose key came earlier (the first entry wins, as in Exim and
     /// Postfix): `(line, key)`.
@@ -74,17 +76,8 @@ pub struct Source {
 /// Parse `text` as a source of `kind`.
 pub fn parse(text: &[u8], kind: Kind) -> Result<Source, SourceError> {
     let mut out = Source::default();
-    let mut seen = std::collections::HashSet::new();
     let mut current: Option<Entry> = None;
-    let mut finish = |e: Option<Entry>, out: &mut Source| {
-        if let Some(e) = e {
-            if seen.insert(e.key.clone()) {
-                out.entries.push(e);
-            } else {
-                out.duplicates.push((e.line, e.key));
-            }
-        }
-    };
+    let finish = |e: Option<Entry>, out: &mut Source| out.entries.extend(e);
     for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line_no = n + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -132,7 +125,39 @@ pub fn parse(text: &[u8], kind: Kind) -> Result<Source, SourceError> {
         });
     }
     finish(current.take(), &mut out);
+    first_of_each_key(&mut out, kind);
     Ok(out)
+}
+
+/// Keep the first entry of each key (as Exim and Postfix do), noting the
+/// others. Keyed sources are sorted for it (stably: among equal keys the
+/// first line stays first), which the table file wants anyway; a source
+/// of a million lines then needs no second copy of its keys.
+fn first_of_each_key(out: &mut Source, kind: Kind) {
+    let entries = std::mem::take(&mut out.entries);
+    match kind {
+        Kind::Keys => {
+            let mut entries = entries;
+            entries.sort_by(|a, b| a.key.cmp(&b.key));
+            for e in entries {
+                match out.entries.last() {
+                    Some(last) if last.key == e.key => out.duplicates.push((e.line, e.key)),
+                    _ => out.entries.push(e),
+                }
+            }
+            out.duplicates.sort_unstable();
+        }
+        Kind::Cidr => {
+            let mut seen = std::collections::HashSet::new();
+            for e in entries {
+                if seen.insert(e.key.clone()) {
+                    out.entries.push(e);
+                } else {
+                    out.duplicates.push((e.line, e.key));
+                }
+            }
+        }
+    }
 }
 
 /// One entry line's key and value.
@@ -216,20 +241,20 @@ mod tests {
     #[test]
     fn both_separators_comments_continuations_and_quotes() {
         let t = "# comment\n\nAlice@Example.COM: REJECT go away\nbob@example.com OK\n  continued: here\n  # indented comment\n\t and more\nlonely\n\"a key: with colon\": x\n\"esc\\\"aped\" y\ncrlf: v\r\n[relay.test]:587 encrypt\n2001:db8::1: six\nend:\n";
-        assert_eq!(
-            keys(t),
-            vec![
-                pair("alice@example.com", "REJECT go away"),
-                pair("bob@example.com", "OK continued: here and more"),
-                pair("lonely", ""),
-                pair("a key: with colon", "x"),
-                pair("esc\"aped", "y"),
-                pair("crlf", "v"),
-                pair("[relay.test]:587", "encrypt"),
-                pair("2001:db8::1", "six"),
-                pair("end", ""),
-            ]
-        );
+        let mut want = vec![
+            pair("alice@example.com", "REJECT go away"),
+            pair("bob@example.com", "OK continued: here and more"),
+            pair("lonely", ""),
+            pair("a key: with colon", "x"),
+            pair("esc\"aped", "y"),
+            pair("crlf", "v"),
+            pair("[relay.test]:587", "encrypt"),
+            pair("2001:db8::1", "six"),
+            pair("end", ""),
+        ];
+        // Keyed sources come out sorted by key.
+        want.sort();
+        assert_eq!(keys(t), want);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::TableError;
 use super::cidr::CidrIndex;
-use super::source::{Kind, Source};
+use super::source::{Entry, Kind};
 use crate::config::Network;
 use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 use std::net::IpAddr;
@@ -65,7 +65,7 @@ pub fn build(
     path: &Path,
     name: &str,
     kind: Kind,
-    source: &Source,
+    entries: Vec<Entry>,
     source_name: &str,
 ) -> Result<Info, TableError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -77,12 +77,15 @@ pub fn build(
         .map_or(0, |d| d.as_secs());
     let info = Info {
         kind,
-        entries: source.entries.len() as u64,
+        entries: entries.len() as u64,
         source: source_name.to_string(),
         built,
     };
     let result = (|| -> Result<(), redb::Error> {
-        let db = redb::Database::create(&tmp)?;
+        // A small cache: the file is written once, in key order.
+        let db = redb::Database::builder()
+            .set_cache_size(16 << 20)
+            .create(&tmp)?;
         let tx = db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
@@ -94,16 +97,17 @@ pub fn build(
             match kind {
                 Kind::Keys => {
                     let mut t = tx.open_table(ENTRIES)?;
-                    // Sorted, the B-tree is filled by appends.
-                    let mut sorted: Vec<_> = source.entries.iter().collect();
-                    sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-                    for e in sorted {
+                    // Sorted by key (source::parse): the B-tree is filled
+                    // by appends.
+                    // Each entry is freed once written, so the source and
+                    // the transaction's pages are not both held whole.
+                    for e in entries {
                         t.insert(e.key.as_str(), e.value.as_str())?;
                     }
                 }
                 Kind::Cidr => {
                     let mut t = tx.open_table(NETWORKS)?;
-                    for (i, e) in source.entries.iter().enumerate() {
+                    for (i, e) in entries.into_iter().enumerate() {
                         t.insert(i as u64, (e.key.as_str(), e.value.as_str()))?;
                     }
                 }
