@@ -16,6 +16,8 @@ perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 # dkimpy signs and verifies against mailgate (Debian's python, not pyenv's);
 # its ARC signer needs authres.
 /usr/bin/python3 -c 'import dkim, nacl, authres' >/dev/null 2>&1 || missing+=(python3-dkim python3-nacl python3-authres)
+# SpamAssassin's spamd scans for the BMI-style verdict plugin.
+[ -x /usr/sbin/spamd ] || missing+=(spamd)
 # xmllint validates DMARC reports against RFC 7489's schema.
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 # The C example plugin: clang for wasm32 with wasi-libc.
@@ -60,6 +62,6 @@ if ! "$pdm/bin/python" -c 'import parsedmarc' >/dev/null 2>&1; then
 fi
 export MAILGATE_PARSEDMARC_PYTHON="$pdm/bin/python"
 # The plugins' own unit tests (their pure logic) run natively.
-cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p arc -p queuefile -p dcc -p mailgate-plugin-sdk --lib
+cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p arc -p queuefile -p dcc -p bmi -p mailgate-plugin-sdk --lib
 
 cargo test --workspace --locked "$@"

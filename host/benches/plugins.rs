@@ -155,14 +155,14 @@ fn srs_cost(c: &mut Criterion) {
     g.bench_function("forward (route hook)", |b| {
         b.to_async(&s.rt).iter(|| async {
             let mut sp = SessionPlugins::new(Arc::clone(&s.plugins));
-            let (d, _, f) = sp.route(&ctx, &info).await;
-            assert!(f.is_empty() && d.sender.is_some());
+            let d = sp.route(&ctx, &info).await;
+            assert!(d.failures.is_empty() && d.sender.is_some());
         })
     });
     // An address made by the forward path, reversed at RCPT.
     let srs_addr = s.rt.block_on(async {
         let mut sp = SessionPlugins::new(Arc::clone(&s.plugins));
-        sp.route(&ctx, &info).await.0.sender.unwrap()
+        sp.route(&ctx, &info).await.sender.unwrap()
     });
     let mut bounce = ctx.clone();
     bounce.sender = Some(String::new());

@@ -43,7 +43,9 @@ pub use bindings::mailgate::plugin::types::{
     Action, CheckResult, Context, Delivery, Hook, Manifest, Response, RouteInfo, SmtpReply,
     TlsInfo, TransportResult, Verdict,
 };
-pub use bindings::mailgate::plugin::{clock, crypto, dns, kv, log, lookup, random, services};
+pub use bindings::mailgate::plugin::{
+    clock, crypto, dns, kv, log, lookup, random, routing, services,
+};
 
 impl RouteDecision {
     /// Leave the recipient as the host routed it.

@@ -670,6 +670,10 @@ pub struct Group {
     pub domain: String,
     /// The envelope sender for this transaction.
     pub sender: String,
+    /// Header fields route hooks gave these recipients' copy (a block of
+    /// lines, empty for none): recipients with other fields get their own
+    /// transaction.
+    pub headers: String,
 }
 
 impl Report {

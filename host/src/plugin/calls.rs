@@ -23,6 +23,22 @@ pub struct Outcome {
     pub failures: Vec<(String, String, OnFailure)>,
 }
 
+/// What the route hooks made of one recipient.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// The recipient, possibly rewritten (routed again by the host).
+    pub recipient: String,
+    /// Its own envelope sender, when a plugin gave one (SRS).
+    pub sender: Option<String>,
+    /// The plugin that asked to be its transport.
+    pub transport: Option<String>,
+    /// Header fields for this recipient's copy (`routing.add-header`), in
+    /// plugin order.
+    pub headers: Vec<(String, String)>,
+    /// Failures, as in [`Outcome`].
+    pub failures: Vec<(String, String, OnFailure)>,
+}
+
 /// Which hook to call, with its arguments.
 pub enum Call<'a> {
     /// on-connect
@@ -186,22 +202,10 @@ impl SessionPlugins {
     }
 
     /// Run the route hook of every plugin that has it, in config order,
-    /// each seeing the decision of the one before. Returns the final
-    /// decision, the plugin that asked to be the transport (if any), and
-    /// failures as in [`Outcome`].
-    pub async fn route(
-        &mut self,
-        ctx: &wit::Context,
-        info: &wit::RouteInfo,
-    ) -> (
-        wit::RouteDecision,
-        Option<String>,
-        Vec<(String, String, OnFailure)>,
-    ) {
+    /// each seeing the decision of the one before.
+    pub async fn route(&mut self, ctx: &wit::Context, info: &wit::RouteInfo) -> Routed {
         let mut info = info.clone();
-        let mut sender = None;
-        let mut transport = None;
-        let mut failures = Vec::new();
+        let mut out = Routed::default();
         let set = Arc::clone(&self.set);
         for (i, p) in set.iter().enumerate() {
             if !p.hooks.contains(&Hook::Route) {
@@ -210,17 +214,20 @@ impl SessionPlugins {
             p.calls.fetch_add(1, Ordering::Relaxed);
             let r = match self.instance(i).await {
                 Ok(inst) => {
+                    inst.store.data_mut().route_headers = Some(Vec::new());
                     let r = inst
                         .bindings
                         .mailgate_plugin_plugin()
                         .call_on_route(&mut inst.store, ctx, &info)
                         .await;
                     inst.in_call = false;
-                    r.map_err(|e| inst.describe_error(e))
+                    let headers = inst.store.data_mut().route_headers.take();
+                    r.map(|d| (d, headers.unwrap_or_default()))
+                        .map_err(|e| inst.describe_error(e))
                 }
                 Err(e) => Err(e),
             };
-            let r = r.and_then(|d| {
+            let r = r.and_then(|(d, h)| {
                 if d.recipient.is_empty()
                     || d.recipient.contains(['\r', '\n', '<', '>'])
                     || d.sender
@@ -229,34 +236,29 @@ impl SessionPlugins {
                 {
                     Err("malformed answer: bad address in route decision".to_string())
                 } else {
-                    Ok(d)
+                    Ok((d, h))
                 }
             });
             match r {
-                Ok(d) => {
+                Ok((d, headers)) => {
                     info.recipient = d.recipient;
                     if d.sender.is_some() {
-                        sender = d.sender;
+                        out.sender = d.sender;
                     }
-                    if d.transport && transport.is_none() {
-                        transport = Some(p.cfg.name.clone());
+                    if d.transport && out.transport.is_none() {
+                        out.transport = Some(p.cfg.name.clone());
                     }
+                    out.headers.extend(headers);
                 }
                 Err(reason) => {
                     self.failed(i);
-                    failures.push((p.cfg.name.clone(), reason, p.cfg.on_failure));
+                    out.failures
+                        .push((p.cfg.name.clone(), reason, p.cfg.on_failure));
                 }
             }
         }
-        (
-            wit::RouteDecision {
-                recipient: info.recipient,
-                sender,
-                transport: transport.is_some(),
-            },
-            transport,
-            failures,
-        )
+        out.recipient = info.recipient;
+        out
     }
 
     /// Hand a delivery to the transport hook of plugin `name`.
@@ -382,6 +384,14 @@ fn folded_ok(value: &str) -> bool {
     }) && !value.split("\r\n").skip(1).any(|l| l.trim().is_empty())
 }
 
+/// A header field a plugin may add: a field name of printable ASCII
+/// without a colon, and a value that may fold but not break out.
+pub(crate) fn header_ok(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+        && folded_ok(value)
+}
+
 /// Refuse malformed answers: bad reply codes, header injection.
 pub(super) fn validate(r: &wit::Response) -> Result<(), String> {
     let check_reply = |rep: &wit::SmtpReply, lo: u16, hi: u16| {
@@ -402,12 +412,10 @@ pub(super) fn validate(r: &wit::Response) -> Result<(), String> {
         _ => {}
     }
     for a in &r.actions {
-        if let wit::Action::AddHeader((name, value)) = a {
-            let bad_name =
-                name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
-            if bad_name || !folded_ok(value) {
-                return Err(format!("malformed answer: bad header {name:?}"));
-            }
+        if let wit::Action::AddHeader((name, value)) = a
+            && !header_ok(name, value)
+        {
+            return Err(format!("malformed answer: bad header {name:?}"));
         }
     }
     Ok(())

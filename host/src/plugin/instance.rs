@@ -50,6 +50,7 @@ impl Instance {
             cache: rt.cache.clone(),
             dns: rt.dns.clone(),
             tables: rt.tables.clone(),
+            route_headers: None,
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -23,7 +23,7 @@ pub mod sandbox;
 pub mod state;
 
 pub use bindings::hook_name;
-pub use calls::{Call, Outcome, SessionPlugins};
+pub use calls::{Call, Outcome, Routed, SessionPlugins};
 pub use engine::{Loaded, Runtime};
 pub use error::PluginError;
 pub use host::message::MessageData;

@@ -216,26 +216,30 @@ pub async fn test_offline(
             outgoing.push((sender.to_string(), r));
             continue;
         }
-        let (d, transport, failures) = sp.route(&ctx, &info).await;
+        let d = sp.route(&ctx, &info).await;
         let mut line = format!("route <{r}>: recipient <{}>", d.recipient);
         if let Some(s) = &d.sender {
             line.push_str(&format!(", sender <{s}>"));
         }
-        if let Some(t) = &transport {
+        if let Some(t) = &d.transport {
             line.push_str(&format!(", transport {t}"));
         }
-        for (_, why, policy) in &failures {
+        for (n, v) in &d.headers {
+            line.push_str(&format!("\n    header {n}: {v}"));
+        }
+        for (_, why, policy) in &d.failures {
             line.push_str(&format!("\n    FAILED: {why} (policy {policy:?})"));
         }
         out.push_str(&line);
         out.push('\n');
         steps.push(serde_json::json!({
             "hook": "route", "target": r, "hooked": true, "recipient": d.recipient,
-            "sender": d.sender, "transport": transport,
-            "failures": failures.iter().map(|(_, why, p)| format!("{why} (policy {p:?})")).collect::<Vec<_>>(),
+            "sender": d.sender, "transport": d.transport,
+            "headers": d.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>(),
+            "failures": d.failures.iter().map(|(_, why, p)| format!("{why} (policy {p:?})")).collect::<Vec<_>>(),
         }));
         let s = d.sender.unwrap_or_else(|| sender.to_string());
-        match transport {
+        match d.transport {
             Some(t) => transports.push((t, d.recipient, Some(s))),
             None => outgoing.push((s, d.recipient)),
         }

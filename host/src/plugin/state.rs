@@ -21,6 +21,9 @@ pub struct State {
     pub(super) dns: Option<Resolver>,
     /// The lookup tables the `lookup` capability reads (none offline).
     pub(super) tables: Option<Arc<crate::table::Tables>>,
+    /// The header fields `routing.add-header` collected for the recipient
+    /// being routed: `Some` only during an `on-route` call.
+    pub(super) route_headers: Option<Vec<(String, String)>>,
 }
 
 /// Where the dns capability gets its answers.

@@ -386,7 +386,10 @@ impl Runner {
             for (g, idxs) in groups {
                 let o = Arc::clone(&outbound);
                 let env2 = env.clone();
-                let data = Arc::clone(&data);
+                let data = match g.headers.is_empty() {
+                    true => Arc::clone(&data),
+                    false => Arc::new(crate::spool::with_headers(&g.headers, &data)),
+                };
                 let log = Arc::clone(&self.log);
                 let rt = self.plugins.clone();
                 set.spawn(async move {
@@ -663,12 +666,21 @@ impl Runner {
                     }
                 }
                 let sender = env.sender.clone();
+                let extra = crate::spool::copy_headers(&env.recipients, i);
+                let own;
+                let content = match extra.is_empty() {
+                    true => data.as_deref().unwrap(),
+                    false => {
+                        own = crate::spool::with_headers(&extra, data.as_deref().unwrap());
+                        own.as_slice()
+                    }
+                };
                 match crate::local::maildir::deliver(
                     maildir,
                     &self.hostname,
                     &sender,
                     address,
-                    data.as_deref().unwrap(),
+                    content,
                 ) {
                     Ok(path) => {
                         self.log.event(&Event::Delivered {

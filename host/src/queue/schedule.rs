@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::outbound::deliver::Group;
-use crate::spool::{Envelope, RcptState};
+use crate::spool::{Envelope, RcptState, copy_headers};
 use std::collections::BTreeMap;
 
 /// The next retry time after `attempts` attempts.
@@ -15,8 +15,9 @@ pub fn next_retry(cfg: &Config, attempts: u32, now: i64) -> i64 {
     now + delay as i64
 }
 
-/// Group due queued recipients by transport, domain and envelope sender
-/// (a route hook may have given some recipients their own sender). A
+/// Group due queued recipients by transport, domain, envelope sender and
+/// header fields for their copy (a route hook may have given some
+/// recipients their own sender or fields). A
 /// plugin transport gets all its recipients of a message in one call,
 /// whatever their domains.
 pub fn due_groups(env: &Envelope, now: i64) -> BTreeMap<Group, Vec<usize>> {
@@ -35,9 +36,72 @@ pub fn due_groups(env: &Envelope, now: i64) -> BTreeMap<Group, Vec<usize>> {
                 transport: r.transport.clone(),
                 domain,
                 sender: r.sender.clone().unwrap_or_else(|| env.sender.clone()),
+                headers: copy_headers(&env.recipients, i),
             };
             m.entry(g).or_default().push(i);
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::RecipientEntry;
+
+    fn queued(addr: &str) -> RecipientEntry {
+        let mut r = RecipientEntry::new(addr.into(), None, None);
+        r.state = RcptState::Queued;
+        r
+    }
+
+    #[test]
+    fn recipients_with_their_own_fields_get_their_own_transaction() {
+        let mut rcpts = vec![
+            queued("a@remote.test"),
+            queued("b@remote.test"),
+            queued("c@remote.test"),
+            queued("d@remote.test"),
+        ];
+        rcpts[0]
+            .headers
+            .push(("X-Verdict".into(), "deliver".into()));
+        rcpts[1]
+            .headers
+            .push(("X-Verdict".into(), "alternate".into()));
+        rcpts[2]
+            .headers
+            .push(("X-Verdict".into(), "deliver".into()));
+        let env = Envelope {
+            id: "x".into(),
+            received_at: 0,
+            sender: "s@x.test".into(),
+            helo: String::new(),
+            client_ip: String::new(),
+            client_port: 0,
+            protocol: "esmtp".into(),
+            tls: None,
+            body_8bitmime: false,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            size: 0,
+            recipients: rcpts,
+            vars: Vec::new(),
+            requiretls: false,
+            tls_optional: false,
+        };
+        let g: Vec<(String, Vec<usize>)> = due_groups(&env, 0)
+            .into_iter()
+            .map(|(g, v)| (g.headers, v))
+            .collect();
+        assert_eq!(
+            g,
+            vec![
+                (String::new(), vec![3]),
+                ("X-Verdict: alternate\r\n".into(), vec![1]),
+                ("X-Verdict: deliver\r\n".into(), vec![0, 2]),
+            ]
+        );
+    }
 }

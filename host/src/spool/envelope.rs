@@ -84,6 +84,11 @@ pub struct RecipientEntry {
     /// The plugin that delivers this recipient (its transport hook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
+    /// Header fields route hooks added for this recipient's copy
+    /// (`routing.add-header`); the recipients expanded or rewritten from
+    /// it get them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 impl RecipientEntry {
@@ -101,8 +106,56 @@ impl RecipientEntry {
             warned: false,
             sender: None,
             transport: None,
+            headers: Vec::new(),
         }
     }
+}
+
+/// The recipient the client gave that `i` was made from (`i` itself when
+/// the client gave it).
+pub fn root_of(rcpts: &[RecipientEntry], mut i: usize) -> usize {
+    // A chain is never longer than the list (the bound guards a corrupt
+    // spool record from a loop).
+    for _ in 0..rcpts.len() {
+        match rcpts[i].parent {
+            Some(p) if p < rcpts.len() && p != i => i = p,
+            _ => break,
+        }
+    }
+    i
+}
+
+/// The header fields recipient `i`'s copy gets, those of the addresses it
+/// was made from first, as a block of `Name: value\r\n` lines (empty for
+/// none).
+pub fn copy_headers(rcpts: &[RecipientEntry], i: usize) -> String {
+    let mut chain = vec![i];
+    let mut at = i;
+    while let Some(p) = rcpts[at].parent {
+        if p >= rcpts.len() || chain.contains(&p) {
+            break;
+        }
+        chain.push(p);
+        at = p;
+    }
+    let mut out = String::new();
+    for &j in chain.iter().rev() {
+        for (n, v) in &rcpts[j].headers {
+            out.push_str(n);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// `data` with `headers` (a block from [`copy_headers`]) on top.
+pub fn with_headers(headers: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() + data.len());
+    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(data);
+    out
 }
 
 /// Everything about a message except its content.
@@ -164,5 +217,34 @@ impl Envelope {
                 RcptState::Delivered | RcptState::Failed | RcptState::Expanded
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_inherit_the_fields_of_the_addresses_they_were_made_from() {
+        let mut r: Vec<RecipientEntry> = ["team@l.test", "carol@l.test", "carol+x@l.test"]
+            .iter()
+            .map(|a| RecipientEntry::new(a.to_string(), None, None))
+            .collect();
+        r[1].parent = Some(0);
+        r[2].parent = Some(1);
+        r[0].headers.push(("A".into(), "1".into()));
+        r[2].headers.push(("B".into(), "2".into()));
+        assert_eq!(root_of(&r, 2), 0);
+        assert_eq!(root_of(&r, 0), 0);
+        assert_eq!(copy_headers(&r, 2), "A: 1\r\nB: 2\r\n");
+        assert_eq!(copy_headers(&r, 1), "A: 1\r\n");
+        assert_eq!(
+            with_headers("A: 1\r\n", b"S: x\r\n\r\nb"),
+            b"A: 1\r\nS: x\r\n\r\nb"
+        );
+        // A corrupt record with a loop ends.
+        r[0].parent = Some(2);
+        let _ = root_of(&r, 2);
+        let _ = copy_headers(&r, 2);
     }
 }

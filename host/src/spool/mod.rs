@@ -15,7 +15,9 @@ pub mod envelope;
 pub mod format;
 mod id;
 
-pub use envelope::{Envelope, RcptState, RecipientEntry, TlsDetails};
+pub use envelope::{
+    Envelope, RcptState, RecipientEntry, TlsDetails, copy_headers, root_of, with_headers,
+};
 pub use id::new_message_id;
 
 use format::{Kind, Record};

@@ -123,23 +123,28 @@ pub async fn route(
         };
         let info = wit::RouteInfo {
             recipient: rcpts[i].address.clone(),
-            original: rcpts[i].parent.map(|p| rcpts[p].address.clone()),
+            original: rcpts[i]
+                .parent
+                .map(|_| rcpts[crate::spool::root_of(rcpts, i)].address.clone()),
             remote,
         };
-        let (d, transport, failures) = plugins.route(ctx, &info).await;
+        let d = plugins.route(ctx, &info).await;
         log_failures(
             log,
             host,
             &format!("routing <{}>", info.recipient),
-            &failures,
+            &d.failures,
         );
-        if failures.iter().any(|f| f.2 == OnFailure::Tempfail) {
+        if d.failures.iter().any(|f| f.2 == OnFailure::Tempfail) {
             return Err(Reply::new(
                 451,
                 "4.3.0",
                 "Temporary local problem; try again later",
             ));
         }
+        // Fields for this recipient's copy; the addresses it becomes
+        // inherit them through `parent`.
+        rcpts[i].headers.extend(d.headers);
         if let Some(s) = d.sender {
             match s.is_empty() || Address::parse(&s, true).is_ok() {
                 true => rcpts[i].sender = Some(s),
@@ -175,7 +180,7 @@ pub async fn route(
                 }),
             }
         }
-        if let Some(t) = transport
+        if let Some(t) = d.transport
             && matches!(rcpts[target].state, RcptState::Pending | RcptState::Queued)
         {
             let r = &mut rcpts[target];

@@ -1,5 +1,6 @@
 //! The host interfaces a plugin imports, one file each; every call checks
-//! the plugin's grant first.
+//! the plugin's grant first (`routing`, which only touches the recipient
+//! being routed, needs none).
 
 pub mod clock;
 pub mod crypto;
@@ -9,4 +10,5 @@ pub mod log;
 pub mod lookup;
 pub mod message;
 pub mod random;
+pub mod routing;
 pub mod services;
