@@ -139,6 +139,9 @@ spam = "drop"
 [plugin.config.profiles.lenient]
 spam = "alternate"
 alternate = "{{local}}+spam@{{domain}}"
+[plugin.config.profiles.held]
+spam = "alternate"
+alternate = "{{local}}@quarantine.test"
 
 [aliases]
 "team@corp.test" = ["carol@corp.test"]
@@ -164,10 +167,14 @@ fn gateway(service: &str, timeout_ms: u32, on_failure: &str, routes: Option<u16>
     build(
         &s,
         "bmi_optin",
-        "strict@ strict\nlenient@ lenient\nteam@corp.test lenient\n@corp.test off\n",
+        "strict@ strict\nlenient@ lenient\nheld@ held\nteam@corp.test lenient\n@corp.test off\n",
     );
     if let Some(port) = routes {
-        build(&s, "routes", &format!("remote.test 127.0.0.1:{port}\n"));
+        build(
+            &s,
+            "routes",
+            &format!("remote.test 127.0.0.1:{port}\nquarantine.test 127.0.0.1:{port}\n"),
+        );
     }
     s.run();
     s
@@ -215,18 +222,20 @@ fn verdicts(m: &str) -> Vec<&str> {
 #[test]
 fn verdicts_per_recipient_from_one_scan_per_profile() {
     let mut spamd = Spamd::start();
-    let sink = Server::start("local_domains = [\"remote.test\"]", "");
+    let sink = Server::start("local_domains = [\"remote.test\", \"quarantine.test\"]", "");
     let sock = format!("unix:{}", spamd.sock().display());
     let s = gateway(&sock, 20000, "tempfail", Some(sink.port));
 
-    // GTUBE to a strict and a lenient user, an alias of a lenient one and
-    // an opted-out user, in one transaction: two scans (one per profile).
+    // GTUBE to a strict and a lenient user, an alias of a lenient one, a
+    // user whose alternate location is another host, and an opted-out
+    // user, in one transaction: one scan per profile.
     let r = send(
         s.port,
         &[
             "strict@corp.test",
             "lenient@corp.test",
             "team@corp.test",
+            "held@corp.test",
             "other@corp.test",
         ],
         "gtube",
@@ -239,6 +248,18 @@ fn verdicts_per_recipient_from_one_scan_per_profile() {
     s.wait_log(" => other@corp.test", 1);
     assert_eq!(spamd.scans("strict"), 1, "{}", spamd.log());
     assert_eq!(spamd.scans("lenient"), 1, "{}", spamd.log());
+    assert_eq!(spamd.scans("held"), 1, "{}", spamd.log());
+    // Another host's mailbox for held (spamd's default threshold, 5).
+    sink.wait_log(" => held@quarantine.test", 1);
+    let q = sink.maildir("quarantine.test", "held");
+    assert_eq!(q.len(), 1);
+    assert!(
+        verdicts(&q[0])[0].starts_with("alternate; profile=held;")
+            && verdicts(&q[0])[0].contains("required=5.0"),
+        "{}",
+        q[0]
+    );
+    assert!(s.maildir("corp.test", "held").is_empty());
     // Strict: dropped.
     assert!(s.maildir("corp.test", "strict").is_empty());
     // Lenient: the alternate mailbox, with the lenient verdict (its own

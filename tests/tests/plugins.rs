@@ -245,6 +245,9 @@ fn capability_refused_unless_granted() {
     c.cmd("MAIL FROM:<a@example.test>");
     let r = c.cmd("RCPT TO:<kv@local.test>");
     assert!(r.starts_with("550 5.7.1 kv not granted"), "{r}");
+    // routing.add-header needs no grant, but works in on-route only.
+    let r = c.cmd("RCPT TO:<routing@local.test>");
+    assert!(r.starts_with("550 5.7.1 routing header refused"), "{r}");
     let s2 = Server::start(
         "",
         &plugin_table(

@@ -442,4 +442,13 @@ mod tests {
             assert!(!folded_ok(bad), "{bad:?}");
         }
     }
+
+    #[test]
+    fn header_names_are_field_names() {
+        assert!(super::header_ok("X-Spam-Verdict", "drop; profile=strict"));
+        for bad in ["", "X Verdict", "X:Verdict", "X-\u{e9}", "Bcc\r\nX"] {
+            assert!(!super::header_ok(bad, "v"), "{bad:?}");
+        }
+        assert!(!super::header_ok("X-Ok", "v\r\nBcc: evil@example.org"));
+    }
 }

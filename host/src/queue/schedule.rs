@@ -47,50 +47,25 @@ pub fn due_groups(env: &Envelope, now: i64) -> BTreeMap<Group, Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::RecipientEntry;
-
-    fn queued(addr: &str) -> RecipientEntry {
-        let mut r = RecipientEntry::new(addr.into(), None, None);
-        r.state = RcptState::Queued;
-        r
-    }
 
     #[test]
     fn recipients_with_their_own_fields_get_their_own_transaction() {
-        let mut rcpts = vec![
-            queued("a@remote.test"),
-            queued("b@remote.test"),
-            queued("c@remote.test"),
-            queued("d@remote.test"),
-        ];
-        rcpts[0]
-            .headers
-            .push(("X-Verdict".into(), "deliver".into()));
-        rcpts[1]
-            .headers
-            .push(("X-Verdict".into(), "alternate".into()));
-        rcpts[2]
-            .headers
-            .push(("X-Verdict".into(), "deliver".into()));
-        let env = Envelope {
-            id: "x".into(),
-            received_at: 0,
-            sender: "s@x.test".into(),
-            helo: String::new(),
-            client_ip: String::new(),
-            client_port: 0,
-            protocol: "esmtp".into(),
-            tls: None,
-            body_8bitmime: false,
-            smtputf8: false,
-            ret: None,
-            envid: None,
-            size: 0,
-            recipients: rcpts,
-            vars: Vec::new(),
-            requiretls: false,
-            tls_optional: false,
-        };
+        let mut env = crate::spool::envelope::test_envelope(
+            "x",
+            &[
+                "a@remote.test",
+                "b@remote.test",
+                "c@remote.test",
+                "d@remote.test",
+            ],
+        );
+        for r in &mut env.recipients {
+            r.state = RcptState::Queued;
+        }
+        let h = |v: &str| vec![("X-Verdict".to_string(), v.to_string())];
+        env.recipients[0].headers = h("deliver");
+        env.recipients[1].headers = h("alternate");
+        env.recipients[2].headers = h("deliver");
         let g: Vec<(String, Vec<usize>)> = due_groups(&env, 0)
             .into_iter()
             .map(|(g, v)| (g.headers, v))

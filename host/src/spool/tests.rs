@@ -1,28 +1,7 @@
 use super::*;
 
 fn env(id: &str, rcpts: &[&str]) -> Envelope {
-    Envelope {
-        id: id.into(),
-        received_at: 1_700_000_000,
-        sender: "s@x.test".into(),
-        helo: "client".into(),
-        client_ip: "127.0.0.1".into(),
-        client_port: 1234,
-        protocol: "esmtp".into(),
-        tls: None,
-        body_8bitmime: false,
-        smtputf8: false,
-        ret: None,
-        envid: None,
-        size: 0,
-        recipients: rcpts
-            .iter()
-            .map(|r| RecipientEntry::new(r.to_string(), None, None))
-            .collect(),
-        vars: vec![],
-        requiretls: false,
-        tls_optional: false,
-    }
+    super::envelope::test_envelope(id, rcpts)
 }
 
 fn opts(segment_size: u64) -> SpoolOptions {

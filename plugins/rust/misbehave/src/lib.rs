@@ -6,7 +6,8 @@
 //! that record and whether the answer was DNSSEC-validated, `count`
 //! rejects with how many `count` recipients this instance has seen (its
 //! memory outlives a transaction only when the host reuses instances),
-//! `hog` keeps 9 MiB for the life of the instance.
+//! `hog` keeps 9 MiB for the life of the instance, `routing` tries to add
+//! a per-recipient header outside a route hook.
 //! Every accepted message gets `X-Misbehave: seen`.
 
 use mailgate_plugin_sdk::*;
@@ -60,6 +61,10 @@ impl Plugin for Misbehave {
             "kv" => match kv::set("probe", b"1", 60) {
                 Ok(()) => Response::next().with(Action::SetVar(("kv".into(), "ok".into()))),
                 Err(_) => Response::reject(550, "5.7.1", "kv not granted"),
+            },
+            "routing" => match routing::add_header("X-Smuggled", "1") {
+                Ok(()) => Response::reject(550, "5.7.1", "routing header taken at RCPT"),
+                Err(_) => Response::reject(550, "5.7.1", "routing header refused at RCPT"),
             },
             _ => Response::next(),
         }
