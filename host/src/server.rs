@@ -142,6 +142,8 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let sasl = crate::inbound::sasl::Verifier::new(&cfg.smtp_auth, Arc::clone(router.tables()))
+        .map(Arc::new);
     let shared = Arc::new(Shared {
         cfg: Arc::clone(&cfg),
         spool: spool.clone(),
@@ -163,6 +165,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         }),
         signer,
         dmarcrpt: dmarcrpt.clone(),
+        sasl,
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();
@@ -179,6 +182,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         tokio::spawn(listener::accept_loop(
             sock,
             l.mode,
+            l.auth,
             Arc::clone(&shared),
             Arc::clone(&counts),
         ));

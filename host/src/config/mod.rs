@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod plugin;
+pub mod smtp_auth;
 pub mod tls_policy;
 mod types;
 
@@ -57,6 +58,9 @@ pub struct Config {
     /// `[auth]`
     #[serde(default)]
     pub auth: auth::Auth,
+    /// `[smtp_auth]`
+    #[serde(default)]
+    pub smtp_auth: smtp_auth::SmtpAuth,
     /// `[[dkim]]`: signing keys.
     #[serde(default)]
     pub dkim: Vec<toml::Spanned<auth::DkimKey>>,
@@ -147,6 +151,9 @@ pub struct Listener {
     pub address: SocketAddr,
     /// TLS mode.
     pub mode: ListenerMode,
+    /// SMTP AUTH here: `off`, `offered` or `required` (submission).
+    #[serde(default)]
+    pub auth: smtp_auth::ListenerAuth,
 }
 
 /// `[tls]`
@@ -580,8 +587,20 @@ impl Config {
         if cfg.listeners.is_empty() {
             return Err(err(None, "at least one [[listener]] is required".into()));
         }
+        if let Some(p) = cfg.smtp_auth.problem() {
+            return Err(err(key_span(&["smtp_auth"]), p));
+        }
         let mut seen = std::collections::HashSet::new();
         for l in &cfg.listeners {
+            if l.get_ref().auth != smtp_auth::ListenerAuth::Off && !cfg.smtp_auth.configured() {
+                return Err(err(
+                    Some(l.span()),
+                    format!(
+                        "listener {} offers AUTH, but [smtp_auth] has neither passwords nor dovecot",
+                        l.get_ref().address
+                    ),
+                ));
+            }
             if !seen.insert(l.get_ref().address) {
                 return Err(err(
                     Some(l.span()),
@@ -599,6 +618,8 @@ impl Config {
             ("local.alias_table", &cfg.local.alias_table),
             ("outbound.tls_policy_table", &cfg.outbound.tls_policy_table),
             ("outbound.routes_table", &cfg.outbound.routes_table),
+            ("smtp_auth.passwords", &cfg.smtp_auth.passwords),
+            ("smtp_auth.sender_logins", &cfg.smtp_auth.sender_logins),
         ];
         for (key, name) in cfg.access.tables().chain(
             single
@@ -756,6 +777,8 @@ impl Config {
             ("local.alias_table", &self.local.alias_table),
             ("outbound.tls_policy_table", &self.outbound.tls_policy_table),
             ("outbound.routes_table", &self.outbound.routes_table),
+            ("smtp_auth.passwords", &self.smtp_auth.passwords),
+            ("smtp_auth.sender_logins", &self.smtp_auth.sender_logins),
         ] {
             out.extend(t.iter().map(|t| (k, t.clone())));
         }

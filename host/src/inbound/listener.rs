@@ -99,6 +99,7 @@ impl ConnCounts {
 pub async fn accept_loop(
     listener: TcpListener,
     mode: ListenerMode,
+    auth: crate::config::smtp_auth::ListenerAuth,
     shared: Arc<Shared>,
     counts: Arc<ConnCounts>,
 ) {
@@ -131,7 +132,12 @@ pub async fn accept_loop(
                 let span = tracing::info_span!("session", client = %peer);
                 tokio::spawn(
                     async move {
-                        let info = ConnInfo { peer, local, mode };
+                        let info = ConnInfo {
+                            peer,
+                            local,
+                            mode,
+                            auth,
+                        };
                         session::handle(shared, tcp, info).await;
                         drop(slot);
                     }

@@ -9,4 +9,5 @@ pub mod listener;
 pub mod policy;
 pub mod quarantine;
 pub mod receive;
+pub mod sasl;
 pub mod session;

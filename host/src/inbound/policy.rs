@@ -41,13 +41,15 @@ impl RcptRefusal {
 /// Decide on one recipient. Local domains: the local part must exist and
 /// must not carry routing characters (%-hack, `!`, quoted `@`). Relay
 /// domains: accepted from anyone, without routing characters. Other
-/// domains: only clients in `relay_networks` may relay (address literals
-/// are never ours unless listed as a local domain). A table that cannot
-/// answer defers the recipient.
+/// domains: only clients in `relay_networks` and clients that passed SMTP
+/// AUTH (`authenticated`) may relay (address literals are never ours unless
+/// listed as a local domain). A table that cannot answer defers the
+/// recipient.
 pub fn check_rcpt(
     cfg: &Config,
     router: &Router,
     client: IpAddr,
+    authenticated: bool,
     rcpt: &Address,
 ) -> Result<(), RcptRefusal> {
     let lookup = RcptRefusal::Lookup;
@@ -67,6 +69,9 @@ pub fn check_rcpt(
         if rcpt.has_routing_chars() {
             return Err(RcptRefusal::RoutingChars);
         }
+        return Ok(());
+    }
+    if authenticated {
         return Ok(());
     }
     if router
@@ -95,7 +100,20 @@ mod tests {
         let (c, r) = setup();
         let a = Address::parse(to, false).unwrap();
         assert!(r.tables().dir().ends_with("tables"));
-        check_rcpt(&c, &r, from_ip.parse().unwrap(), &a)
+        check_rcpt(&c, &r, from_ip.parse().unwrap(), false, &a)
+    }
+
+    #[test]
+    fn authenticated_clients_relay_but_not_to_unknown_local_users() {
+        let (c, r) = setup();
+        let ip = "192.0.2.1".parse().unwrap();
+        let remote = Address::parse("x@remote.test", false).unwrap();
+        assert_eq!(check_rcpt(&c, &r, ip, true, &remote), Ok(()));
+        let unknown = Address::parse("bob@local.test", false).unwrap();
+        assert_eq!(
+            check_rcpt(&c, &r, ip, true, &unknown),
+            Err(RcptRefusal::UnknownUser)
+        );
     }
 
     #[test]

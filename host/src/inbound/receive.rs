@@ -9,13 +9,19 @@ use crate::smtp::reply::Reply;
 use crate::smtp::server::Transaction;
 use crate::spool::{Envelope, RcptState, RecipientEntry};
 
-/// Protocol names: `(log P=, Received with)`.
-pub fn protocol(esmtp: bool, tls: bool, utf8: bool) -> (String, String) {
-    let base = if esmtp { "esmtp" } else { "smtp" };
-    let s = if tls { "s" } else { "" };
+/// Protocol names: `(log P=, Received with)`, RFC 3848's: `s` for TLS,
+/// `a` for SMTP AUTH (`esmtpsa`, `ESMTPSA`).
+pub fn protocol(esmtp: bool, tls: bool, utf8: bool, auth: bool) -> (String, String) {
+    let base = if esmtp || auth { "esmtp" } else { "smtp" };
+    let s = match (tls, auth) {
+        (true, true) => "sa",
+        (true, false) => "s",
+        (false, true) => "a",
+        (false, false) => "",
+    };
     let u = if utf8 { "utf8" } else { "" };
     let log = format!("{u}{base}{s}");
-    let with = match (utf8, esmtp) {
+    let with = match (utf8, esmtp || auth) {
         (true, _) => format!("UTF8SMTP{}", s.to_uppercase()),
         (false, true) => format!("ESMTP{}", s.to_uppercase()),
         (false, false) => format!("SMTP{}", s.to_uppercase()),
@@ -36,6 +42,10 @@ pub fn received_header(
     h.push_str(&format!("\tby {hostname} (mailgate) with {with}"));
     if let Some(t) = &view.tls {
         h.push_str(&format!(" ({}:{}:{})", t.version, t.cipher, t.bits));
+    }
+    if let Some((_, user)) = &view.auth {
+        // As Postfix's smtpd_sasl_authenticated_header.
+        h.push_str(&format!("\r\n\t(Authenticated sender: {})", sanitize(user)));
     }
     h.push_str(&format!("\r\n\tid {id}"));
     let sender = tx
@@ -88,7 +98,7 @@ pub async fn accept(
     let cfg = &shared.cfg;
     let id = super::session::next_id();
     let utf8 = tx.params.smtputf8;
-    let (proto, with) = protocol(tx.esmtp, view.tls.is_some(), utf8);
+    let (proto, with) = protocol(tx.esmtp, view.tls.is_some(), utf8, view.auth.is_some());
     let now = chrono::Local::now();
     let received = received_header(&cfg.server.hostname, &view, &tx, &id, &with, now);
     let mut data = Vec::with_capacity(received.len() + tx.data.len());
@@ -185,6 +195,7 @@ pub async fn accept(
         size: size as u64,
         message_id: message_id_header(&tx.data),
         requiretls: tx.params.requiretls,
+        auth: view.auth.as_ref().map(|(m, u)| format!("{m}:{u}")),
         outcome: None,
     });
     if local_work {
@@ -200,16 +211,24 @@ mod tests {
     #[test]
     fn protocols() {
         assert_eq!(
-            protocol(true, true, false),
+            protocol(true, true, false, false),
             ("esmtps".into(), "ESMTPS".into())
         );
         assert_eq!(
-            protocol(false, false, false),
+            protocol(false, false, false, false),
             ("smtp".into(), "SMTP".into())
         );
         assert_eq!(
-            protocol(true, true, true),
+            protocol(true, true, true, false),
             ("utf8esmtps".into(), "UTF8SMTPS".into())
+        );
+        assert_eq!(
+            protocol(true, true, false, true),
+            ("esmtpsa".into(), "ESMTPSA".into())
+        );
+        assert_eq!(
+            protocol(true, false, false, true),
+            ("esmtpa".into(), "ESMTPA".into())
         );
     }
 

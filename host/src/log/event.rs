@@ -102,6 +102,17 @@ pub enum SessionNote {
     },
     /// A connection refused before the session (limits).
     Refused(String),
+    /// An SMTP AUTH attempt failed (Exim's `authenticator failed` line).
+    AuthFailed {
+        /// The mechanism, lower case (`plain`, `login`).
+        mechanism: &'static str,
+        /// The login the client gave.
+        user: String,
+        /// The reply sent (`535 5.7.8 ...`).
+        reply: String,
+        /// Why, for the admin (never shown to the client).
+        why: String,
+    },
     /// Something else, in words.
     Other(String),
 }
@@ -136,6 +147,9 @@ pub enum Event {
         message_id: Option<String>,
         /// REQUIRETLS was asked for (logged as `REQUIRETLS`).
         requiretls: bool,
+        /// `A=`: the SMTP AUTH mechanism and login (`plain:alice`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth: Option<String>,
         /// Not spooled: why (`discarded by plugin`, `quarantined by plugin:
         /// ...`).
         outcome: Option<String>,

@@ -46,6 +46,7 @@ pub fn render(e: &Event) -> String {
             size,
             message_id,
             requiretls,
+            auth,
             outcome,
         } => {
             let _ = write!(s, "{id} <= {}", sender(from));
@@ -70,6 +71,9 @@ pub fn render(e: &Event) -> String {
             }
             if let Some(t) = tls {
                 let _ = write!(s, " X={t} CV=no");
+            }
+            if let Some(a) = auth {
+                let _ = write!(s, " A={}", printable(a));
             }
             if *requiretls {
                 s.push_str(" REQUIRETLS");
@@ -198,6 +202,16 @@ pub fn render(e: &Event) -> String {
                     "Connection from [{}]:{} refused: {why}",
                     peer.ip, peer.port
                 ),
+                SessionNote::AuthFailed {
+                    mechanism,
+                    user,
+                    reply,
+                    why,
+                } => write!(
+                    s,
+                    "{mechanism} authenticator failed for {host}: {reply} (set_id={}): {why}",
+                    printable(user)
+                ),
                 SessionNote::Other(text) => write!(s, "{host} {text}"),
             };
         }
@@ -247,11 +261,12 @@ mod tests {
             size: 42,
             message_id: Some("<m@b>".into()),
             requiretls: false,
+            auth: Some("plain:alice".into()),
             outcome: None,
         };
         assert_eq!(
             render(&e),
-            "ID1 <= a@b.test H=(c.test) [127.0.0.1]:4000 P=esmtps L* X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no K S=42 id=<m@b>"
+            "ID1 <= a@b.test H=(c.test) [127.0.0.1]:4000 P=esmtps L* X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no A=plain:alice K S=42 id=<m@b>"
         );
         let dsn = Event::Received {
             id: "ID2".into(),
@@ -266,6 +281,7 @@ mod tests {
             size: 9,
             message_id: None,
             requiretls: false,
+            auth: None,
             outcome: None,
         };
         assert_eq!(render(&dsn), "ID2 <= <> R=ID1 U=mailgate P=local S=9");

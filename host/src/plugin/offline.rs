@@ -121,6 +121,7 @@ pub async fn test_offline(
         message_id: None,
         vars: &[],
         checks: vec![],
+        auth_user: None,
     });
     let hooked = |h: Hook| p.hooks.contains(&h);
     let show = |hook: &str, o: &Outcome| {

@@ -611,6 +611,7 @@ impl Runner {
             size: body.len() as u64,
             message_id: None,
             requiretls,
+            auth: None,
             outcome: None,
         });
         if work {

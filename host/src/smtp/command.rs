@@ -39,6 +39,8 @@ pub enum Command {
     Help,
     /// `STARTTLS` (with any argument text, which is an error)
     StartTls(String),
+    /// `AUTH mechanism [initial-response]` with the rest of the line.
+    Auth(String),
     /// A verb that needs an argument came without one, or the BDAT
     /// arguments were malformed; carries the error reply.
     Invalid(Reply),
@@ -89,6 +91,7 @@ impl Command {
             "EXPN" => Command::Expn,
             "HELP" => Command::Help,
             "STARTTLS" => Command::StartTls(arg.to_string()),
+            "AUTH" => Command::Auth(arg.to_string()),
             _ => Command::Unknown(verb.to_string()),
         }
     }
@@ -273,8 +276,15 @@ pub fn parse_mail_params(s: &str, esmtp: bool) -> Result<MailParams, Reply> {
     if !s.is_empty() && !esmtp {
         return Err(Reply::new(555, "5.5.4", "ESMTP parameters need EHLO"));
     }
+    let mut auth_seen = false;
     for (k, v) in params(s) {
         match (k.as_str(), v) {
+            // RFC 4954 §5: the identity a relaying client vouches for. We
+            // do not pass it on (we trust only our own AUTH), so it is
+            // checked for syntax and dropped.
+            ("AUTH", Some(v)) if !auth_seen && (v == "<>" || is_xtext(v)) && !v.is_empty() => {
+                auth_seen = true;
+            }
             ("SIZE", Some(v)) if p.size.is_none() => {
                 p.size = Some(
                     v.parse()
@@ -309,7 +319,7 @@ pub fn parse_mail_params(s: &str, esmtp: bool) -> Result<MailParams, Reply> {
                 }
                 p.envid = Some(v.to_string());
             }
-            ("SIZE" | "BODY" | "SMTPUTF8" | "RET" | "ENVID" | "REQUIRETLS", _) => {
+            ("SIZE" | "BODY" | "SMTPUTF8" | "RET" | "ENVID" | "REQUIRETLS" | "AUTH", _) => {
                 return Err(bad_param(format!("Bad or repeated parameter {k}")));
             }
             _ => {

@@ -157,6 +157,7 @@ pub async fn run(cfg: &Config, req: Request) -> Result<Report, String> {
         message_id: None,
         vars: &[],
         checks: checks.for_plugins(),
+        auth_user: None,
     });
     let mut report = Report {
         host: checks.entries().cloned().collect(),

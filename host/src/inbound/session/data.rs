@@ -122,12 +122,13 @@ pub(super) async fn message(
         plugin_results,
         &mut tx.data,
     );
+    // Our own users' mail is signed: relay clients and authenticated ones.
     let relay_client = match shared
         .router
         .tables()
         .in_hosts(&shared.cfg.server.relay_networks, conn.ip)
     {
-        Ok(r) => r,
+        Ok(r) => r || conn.auth.is_some(),
         Err(e) => {
             conn.note(SessionNote::Other(e.to_string()));
             return Err(access::lookup_failed());
@@ -156,6 +157,7 @@ pub(super) async fn message(
             message_id: None,
             vars: &conn.vars,
             checks: conn.checks.for_plugins(),
+            auth_user: conn.auth.as_ref().map(|(_, u)| u.as_str()),
         })
     });
     let view = conn_view(conn);
@@ -198,6 +200,7 @@ fn not_spooled(conn: &Conn, id: &str, outcome: String) -> Event {
         size: 0,
         message_id: None,
         requiretls: false,
+        auth: None,
         outcome: Some(outcome),
     }
 }

@@ -3,6 +3,7 @@
 //! writes the main log.
 
 mod data;
+mod sasl;
 mod verdicts;
 
 use super::{access, policy, receive};
@@ -52,6 +53,8 @@ pub struct Shared {
     pub signer: Option<Arc<super::auth::sign::Signer>>,
     /// DMARC aggregate report rows (`[auth] dmarc_reports`), when on.
     pub dmarcrpt: Option<Arc<crate::dmarcrpt::Dmarcrpt>>,
+    /// SMTP AUTH verification (`[smtp_auth]`), when configured.
+    pub sasl: Option<Arc<super::sasl::Verifier>>,
 }
 
 /// Addresses and listener of one connection.
@@ -63,6 +66,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// The listener's TLS mode.
     pub mode: ListenerMode,
+    /// The listener's use of SMTP AUTH.
+    pub auth: crate::config::smtp_auth::ListenerAuth,
 }
 
 /// The client's IP with IPv4-mapped IPv6 addresses shown as IPv4.
@@ -96,6 +101,10 @@ struct Conn {
     /// iprev for the client (once per connection) and SPF for the current
     /// transaction.
     checks: super::auth::Checks,
+    /// Our address on this connection.
+    local: IpAddr,
+    /// The mechanism (lower case) and login of a successful SMTP AUTH.
+    auth: Option<(&'static str, String)>,
 }
 
 enum ReadOutcome {
@@ -212,6 +221,8 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         redirects: Vec::new(),
         access: None,
         checks: super::auth::Checks::default(),
+        local: canonical_ip(info.local.ip()),
+        auth: None,
     };
     if info.mode == ListenerMode::ImplicitTls {
         let Some(acceptor) = shared.tls.clone() else {
@@ -263,6 +274,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         pipe_connect,
         tls_active: conn.tls.is_some(),
         requiretls: cfg.server.requiretls,
+        auth: auth_offer(&cfg, &shared, info),
     };
     let mut session = Session::new(scfg);
     let grace = if pipe_connect {
@@ -451,6 +463,32 @@ async fn run(conn: &mut Conn, session: &mut Session) {
     }
 }
 
+/// What this listener offers of SMTP AUTH.
+fn auth_offer(
+    cfg: &Config,
+    shared: &Shared,
+    info: ConnInfo,
+) -> Option<crate::smtp::server::AuthOffer> {
+    use crate::config::smtp_auth::{ListenerAuth, MechanismName};
+    use crate::smtp::server::{AuthOffer, Mechanism};
+    if info.auth == ListenerAuth::Off || shared.sasl.is_none() {
+        return None;
+    }
+    let a = &cfg.smtp_auth;
+    Some(AuthOffer {
+        mechanisms: a
+            .mechanisms
+            .iter()
+            .map(|m| match m {
+                MechanismName::Plain => Mechanism::Plain,
+                MechanismName::Login => Mechanism::Login,
+            })
+            .collect(),
+        plaintext: a.plaintext,
+        required: info.auth == ListenerAuth::Required,
+    })
+}
+
 /// Run a hook of the connection's plugins.
 async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Decision {
     let Some(mut plugins) = conn.plugins.take() else {
@@ -471,6 +509,7 @@ async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Dec
             message_id: None,
             vars: &known_vars,
             checks: conn.checks.for_plugins(),
+            auth_user: conn.auth.as_ref().map(|(_, u)| u.as_str()),
         };
         hooks::run(
             &mut plugins,
@@ -501,6 +540,8 @@ pub struct ConnView {
     pub early_offered: bool,
     /// PIPECONNECT used.
     pub early_used: bool,
+    /// SMTP AUTH: the mechanism (lower case) and the login.
+    pub auth: Option<(&'static str, String)>,
 }
 
 fn conn_view(c: &Conn) -> ConnView {
@@ -510,6 +551,7 @@ fn conn_view(c: &Conn) -> ConnView {
         tls: c.tls.clone(),
         early_offered: c.early_offered,
         early_used: c.early_used,
+        auth: c.auth.clone(),
     }
 }
 

@@ -22,6 +22,9 @@ fn access_verdict(conn: &mut Conn, checked: access::Checked) -> Verdict {
 
 pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
     let shared = Arc::clone(&conn.shared);
+    if let Check::Auth(c) = check {
+        return super::sasl::auth(conn, c).await;
+    }
     // An unknown user at a local domain may still be claimed by a plugin
     // that redirects it (an SRS address, say); relay denials are final.
     let mut unknown_local = false;
@@ -39,10 +42,16 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             if let Some(p) = conn.plugins.as_mut() {
                 p.begin_transaction();
             }
+            // Our own users: relay clients and authenticated ones.
             let relay_client = shared
                 .router
                 .tables()
-                .in_hosts(&shared.cfg.server.relay_networks, conn.ip);
+                .in_hosts(&shared.cfg.server.relay_networks, conn.ip)
+                .map(|r| r || conn.auth.is_some());
+            let owner = conn
+                .sender
+                .as_deref()
+                .and_then(|s| super::sasl::sender_refused(conn, s));
             let v = match shared.auth.clone() {
                 Some(a) => {
                     let helo = conn.helo.clone().unwrap_or_default();
@@ -60,6 +69,10 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                     }
                 }
                 None => Verdict::Accept,
+            };
+            let v = match owner {
+                Some(r) => Verdict::Reject(r),
+                None => v,
             };
             let v = match (v, relay_client) {
                 (_, Err(e)) => {
@@ -82,7 +95,14 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
         }
         Check::Rcpt { rcpt, .. } => {
             // Host relay control comes first; plugins cannot open a relay.
-            let refusal = policy::check_rcpt(&shared.cfg, &shared.router, conn.ip, rcpt).err();
+            let refusal = policy::check_rcpt(
+                &shared.cfg,
+                &shared.router,
+                conn.ip,
+                conn.auth.is_some(),
+                rcpt,
+            )
+            .err();
             unknown_local = refusal == Some(policy::RcptRefusal::UnknownUser);
             if let Some(policy::RcptRefusal::Lookup(e)) = &refusal {
                 conn.note(SessionNote::Other(e.to_string()));
@@ -100,6 +120,7 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
             };
             (v, Some(rcpt.to_string()))
         }
+        Check::Auth(_) => unreachable!("answered above"),
     };
     let v = if (v == Verdict::Accept || unknown_local) && conn.plugins.is_some() {
         let d = match check {
@@ -109,6 +130,7 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 let r = rcpt.to_string();
                 conn_hook(conn, crate::plugin::Call::RcptTo(&r)).await
             }
+            Check::Auth(_) => hooks::Decision::Continue,
         };
         let redirect = hooks::take_redirect(&mut conn.pending);
         match (d, check, redirect) {

@@ -33,6 +33,8 @@ pub struct Facts<'a> {
     pub vars: &'a [(String, String)],
     /// The host's authentication results so far (iprev, SPF, DKIM).
     pub checks: Vec<wit::CheckResult>,
+    /// The login of a successful SMTP AUTH.
+    pub auth_user: Option<&'a str>,
 }
 
 /// The hook context for `f`.
@@ -48,7 +50,7 @@ pub fn context(f: &Facts<'_>) -> wit::Context {
             resumed: t.resumed,
             sni: t.sni.clone(),
         }),
-        auth_user: None,
+        auth_user: f.auth_user.map(str::to_string),
         sender: f.sender.map(str::to_string),
         recipients: f.recipients.clone(),
         message_id: f.message_id.map(str::to_string),
@@ -71,6 +73,7 @@ pub fn envelope_context(env: &Envelope) -> wit::Context {
         // Delivery-time plugins read the results from our
         // Authentication-Results header in the message.
         checks: vec![],
+        auth_user: None,
     })
 }
 
@@ -115,7 +118,9 @@ mod tests {
                 outcome: "pass".into(),
                 detail: "smtp.mailfrom=a@b.test".into(),
             }],
+            auth_user: Some("alice"),
         });
+        assert_eq!(c.auth_user.as_deref(), Some("alice"));
         assert_eq!(c.client_ip, "192.0.2.7");
         assert_eq!(c.helo.as_deref(), Some("c.test"));
         assert_eq!(c.sender.as_deref(), Some(""));

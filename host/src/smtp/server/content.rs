@@ -19,6 +19,7 @@ impl Session {
             data,
             chunking,
             tls: self.tls,
+            auth: self.auth.clone(),
         }))
     }
 }

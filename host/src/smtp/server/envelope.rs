@@ -13,6 +13,11 @@ impl Session {
             self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
             return None;
         }
+        if self.auth.is_none() && self.cfg.auth.as_ref().is_some_and(|a| a.required) {
+            // RFC 4954 §6: a submission listener serves only its users.
+            self.error(Reply::new(530, "5.7.0", "Authentication required"));
+            return None;
+        }
         if self.messages >= self.cfg.max_messages {
             self.reply(Reply::new(
                 421,

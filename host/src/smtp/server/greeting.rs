@@ -29,6 +29,12 @@ impl Session {
         if self.cfg.requiretls && self.tls {
             lines.push("REQUIRETLS".into());
         }
+        if self.auth_offered()
+            && let Some(a) = &self.cfg.auth
+        {
+            let names: Vec<&str> = a.mechanisms.iter().map(|m| m.name()).collect();
+            lines.push(format!("AUTH {}", names.join(" ")));
+        }
         lines.push("HELP".into());
         Reply::multiline(250, lines)
     }

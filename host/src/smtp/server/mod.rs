@@ -16,6 +16,9 @@ use super::reply::Reply;
 mod content;
 mod envelope;
 mod greeting;
+mod sasl;
+
+pub use sasl::{AuthOffer, Credentials, Mechanism};
 
 /// Per-connection settings of the state machine.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct SessionConfig {
     pub tls_active: bool,
     /// Offer REQUIRETLS once TLS is up (RFC 8689).
     pub requiretls: bool,
+    /// SMTP AUTH, when the listener offers it.
+    pub auth: Option<AuthOffer>,
 }
 
 /// A decision requested from the driver.
@@ -74,6 +79,9 @@ pub enum Check {
         /// The sender of the transaction.
         sender: Option<Address>,
     },
+    /// AUTH: verify these credentials. Accept gives the 235 and makes the
+    /// session authenticated; a 421 also closes it.
+    Auth(Credentials),
 }
 
 /// The driver's answer to a [`Check`].
@@ -113,6 +121,8 @@ pub struct Transaction {
     pub chunking: bool,
     /// True when the session is encrypted.
     pub tls: bool,
+    /// The user of a successful AUTH, when the client authenticated.
+    pub auth: Option<String>,
 }
 
 /// What the driver must do next.
@@ -156,6 +166,7 @@ enum Phase {
     Command,
     Data(DataReader),
     Bdat { remaining: u64, last: bool },
+    Sasl(sasl::Sasl),
     Closed(CloseReason),
 }
 
@@ -178,6 +189,7 @@ enum Pending {
         params: MailParams,
     },
     Rcpt(Recipient),
+    Auth(String),
     Message,
 }
 
@@ -198,6 +210,7 @@ pub struct Session {
     junk: u32,
     messages: u32,
     skipping_long_line: bool,
+    auth: Option<String>,
 }
 
 impl Session {
@@ -219,6 +232,7 @@ impl Session {
             junk: 0,
             messages: 0,
             skipping_long_line: false,
+            auth: None,
         }
     }
 
@@ -385,6 +399,22 @@ impl Session {
                     }
                     self.reply(Reply::new(250, "2.0.0", "Chunk received"));
                     continue;
+                }
+                Phase::Sasl(_) => {
+                    let Some(line) = self.next_line() else {
+                        return Step::NeedInput;
+                    };
+                    let step = match line {
+                        Ok(l) => self.sasl_line(&l),
+                        Err(r) => {
+                            self.phase = Phase::Command;
+                            self.error(r);
+                            None
+                        }
+                    };
+                    if let Some(step) = step {
+                        return step;
+                    }
                 }
                 Phase::Command => {
                     let Some(line) = self.next_line() else {
@@ -557,7 +587,7 @@ impl Session {
                     self.reply(Reply::new(
                         214,
                         "2.0.0",
-                        "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS VRFY HELP",
+                        "Commands: HELO EHLO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS VRFY HELP",
                     ));
                 }
                 None
@@ -587,10 +617,13 @@ impl Session {
                     self.pos = 0;
                     self.helo = None;
                     self.tx = None;
+                    // RFC 3207 §4.2: nothing learnt before TLS is kept.
+                    self.auth = None;
                     return Some(Step::StartTls { discarded });
                 }
                 None
             }
+            Command::Auth(arg) => self.auth_command(&arg),
             Command::Invalid(r) => {
                 self.error(r);
                 None
@@ -635,6 +668,10 @@ impl Session {
                     chunks: None,
                 });
             }
+            Pending::Auth(user) => {
+                self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
+                self.auth = Some(user);
+            }
             Pending::Rcpt(r) => {
                 self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
                 if let Some(tx) = self.tx.as_mut() {
@@ -675,6 +712,7 @@ impl Session {
     /// The TLS handshake after STARTTLS succeeded.
     pub fn tls_started(&mut self) {
         self.tls = true;
+        self.auth = None;
         self.input.clear();
         self.pos = 0;
     }

@@ -17,6 +17,7 @@ fn cfg() -> SessionConfig {
         starttls: true,
         pipe_connect: false,
         tls_active: false,
+        auth: None,
     }
 }
 
@@ -55,6 +56,17 @@ impl Harness {
                     } else {
                         self.s
                             .decide(Verdict::Reject(Reply::new(550, "5.7.1", "Relaying denied")))
+                    }
+                }
+                Step::Check(Check::Auth(c)) => {
+                    if c.password == "secret" {
+                        self.s.decide(Verdict::Accept)
+                    } else {
+                        self.s.decide(Verdict::Reject(Reply::new(
+                            535,
+                            "5.7.8",
+                            "Authentication credentials invalid",
+                        )))
                     }
                 }
                 Step::Check(_) => self.s.decide(Verdict::Accept),
@@ -384,4 +396,103 @@ fn requiretls_only_over_tls() {
         h.send(b"MAIL FROM:<a@b.test> REQUIRETLS\r\n")
             .starts_with("530 ")
     );
+}
+
+fn auth_cfg(plaintext: bool, required: bool) -> SessionConfig {
+    let mut c = cfg();
+    c.auth = Some(AuthOffer {
+        mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        plaintext,
+        required,
+    });
+    c
+}
+
+fn b64(s: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn auth_is_offered_only_under_tls_and_refused_before_it() {
+    let mut h = Harness::new(auth_cfg(false, false));
+    let out = h.send(b"EHLO c\r\n");
+    assert!(!out.contains("AUTH"), "{out}");
+    let plain = format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"));
+    assert!(h.send(plain.as_bytes()).starts_with("538 5.7.11 "));
+    h.send(b"STARTTLS\r\n");
+    let out = h.send(b"EHLO c\r\n");
+    assert!(out.contains("250-AUTH PLAIN LOGIN\r\n"), "{out}");
+    assert_eq!(h.send(plain.as_bytes()), "235 2.7.0 Authentication successful\r\n");
+    assert_eq!(h.s.authenticated(), Some("alice"));
+    assert!(h.send(plain.as_bytes()).starts_with("503 5.5.1 Already"));
+    h.send(b"MAIL FROM:<alice@local.test> AUTH=<>\r\nRCPT TO:<b@local.test>\r\nDATA\r\nx\r\n.\r\n");
+    assert_eq!(h.messages[0].auth.as_deref(), Some("alice"));
+}
+
+#[test]
+fn auth_without_offer_or_ehlo_is_refused() {
+    let mut h = Harness::new(cfg());
+    h.send(b"EHLO c\r\n");
+    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 AUTH not available"));
+    let mut h = Harness::new(auth_cfg(true, false));
+    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 EHLO first"));
+    h.send(b"HELO c\r\n");
+    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 EHLO first"));
+}
+
+#[test]
+fn plain_and_login_exchanges() {
+    let mut h = Harness::new(auth_cfg(true, false));
+    let out = h.send(b"EHLO c\r\n");
+    assert!(out.contains("250-AUTH PLAIN LOGIN\r\n"), "plaintext allowed: {out}");
+    assert_eq!(h.send(b"AUTH PLAIN\r\n"), "334 \r\n");
+    let wrong = format!("{}\r\n", b64(b"\0alice\0wrong"));
+    assert!(h.send(wrong.as_bytes()).starts_with("535 5.7.8 "));
+    assert_eq!(h.s.authenticated(), None);
+    assert_eq!(h.send(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.send(format!("{}\r\n", b64(b"bob")).as_bytes()), "334 UGFzc3dvcmQ6\r\n");
+    assert!(h.send(format!("{}\r\n", b64(b"secret")).as_bytes()).starts_with("235 "));
+    assert_eq!(h.s.authenticated(), Some("bob"));
+    // LOGIN with the user name as initial response.
+    let mut h = Harness::new(auth_cfg(true, false));
+    h.send(b"EHLO c\r\n");
+    let first = format!("AUTH LOGIN {}\r\n", b64(b"carol"));
+    assert_eq!(h.send(first.as_bytes()), "334 UGFzc3dvcmQ6\r\n");
+    assert!(h.send(format!("{}\r\n", b64(b"secret")).as_bytes()).starts_with("235 "));
+    assert_eq!(h.s.authenticated(), Some("carol"));
+}
+
+#[test]
+fn garbled_cancelled_and_unknown_responses() {
+    let mut h = Harness::new(auth_cfg(true, false));
+    h.send(b"EHLO c\r\n");
+    assert!(h.send(b"AUTH CRAM-MD5\r\n").starts_with("504 5.5.4 "));
+    assert!(h.send(b"AUTH\r\n").starts_with("501 5.5.4 "));
+    assert!(h.send(b"AUTH PLAIN !!!notbase64\r\n").starts_with("501 5.5.2 "));
+    h.send(b"AUTH PLAIN\r\n");
+    assert!(h.send(b"*\r\n").starts_with("501 5.0.0 Authentication cancelled"));
+    h.send(b"AUTH LOGIN\r\n");
+    assert!(h.send(b"%%%\r\n").starts_with("501 5.5.2 "));
+    // Back in command mode after each.
+    assert!(h.send(b"NOOP\r\n").starts_with("250 "));
+    // AUTH inside a transaction.
+    h.send(b"MAIL FROM:<a@b>\r\n");
+    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 AUTH not permitted"));
+}
+
+#[test]
+fn submission_requires_auth_and_starttls_forgets_it() {
+    let mut h = Harness::new(auth_cfg(true, true));
+    h.send(b"EHLO c\r\n");
+    assert!(h.send(b"MAIL FROM:<a@b>\r\n").starts_with("530 5.7.0 Authentication required"));
+    let plain = format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"));
+    assert!(h.send(plain.as_bytes()).starts_with("235 "));
+    // RFC 3207 §4.2: an AUTH before STARTTLS is not kept.
+    h.send(b"STARTTLS\r\n");
+    assert_eq!(h.s.authenticated(), None);
+    h.send(b"EHLO c\r\n");
+    assert!(h.send(b"MAIL FROM:<a@b>\r\n").starts_with("530 "));
+    assert!(h.send(plain.as_bytes()).starts_with("235 "));
+    assert!(h.send(b"MAIL FROM:<a@b>\r\n").starts_with("250 "));
 }
