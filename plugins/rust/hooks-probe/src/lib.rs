@@ -1,6 +1,8 @@
 //! Test plugin for the delivery-side hooks and two capabilities:
 //! * RCPT `svc@...`: asks the service named `echo` (services capability)
 //!   and rejects with its answer, or with "services refused".
+//! * RCPT `whoami@...`: rejects with the context's `auth-user` (the SMTP
+//!   AUTH login, or `none`).
 //! * route: recipients whose local part starts with `file-` are taken for
 //!   this plugin's transport, which writes the message under the preopened
 //!   directory `/out` (directories capability).
@@ -33,7 +35,11 @@ impl Plugin for Probe {
     const NAME: &'static str = "hooks-probe";
     const HOOKS: &'static [Hook] = &[Hook::RcptTo, Hook::Route, Hook::Deliver, Hook::Transport];
 
-    fn on_rcpt_to(_ctx: &Context, rcpt: &str) -> Response {
+    fn on_rcpt_to(ctx: &Context, rcpt: &str) -> Response {
+        if rcpt.starts_with("whoami@") {
+            let who = ctx.auth_user.as_deref().unwrap_or("none");
+            return Response::reject(550, "5.7.1", &format!("auth-user: {who}"));
+        }
         if !rcpt.starts_with("svc@") {
             return Response::next();
         }
