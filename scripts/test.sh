@@ -18,6 +18,8 @@ perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 /usr/bin/python3 -c 'import dkim, nacl, authres' >/dev/null 2>&1 || missing+=(python3-dkim python3-nacl python3-authres)
 # SpamAssassin's spamd scans for the BMI-style verdict plugin.
 [ -x /usr/sbin/spamd ] || missing+=(spamd)
+# Dovecot answers SMTP AUTH delegated to it, and doveadm makes the hashes.
+command -v doveadm >/dev/null 2>&1 || missing+=(dovecot-core)
 # xmllint validates DMARC reports against RFC 7489's schema.
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 # The C example plugin: clang for wasm32 with wasi-libc.

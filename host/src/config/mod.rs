@@ -837,6 +837,26 @@ mod tests {
     const MIN: &str = "[server]\nhostname = \"h\"\nlocal_domains = [\"l\"]\n[[listener]]\naddress = \"127.0.0.1:25\"\nmode = \"plain\"\n";
 
     #[test]
+    fn smtp_auth_errors() {
+        let base = "[server]\nhostname = \"h\"\nlocal_domains = [\"l\"]\n[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"starttls\"\nauth = \"required\"\n";
+        let e = error_of(base);
+        assert!(
+            e.starts_with("t.toml:4:1: ") && e.contains("offers AUTH, but [smtp_auth] has neither"),
+            "{e}"
+        );
+        let ok = format!("{base}[smtp_auth]\npasswords = \"users\"\n");
+        let c = Config::parse(&ok, "t.toml").unwrap();
+        assert_eq!(c.listeners[0].get_ref().auth, smtp_auth::ListenerAuth::Required);
+        assert!(c.tables().contains(&("smtp_auth.passwords", "users".into())));
+        let e = error_of(&format!("{ok}mechanisms = [\"cram-md5\"]\n"));
+        assert!(e.contains("unknown variant `cram-md5`"), "{e}");
+        let e = error_of(&format!("{ok}dovecot = \"/run/dovecot/auth-client\"\n"));
+        assert!(e.contains("either passwords or dovecot"), "{e}");
+        let e = error_of(&base.replace("required", "sometimes"));
+        assert!(e.contains("unknown variant `sometimes`"), "{e}");
+    }
+
+    #[test]
     fn tls_policy_errors_name_the_entry() {
         let e = error_of(&format!(
             "{MIN}[outbound.tls_policy]\n\"a.test\" = \"sometimes\"\n"
