@@ -3,7 +3,7 @@
 //! output only as SMTP reply lines, and a closed session stays closed.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mailgate::smtp::server::{Session, SessionConfig, Step, Verdict};
+use mailgate::smtp::server::{AuthOffer, Mechanism, Session, SessionConfig, Step, Verdict};
 
 fuzz_target!(|input: (Vec<u8>, Vec<u8>, bool)| {
     let (data, cuts, starttls) = input;
@@ -21,6 +21,12 @@ fuzz_target!(|input: (Vec<u8>, Vec<u8>, bool)| {
         pipe_connect: true,
         tls_active: false,
         requiretls: true,
+        // AUTH offered in clear too, so its exchanges are reached.
+        auth: Some(AuthOffer {
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+            plaintext: true,
+            required: starttls,
+        }),
     });
     s.start(false);
     let mut pos = 0;

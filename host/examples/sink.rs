@@ -36,6 +36,7 @@ async fn main() -> std::io::Result<()> {
                 pipe_connect: true,
                 tls_active: false,
                 requiretls: false,
+                auth: None,
             });
             let mut buf = vec![0u8; 65536];
             // Early input is fine here (PIPECONNECT is offered to all).

@@ -79,7 +79,14 @@ fn build(s: &Server, name: &str, text: &str) {
     assert!(ok, "{out}");
 }
 
-fn swaks_submit(port: u16, user: &str, password: &str, mech: &str, from: &str, to: &str) -> (bool, String) {
+fn swaks_submit(
+    port: u16,
+    user: &str,
+    password: &str,
+    mech: &str,
+    from: &str,
+    to: &str,
+) -> (bool, String) {
     let port = port.to_string();
     swaks(&[
         "--server",
@@ -125,21 +132,46 @@ fn wait_for(what: &str, mut f: impl FnMut() -> Option<String>) -> String {
 
 #[test]
 fn submission_with_hashes_from_a_table() {
-    let s = server("passwords = \"smtp-users\"\nsender_logins = \"sender-logins\"", true);
+    let s = server(
+        "passwords = \"smtp-users\"\nsender_logins = \"sender-logins\"",
+        true,
+    );
 
     // PLAIN with a SHA512-CRYPT hash, to a local user: the copy shows who.
-    let (ok, out) = swaks_submit(s.port, "alice", "alice-pw", "PLAIN", "alice@local.test", "dave@local.test");
+    let (ok, out) = swaks_submit(
+        s.port,
+        "alice",
+        "alice-pw",
+        "PLAIN",
+        "alice@local.test",
+        "dave@local.test",
+    );
     assert!(ok, "{out}");
     let line = log_line(&s, "<= alice@local.test");
-    assert!(line.contains(" P=esmtpsa ") && line.contains(" A=plain:alice "), "{line}");
-    let copy = wait_for("alice's copy", || s.maildir("local.test", "dave").into_iter().next());
+    assert!(
+        line.contains(" P=esmtpsa ") && line.contains(" A=plain:alice "),
+        "{line}"
+    );
+    let copy = wait_for("alice's copy", || {
+        s.maildir("local.test", "dave").into_iter().next()
+    });
     assert!(copy.contains("with ESMTPSA"), "{copy}");
     assert!(copy.contains("(Authenticated sender: alice)"), "{copy}");
-    assert!(copy.contains("DKIM-Signature:") && copy.contains("d=local.test"), "{copy}");
+    assert!(
+        copy.contains("DKIM-Signature:") && copy.contains("d=local.test"),
+        "{copy}"
+    );
 
     // LOGIN with a bcrypt hash, relaying to another domain (nobody may
     // relay without AUTH here), with a sender bob's line allows carol.
-    let (ok, out) = swaks_submit(s.port, "bob", "bob-pw", "LOGIN", "bob@local.test", "x@remote.test");
+    let (ok, out) = swaks_submit(
+        s.port,
+        "bob",
+        "bob-pw",
+        "LOGIN",
+        "bob@local.test",
+        "x@remote.test",
+    );
     assert!(ok, "{out}");
     assert!(log_line(&s, "A=login:bob").contains("<= bob@local.test"));
     let mut c = Client::connect_tls(s.tls_port);
@@ -158,18 +190,33 @@ fn submission_with_hashes_from_a_table() {
     let mut c = Client::connect_tls(s.tls_port);
     c.cmd("EHLO stranger.test");
     assert!(c.cmd("MAIL FROM:<s@stranger.test>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<x@remote.test>").starts_with("550 5.7.1 Relaying denied"));
+    assert!(
+        c.cmd("RCPT TO:<x@remote.test>")
+            .starts_with("550 5.7.1 Relaying denied")
+    );
     let r = c.cmd("RCPT TO:<whoami@local.test>");
     assert!(r.starts_with("550 5.7.1 auth-user: none"), "{r}");
     c.cmd("QUIT");
 
     // A sender the login does not own.
     let mut c = Client::starttls(s.port);
-    assert!(c.cmd(&format!("AUTH PLAIN {}", plain("alice", "alice-pw"))).starts_with("235"));
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("alice", "alice-pw")))
+            .starts_with("235")
+    );
     let r = c.cmd("MAIL FROM:<bob@local.test>");
-    assert!(r.starts_with("553 5.7.1 <bob@local.test>: Sender address not owned by user alice"), "{r}");
-    assert!(c.cmd("MAIL FROM:<nobody@elsewhere.test>").starts_with("553 5.7.1"));
-    assert!(c.cmd("MAIL FROM:<>").starts_with("250"), "the null sender is always allowed");
+    assert!(
+        r.starts_with("553 5.7.1 <bob@local.test>: Sender address not owned by user alice"),
+        "{r}"
+    );
+    assert!(
+        c.cmd("MAIL FROM:<nobody@elsewhere.test>")
+            .starts_with("553 5.7.1")
+    );
+    assert!(
+        c.cmd("MAIL FROM:<>").starts_with("250"),
+        "the null sender is always allowed"
+    );
     c.cmd("QUIT");
 
     // A hash the gateway cannot check is the admin's problem: 454, logged.
@@ -192,7 +239,10 @@ fn attacks_on_submission() {
     assert!(!ehlo.contains("AUTH"), "{ehlo}");
     let r = c.cmd(&format!("AUTH PLAIN {}", plain("alice", "alice-pw")));
     assert!(r.starts_with("538 5.7.11"), "{r}");
-    assert!(c.cmd("MAIL FROM:<a@local.test>").starts_with("530 5.7.0 Authentication required"));
+    assert!(
+        c.cmd("MAIL FROM:<a@local.test>")
+            .starts_with("530 5.7.0 Authentication required")
+    );
     c.cmd("QUIT");
 
     // A stripped-STARTTLS client that pipelines AUTH behind STARTTLS: the
@@ -232,7 +282,10 @@ fn attacks_on_submission() {
         log.contains("535 5.7.8 Authentication credentials invalid (set_id=alice): wrong password"),
         "{log}"
     );
-    assert!(log.contains("421 4.7.0 mx.local.test Too many failed authentication attempts"), "{log}");
+    assert!(
+        log.contains("421 4.7.0 mx.local.test Too many failed authentication attempts"),
+        "{log}"
+    );
     let mut c = Client::starttls(s.port);
     let r = c.cmd(&format!("AUTH PLAIN {}", plain("alice", "alice-pw")));
     assert!(r.starts_with("421 4.7.0"), "{r}");
@@ -311,9 +364,19 @@ impl Drop for Dovecot {
 fn delegated_to_dovecot() {
     let dir = tempfile::tempdir().unwrap();
     let dovecot = Dovecot::start(dir.path());
-    let s = server(&format!("dovecot = \"{}\"", dovecot.socket.display()), false);
+    let s = server(
+        &format!("dovecot = \"{}\"", dovecot.socket.display()),
+        false,
+    );
 
-    let (ok, out) = swaks_submit(s.port, "erin", "erin-pw", "LOGIN", "erin@local.test", "z@remote.test");
+    let (ok, out) = swaks_submit(
+        s.port,
+        "erin",
+        "erin-pw",
+        "LOGIN",
+        "erin@local.test",
+        "z@remote.test",
+    );
     assert!(ok, "{out}");
     assert!(log_line(&s, "A=login:erin").contains("<= erin@local.test"));
 

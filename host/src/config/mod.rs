@@ -846,8 +846,14 @@ mod tests {
         );
         let ok = format!("{base}[smtp_auth]\npasswords = \"users\"\n");
         let c = Config::parse(&ok, "t.toml").unwrap();
-        assert_eq!(c.listeners[0].get_ref().auth, smtp_auth::ListenerAuth::Required);
-        assert!(c.tables().contains(&("smtp_auth.passwords", "users".into())));
+        assert_eq!(
+            c.listeners[0].get_ref().auth,
+            smtp_auth::ListenerAuth::Required
+        );
+        assert!(
+            c.tables()
+                .contains(&("smtp_auth.passwords", "users".into()))
+        );
         let e = error_of(&format!("{ok}mechanisms = [\"cram-md5\"]\n"));
         assert!(e.contains("unknown variant `cram-md5`"), "{e}");
         let e = error_of(&format!("{ok}dovecot = \"/run/dovecot/auth-client\"\n"));

@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn answers() {
         assert_eq!(parse_line("VERSION\t1\t2", 1, "a"), Line::Version(1));
-        assert_eq!(parse_line("MECH\tPLAIN\tplaintext", 1, "a"), Line::Handshake);
+        assert_eq!(
+            parse_line("MECH\tPLAIN\tplaintext", 1, "a"),
+            Line::Handshake
+        );
         assert_eq!(
             parse_line("OK\t1\tuser=alice@example.com", 1, "alice"),
             Line::Done(Outcome::Success("alice@example.com".into()))

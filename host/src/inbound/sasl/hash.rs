@@ -40,7 +40,10 @@ impl Scheme {
             Some(Scheme::Sha512)
         } else if h.starts_with("$5$") {
             Some(Scheme::Sha256)
-        } else if ["$2y$", "$2b$", "$2a$", "$2x$"].iter().any(|p| h.starts_with(p)) {
+        } else if ["$2y$", "$2b$", "$2a$", "$2x$"]
+            .iter()
+            .any(|p| h.starts_with(p))
+        {
             Some(Scheme::Bcrypt)
         } else if h.starts_with("$argon2id$") || h.starts_with("$argon2i$") {
             Some(Scheme::Argon2)
@@ -70,12 +73,10 @@ fn parse(stored: &str) -> Result<(Scheme, &str), HashError> {
         (Some(p), Some(s)) if p == s => Ok((p, hash)),
         (Some(p), _) => Err(HashError::Malformed(p.name())),
         (None, Some(s)) => Ok((s, hash)),
-        (None, None) => Err(HashError::Unsupported(
-            hash.split('$').nth(1).map_or_else(
-                || "without a scheme".to_string(),
-                |id| format!("crypt ${id}$"),
-            ),
-        )),
+        (None, None) => Err(HashError::Unsupported(hash.split('$').nth(1).map_or_else(
+            || "without a scheme".to_string(),
+            |id| format!("crypt ${id}$"),
+        ))),
     }
 }
 
@@ -100,9 +101,7 @@ pub fn verify(stored: &str, password: &str) -> Result<bool, HashError> {
                 Err(_) => Err(HashError::Malformed(scheme.name())),
             }
         }
-        Scheme::Bcrypt => {
-            bcrypt::verify(pw, hash).map_err(|_| HashError::Malformed(scheme.name()))
-        }
+        Scheme::Bcrypt => bcrypt::verify(pw, hash).map_err(|_| HashError::Malformed(scheme.name())),
         Scheme::Argon2 => {
             let parsed = argon2::password_hash::phc::PasswordHash::new(hash)
                 .map_err(|_| HashError::Malformed(scheme.name()))?;
@@ -141,12 +140,18 @@ mod tests {
 
     #[test]
     fn schemes_are_told_apart() {
-        assert_eq!(parse("{PLAIN}secret"), Err(HashError::Unsupported("{PLAIN}".into())));
+        assert_eq!(
+            parse("{PLAIN}secret"),
+            Err(HashError::Unsupported("{PLAIN}".into()))
+        );
         assert_eq!(
             parse("$1$abc$def"),
             Err(HashError::Unsupported("crypt $1$".into()))
         );
-        assert_eq!(parse("secret"), Err(HashError::Unsupported("without a scheme".into())));
+        assert_eq!(
+            parse("secret"),
+            Err(HashError::Unsupported("without a scheme".into()))
+        );
         assert_eq!(
             parse("{SHA512-CRYPT}$2y$05$abc"),
             Err(HashError::Malformed("SHA512-CRYPT"))

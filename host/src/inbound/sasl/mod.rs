@@ -92,7 +92,13 @@ impl Verifier {
 
     /// Check one set of credentials from `client` (TLS tells Dovecot the
     /// session is secured).
-    pub async fn verify(&self, c: &Credentials, client: IpAddr, local: IpAddr, tls: bool) -> Outcome {
+    pub async fn verify(
+        &self,
+        c: &Credentials,
+        client: IpAddr,
+        local: IpAddr,
+        tls: bool,
+    ) -> Outcome {
         if c.authzid.is_some() {
             // Acting as another user needs a proxy-authorisation policy we
             // do not have; refuse rather than ignore it.

@@ -43,13 +43,14 @@ pub(super) async fn auth(conn: &mut Conn, c: &Credentials) -> Verdict {
     };
     if v.locked_out(conn.ip) {
         let r = too_many(&cfg.server.hostname);
-        failed(conn, &r, "too many failed attempts from this address".into());
+        failed(
+            conn,
+            &r,
+            "too many failed attempts from this address".into(),
+        );
         return Verdict::Reject(r);
     }
-    match v
-        .verify(c, conn.ip, conn.local, conn.tls.is_some())
-        .await
-    {
+    match v.verify(c, conn.ip, conn.local, conn.tls.is_some()).await {
         Outcome::Success(user) => {
             conn.auth = Some((mechanism, user));
             Verdict::Accept

@@ -88,7 +88,11 @@ pub(super) enum Sasl {
 
 /// A client response that cannot be used: the exchange ends with this.
 fn garbled() -> Reply {
-    Reply::new(501, "5.5.2", "Cannot decode the response (bad base64 or format)")
+    Reply::new(
+        501,
+        "5.5.2",
+        "Cannot decode the response (bad base64 or format)",
+    )
 }
 
 fn decode(s: &str) -> Result<Vec<u8>, Reply> {
@@ -182,7 +186,11 @@ impl Session {
         let mech = words.next().unwrap_or("");
         let initial = words.next();
         if words.next().is_some() || mech.is_empty() {
-            self.error(Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"));
+            self.error(Reply::new(
+                501,
+                "5.5.4",
+                "Syntax: AUTH mechanism [initial-response]",
+            ));
             return None;
         }
         let Some(mech) = Mechanism::parse(mech).filter(|m| offer.mechanisms.contains(m)) else {

@@ -423,7 +423,10 @@ fn auth_is_offered_only_under_tls_and_refused_before_it() {
     h.send(b"STARTTLS\r\n");
     let out = h.send(b"EHLO c\r\n");
     assert!(out.contains("250-AUTH PLAIN LOGIN\r\n"), "{out}");
-    assert_eq!(h.send(plain.as_bytes()), "235 2.7.0 Authentication successful\r\n");
+    assert_eq!(
+        h.send(plain.as_bytes()),
+        "235 2.7.0 Authentication successful\r\n"
+    );
     assert_eq!(h.s.authenticated(), Some("alice"));
     assert!(h.send(plain.as_bytes()).starts_with("503 5.5.1 Already"));
     h.send(b"MAIL FROM:<alice@local.test> AUTH=<>\r\nRCPT TO:<b@local.test>\r\nDATA\r\nx\r\n.\r\n");
@@ -434,32 +437,53 @@ fn auth_is_offered_only_under_tls_and_refused_before_it() {
 fn auth_without_offer_or_ehlo_is_refused() {
     let mut h = Harness::new(cfg());
     h.send(b"EHLO c\r\n");
-    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 AUTH not available"));
+    assert!(
+        h.send(b"AUTH PLAIN\r\n")
+            .starts_with("503 5.5.1 AUTH not available")
+    );
     let mut h = Harness::new(auth_cfg(true, false));
-    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 EHLO first"));
+    assert!(
+        h.send(b"AUTH PLAIN\r\n")
+            .starts_with("503 5.5.1 EHLO first")
+    );
     h.send(b"HELO c\r\n");
-    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 EHLO first"));
+    assert!(
+        h.send(b"AUTH PLAIN\r\n")
+            .starts_with("503 5.5.1 EHLO first")
+    );
 }
 
 #[test]
 fn plain_and_login_exchanges() {
     let mut h = Harness::new(auth_cfg(true, false));
     let out = h.send(b"EHLO c\r\n");
-    assert!(out.contains("250-AUTH PLAIN LOGIN\r\n"), "plaintext allowed: {out}");
+    assert!(
+        out.contains("250-AUTH PLAIN LOGIN\r\n"),
+        "plaintext allowed: {out}"
+    );
     assert_eq!(h.send(b"AUTH PLAIN\r\n"), "334 \r\n");
     let wrong = format!("{}\r\n", b64(b"\0alice\0wrong"));
     assert!(h.send(wrong.as_bytes()).starts_with("535 5.7.8 "));
     assert_eq!(h.s.authenticated(), None);
     assert_eq!(h.send(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
-    assert_eq!(h.send(format!("{}\r\n", b64(b"bob")).as_bytes()), "334 UGFzc3dvcmQ6\r\n");
-    assert!(h.send(format!("{}\r\n", b64(b"secret")).as_bytes()).starts_with("235 "));
+    assert_eq!(
+        h.send(format!("{}\r\n", b64(b"bob")).as_bytes()),
+        "334 UGFzc3dvcmQ6\r\n"
+    );
+    assert!(
+        h.send(format!("{}\r\n", b64(b"secret")).as_bytes())
+            .starts_with("235 ")
+    );
     assert_eq!(h.s.authenticated(), Some("bob"));
     // LOGIN with the user name as initial response.
     let mut h = Harness::new(auth_cfg(true, false));
     h.send(b"EHLO c\r\n");
     let first = format!("AUTH LOGIN {}\r\n", b64(b"carol"));
     assert_eq!(h.send(first.as_bytes()), "334 UGFzc3dvcmQ6\r\n");
-    assert!(h.send(format!("{}\r\n", b64(b"secret")).as_bytes()).starts_with("235 "));
+    assert!(
+        h.send(format!("{}\r\n", b64(b"secret")).as_bytes())
+            .starts_with("235 ")
+    );
     assert_eq!(h.s.authenticated(), Some("carol"));
 }
 
@@ -469,23 +493,35 @@ fn garbled_cancelled_and_unknown_responses() {
     h.send(b"EHLO c\r\n");
     assert!(h.send(b"AUTH CRAM-MD5\r\n").starts_with("504 5.5.4 "));
     assert!(h.send(b"AUTH\r\n").starts_with("501 5.5.4 "));
-    assert!(h.send(b"AUTH PLAIN !!!notbase64\r\n").starts_with("501 5.5.2 "));
+    assert!(
+        h.send(b"AUTH PLAIN !!!notbase64\r\n")
+            .starts_with("501 5.5.2 ")
+    );
     h.send(b"AUTH PLAIN\r\n");
-    assert!(h.send(b"*\r\n").starts_with("501 5.0.0 Authentication cancelled"));
+    assert!(
+        h.send(b"*\r\n")
+            .starts_with("501 5.0.0 Authentication cancelled")
+    );
     h.send(b"AUTH LOGIN\r\n");
     assert!(h.send(b"%%%\r\n").starts_with("501 5.5.2 "));
     // Back in command mode after each.
     assert!(h.send(b"NOOP\r\n").starts_with("250 "));
     // AUTH inside a transaction.
     h.send(b"MAIL FROM:<a@b>\r\n");
-    assert!(h.send(b"AUTH PLAIN\r\n").starts_with("503 5.5.1 AUTH not permitted"));
+    assert!(
+        h.send(b"AUTH PLAIN\r\n")
+            .starts_with("503 5.5.1 AUTH not permitted")
+    );
 }
 
 #[test]
 fn submission_requires_auth_and_starttls_forgets_it() {
     let mut h = Harness::new(auth_cfg(true, true));
     h.send(b"EHLO c\r\n");
-    assert!(h.send(b"MAIL FROM:<a@b>\r\n").starts_with("530 5.7.0 Authentication required"));
+    assert!(
+        h.send(b"MAIL FROM:<a@b>\r\n")
+            .starts_with("530 5.7.0 Authentication required")
+    );
     let plain = format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"));
     assert!(h.send(plain.as_bytes()).starts_with("235 "));
     // RFC 3207 §4.2: an AUTH before STARTTLS is not kept.
