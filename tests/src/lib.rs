@@ -384,6 +384,15 @@ impl Server {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
+    /// Build lookup table `name` from `text` with `mailgate table build`
+    /// (the source is kept in the test directory as `NAME.txt`).
+    pub fn build_table(&self, name: &str, text: &str) {
+        let src = self.dir.path().join(format!("{name}.txt"));
+        std::fs::write(&src, text).unwrap();
+        let (ok, out) = self.cli(&["table", "build", name, src.to_str().unwrap()]);
+        assert!(ok, "{out}");
+    }
+
     /// Run `mailgate <args> --config <ours>`.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(mailgate_bin())

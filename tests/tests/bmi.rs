@@ -164,27 +164,18 @@ fn gateway(service: &str, timeout_ms: u32, on_failure: &str, routes: Option<u16>
     );
     // By local part at any domain; team (an alias) is lenient, whoever
     // it expands to; everyone else is opted out.
-    build(
-        &s,
+    s.build_table(
         "bmi_optin",
         "strict@ strict\nlenient@ lenient\nheld@ held\nteam@corp.test lenient\n@corp.test off\n",
     );
     if let Some(port) = routes {
-        build(
-            &s,
+        s.build_table(
             "routes",
             &format!("remote.test 127.0.0.1:{port}\nquarantine.test 127.0.0.1:{port}\n"),
         );
     }
     s.run();
     s
-}
-
-fn build(s: &Server, name: &str, text: &str) {
-    let src = s.dir.path().join(format!("{name}.txt"));
-    std::fs::write(&src, text).unwrap();
-    let (ok, out) = s.cli(&["table", "build", name, src.to_str().unwrap()]);
-    assert!(ok, "{out}");
 }
 
 const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";

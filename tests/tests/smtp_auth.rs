@@ -61,22 +61,14 @@ fn server(smtp_auth: &str, tables: bool) -> Server {
             doveadm_pw("BLF-CRYPT", "bob-pw"),
             doveadm_pw("ARGON2ID", "carol-pw"),
         );
-        build(&s, "smtp-users", &users);
-        build(
-            &s,
+        s.build_table("smtp-users", &users);
+        s.build_table(
             "sender-logins",
             "alice@local.test alice\nbob@local.test bob, carol\n@partner.test carol\n",
         );
     }
     s.run();
     s
-}
-
-fn build(s: &Server, name: &str, text: &str) {
-    let src = s.dir.path().join(format!("{name}.txt"));
-    std::fs::write(&src, text).unwrap();
-    let (ok, out) = s.cli(&["table", "build", name, src.to_str().unwrap()]);
-    assert!(ok, "{out}");
 }
 
 fn swaks_submit(
