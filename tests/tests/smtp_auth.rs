@@ -105,6 +105,16 @@ fn swaks_submit(
     ])
 }
 
+/// A client from loopback address `ip`, under STARTTLS, after EHLO.
+fn starttls_from(ip: &str, port: u16) -> Client {
+    let mut c = Client::connect_from(ip, port);
+    c.cmd("EHLO other.test");
+    assert!(c.cmd("STARTTLS").starts_with("220"));
+    c.upgrade();
+    c.cmd("EHLO other.test");
+    c
+}
+
 /// The first main-log line with `pat`, waiting for it.
 fn log_line(s: &Server, pat: &str) -> String {
     let log = s.wait_log(pat, 1);
@@ -281,20 +291,12 @@ fn attacks_on_submission() {
     let mut c = Client::starttls(s.port);
     let r = c.cmd(&format!("AUTH PLAIN {}", plain("alice", "alice-pw")));
     assert!(r.starts_with("421 4.7.0"), "{r}");
-    let mut c = Client::connect_from("127.0.0.2", s.port);
-    c.cmd("EHLO other.test");
-    assert!(c.cmd("STARTTLS").starts_with("220"));
-    c.upgrade();
-    c.cmd("EHLO other.test");
+    let mut c = starttls_from("127.0.0.2", s.port);
     let r = c.cmd(&format!("AUTH PLAIN {}", plain("alice", "alice-pw")));
     assert!(r.starts_with("235"), "another client: {r}");
     c.cmd("QUIT");
     // Unknown users fail like wrong passwords.
-    let mut c = Client::connect_from("127.0.0.3", s.port);
-    c.cmd("EHLO other.test");
-    assert!(c.cmd("STARTTLS").starts_with("220"));
-    c.upgrade();
-    c.cmd("EHLO other.test");
+    let mut c = starttls_from("127.0.0.3", s.port);
     let r = c.cmd(&format!("AUTH PLAIN {}", plain("mallory", "x")));
     assert!(r.starts_with("535 5.7.8"), "{r}");
     c.cmd("QUIT");
