@@ -105,11 +105,14 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             cfg.outbound.ehlo_cache_expiry.0,
         ),
     };
+    // Credentials in a file are read now: an error in it stops the start.
+    let logins = crate::outbound::login::Logins::load(&cfg.outbound).map_err(|e| e.to_string())?;
     let outbound = match crate::outbound::deliver::Outbound::new(
         Arc::clone(&cfg),
         settings,
         cache.clone(),
         Arc::clone(router.tables()),
+        logins,
     ) {
         Ok(o) => Some(Arc::new(o)),
         Err(e) => {

@@ -2,11 +2,13 @@
 //! parsing with errors that name the file, line, column and reason.
 
 pub mod auth;
+pub mod outbound;
 pub mod plugin;
 pub mod smtp_auth;
 pub mod tls_policy;
 mod types;
 
+pub use outbound::{ClientAuthSecurity, Outbound, OutboundDomain};
 pub use tls_policy::{TlsLevel, TlsPolicy, TlsPolicyValue};
 pub use types::{
     ByteSize, HostList, InvalidValue, NameList, Network, Seconds, TABLE_PREFIX, parse_smarthost,
@@ -263,134 +265,6 @@ impl Default for Limits {
     }
 }
 
-/// `[outbound.domains."name"]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboundDomain {
-    /// Next hop for this domain.
-    pub smarthost: Option<String>,
-}
-
-/// `[outbound]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Outbound {
-    /// Next hop for every remote domain.
-    pub smarthost: Option<String>,
-    /// EHLO name.
-    pub helo_name: Option<String>,
-    /// DNS servers.
-    pub nameservers: Vec<SocketAddr>,
-    /// DNSSEC trust anchors (a file of DNSKEY or DS records in zone-file
-    /// form); unset: the IANA root anchors.
-    pub dnssec_trust_anchors: Option<std::path::PathBuf>,
-    /// Port of MX hosts.
-    pub port: u16,
-    /// TLS level for destinations without an entry in `tls_policy`.
-    pub tls: TlsLevel,
-    /// TLS policy by destination (see [`tls_policy`]).
-    pub tls_policy: BTreeMap<String, TlsPolicyValue>,
-    /// A lookup table of TLS policies, consulted before `tls_policy` with
-    /// the same keys; values in Postfix's form (`secure
-    /// match=.example.com`, `encrypt implicit`).
-    pub tls_policy_table: Option<String>,
-    /// A lookup table of next hops by recipient domain (Postfix's
-    /// `transport_maps`), consulted before `domains` and `smarthost`:
-    /// domain keys (`example.com`, `*.example.com`, `.example.com`, `*`),
-    /// values a smarthost (`host:port`, `[ip]:port`) or `mx` (the
-    /// domain's MX hosts).
-    pub routes_table: Option<String>,
-    /// CA certificates (PEM) trusted at the `verify` and `secure` levels
-    /// (and for MTA-STS policy hosts) besides the system roots.
-    pub tls_ca_file: Option<PathBuf>,
-    /// Honour MTA-STS (RFC 8461) policies of recipient domains.
-    pub mta_sts: bool,
-    /// The HTTPS port of MTA-STS policy hosts (change it only for tests).
-    pub mta_sts_port: u16,
-    /// TLS reporting (RFC 8460): count each MX connection's TLS result per
-    /// recipient domain and day, and send each domain that publishes a
-    /// `_smtp._tls` record its daily report.
-    pub tlsrpt: bool,
-    /// `organization-name` of the reports (default: the host name).
-    pub tlsrpt_organization: Option<String>,
-    /// `contact-info` of the reports, also their sender (default:
-    /// `postmaster@` the host name).
-    pub tlsrpt_contact: Option<String>,
-    /// Early pipelining as a client.
-    pub pipe_connect: bool,
-    /// TCP Fast Open for early-pipelined connections.
-    pub fast_open: bool,
-    /// Accept and spool only; deliver when told (`mailgate queue flush`).
-    pub queue_only: bool,
-    /// EHLO cache expiry.
-    pub ehlo_cache_expiry: Seconds,
-    /// Client TLS resumption.
-    pub tls_resumption: bool,
-    /// Connections in total.
-    pub max_connections: usize,
-    /// Connections per destination host.
-    pub max_connections_per_host: usize,
-    /// Messages per connection.
-    pub max_messages_per_connection: usize,
-    /// Idle connection keep time.
-    pub connection_idle: Seconds,
-    /// Connect timeout.
-    pub connect_timeout: Seconds,
-    /// Reply timeout.
-    pub command_timeout: Seconds,
-    /// Content timeout.
-    pub data_timeout: Seconds,
-    /// First retry interval.
-    pub retry_min: Seconds,
-    /// Largest retry interval.
-    pub retry_max: Seconds,
-    /// Give up after.
-    pub max_age: Seconds,
-    /// Delay warning after (0: off).
-    pub delay_warning: Seconds,
-    /// Per-domain overrides.
-    pub domains: BTreeMap<String, OutboundDomain>,
-}
-
-impl Default for Outbound {
-    fn default() -> Self {
-        Outbound {
-            smarthost: None,
-            helo_name: None,
-            nameservers: vec![],
-            dnssec_trust_anchors: None,
-            port: 25,
-            tls: TlsLevel::Dane,
-            tls_policy: BTreeMap::new(),
-            tls_policy_table: None,
-            routes_table: None,
-            tls_ca_file: None,
-            mta_sts: true,
-            mta_sts_port: 443,
-            tlsrpt: true,
-            tlsrpt_organization: None,
-            tlsrpt_contact: None,
-            pipe_connect: true,
-            fast_open: false,
-            queue_only: false,
-            ehlo_cache_expiry: Seconds(7 * 86400),
-            tls_resumption: true,
-            max_connections: 20,
-            max_connections_per_host: 5,
-            max_messages_per_connection: 100,
-            connection_idle: Seconds(5),
-            connect_timeout: Seconds(30),
-            command_timeout: Seconds(300),
-            data_timeout: Seconds(600),
-            retry_min: Seconds(60),
-            retry_max: Seconds(3600),
-            max_age: Seconds(5 * 86400),
-            delay_warning: Seconds(4 * 3600),
-            domains: BTreeMap::new(),
-        }
-    }
-}
-
 /// `[spool]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -618,6 +492,7 @@ impl Config {
             ("local.alias_table", &cfg.local.alias_table),
             ("outbound.tls_policy_table", &cfg.outbound.tls_policy_table),
             ("outbound.routes_table", &cfg.outbound.routes_table),
+            ("outbound.auth_table", &cfg.outbound.auth_table),
             ("smtp_auth.passwords", &cfg.smtp_auth.passwords),
             ("smtp_auth.sender_logins", &cfg.smtp_auth.sender_logins),
         ];
@@ -678,6 +553,12 @@ impl Config {
                     format!("outbound.tls_policy: {p}"),
                 ));
             }
+        }
+        if cfg.outbound.auth_table.is_some() && cfg.outbound.auth_file.is_some() {
+            return Err(err(
+                key_span(&["outbound", "auth_file"]),
+                "outbound.auth_table and outbound.auth_file: give one of them".into(),
+            ));
         }
         if let Some(f) = &cfg.outbound.tls_ca_file
             && !f.is_file()
@@ -777,6 +658,7 @@ impl Config {
             ("local.alias_table", &self.local.alias_table),
             ("outbound.tls_policy_table", &self.outbound.tls_policy_table),
             ("outbound.routes_table", &self.outbound.routes_table),
+            ("outbound.auth_table", &self.outbound.auth_table),
             ("smtp_auth.passwords", &self.smtp_auth.passwords),
             ("smtp_auth.sender_logins", &self.smtp_auth.sender_logins),
         ] {

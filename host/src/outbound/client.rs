@@ -12,7 +12,7 @@ use super::tls::{ClientTls, Verification};
 use super::tlsrpt::result::ResultType;
 use super::verify::CheckError;
 use crate::smtp::client::conversation::{
-    Action, CacheOp, Cached, Conversation, Input, OpenParams, Retry, TlsMode, Wait,
+    Action, CacheOp, Cached, Conversation, Input, Login, OpenParams, Retry, TlsMode, Wait,
 };
 use crate::smtp::client::reply::{ReplyParser, ServerReply};
 use crate::smtp::client::{Failure, Job, RcptOutcome, Stage};
@@ -109,13 +109,14 @@ enum Stop {
 }
 
 impl Connection {
-    /// Connect to `addr` (named `host`), greet, and set up TLS in `mode`
-    /// with the certificate check `v`.
+    /// Connect to `addr` (named `host`), greet, set up TLS in `mode` with
+    /// the certificate check `v`, and log in with `login` if given.
     pub async fn open(
         host: &str,
         addr: SocketAddr,
         mode: TlsMode,
         v: Verification,
+        login: Option<Login>,
         s: &ClientSettings,
     ) -> Result<Connection, OpenFailure> {
         let mut mode = mode;
@@ -135,6 +136,7 @@ impl Connection {
                 tls: mode,
                 pipe_connect: s.pipe_connect,
                 cached,
+                login: login.clone(),
             });
             let tcp = tcp(addr, s, conv.early() && s.fast_open).await?;
             let local = tcp.local_addr().ok();

@@ -32,6 +32,8 @@ pub struct Outbound {
     dns: Arc<Dns>,
     /// The lookup tables (routes and TLS policy tables).
     tables: Arc<crate::table::Tables>,
+    /// Credentials for smarthosts.
+    logins: super::login::Logins,
     sts: Arc<super::mta_sts::MtaSts>,
     https: Arc<super::https::Https>,
     tlsrpt: Option<Arc<super::tlsrpt::Tlsrpt>>,
@@ -107,6 +109,7 @@ impl Outbound {
         settings: ClientSettings,
         cache: crate::cache::Cache,
         tables: Arc<crate::table::Tables>,
+        logins: super::login::Logins,
     ) -> Result<Outbound, super::OutboundError> {
         let dns = Arc::new(Dns::new(
             &cfg.outbound.nameservers,
@@ -147,6 +150,7 @@ impl Outbound {
             settings,
             dns,
             tables,
+            logins,
             pool: Mutex::new(HashMap::new()),
             per_host: Mutex::new(HashMap::new()),
         })
@@ -346,13 +350,36 @@ impl Outbound {
                     continue;
                 }
             };
+            let login = match self.login(host, mode, cv) {
+                Ok(l) => l,
+                Err((reason, status)) => {
+                    let addr = host.addrs[0];
+                    log_host_failure(
+                        log,
+                        &env.id,
+                        &host.name,
+                        addr,
+                        &Failure::local(reason.clone(), false),
+                    );
+                    only_requiretls = false;
+                    last = Some(Result1::Deferred(Report {
+                        host_field: host_field(&Peer::server(&host.name, addr)),
+                        text: reason,
+                        reply: None,
+                        status: status.into(),
+                        remote: None,
+                    }));
+                    continue;
+                }
+            };
             // A pooled connection serves the same host name only (as
             // Exim's continued connections): the log's H= and the SNI it
             // was opened with stay true, whatever else shares the address.
             let tag = format!(
-                "{mode:?}|{}|{}",
+                "{mode:?}|{}|{}|{}",
                 host.name.to_ascii_lowercase(),
-                verification.tag
+                verification.tag,
+                login.as_ref().map_or("", |l| l.user.as_str())
             );
             for &addr in &host.addrs {
                 let _total: OwnedSemaphorePermit = Arc::clone(&self.total)
@@ -401,6 +428,7 @@ impl Outbound {
                             addr,
                             mode,
                             verification.clone(),
+                            login.clone(),
                             &self.settings,
                         )
                         .await
@@ -469,6 +497,9 @@ impl Outbound {
                             }
                             if c.conv.caps.chunking {
                                 s.push_str(" K");
+                            }
+                            if let (Some(m), Some(l)) = (c.conv.authenticated, &login) {
+                                s.push_str(&format!(" A={}:{}", m.to_ascii_lowercase(), l.user));
                             }
                             s.push_str(&format!(
                                 " C=\"{}\" DT={}s",
@@ -560,6 +591,32 @@ impl Outbound {
                 remote: None,
             })
         }))
+    }
+}
+
+impl Outbound {
+    /// The login for `host` (its first address's port) under TLS `mode`
+    /// and certificate check `cv`: none when no credentials are
+    /// configured for it; `Err` (reason, status) when they are but may
+    /// not be sent, or cannot be looked up.
+    fn login(
+        &self,
+        host: &super::hop::Host,
+        mode: crate::smtp::client::conversation::TlsMode,
+        cv: &str,
+    ) -> Result<Option<crate::smtp::client::conversation::Login>, (String, &'static str)> {
+        if !self.logins.configured() {
+            return Ok(None);
+        }
+        let port = host.addrs.first().map_or(25, |a| a.port());
+        let cred = self
+            .logins
+            .find(&self.tables, &host.name, port)
+            .map_err(|e| (format!("credentials for {}: {e}", host.name), "4.3.0"))?;
+        let Some(cred) = cred else { return Ok(None) };
+        super::login::decide(cred, self.cfg.outbound.auth_security, mode, cv, &host.name)
+            .map(Some)
+            .map_err(|e| (e, "4.7.0"))
     }
 }
 

@@ -26,6 +26,10 @@ pub struct Caps {
     pub enhanced: bool,
     /// REQUIRETLS (RFC 8689)
     pub requiretls: bool,
+    /// AUTH offers PLAIN (RFC 4616)
+    pub auth_plain: bool,
+    /// AUTH offers LOGIN
+    pub auth_login: bool,
 }
 
 impl Caps {
@@ -46,6 +50,21 @@ impl Caps {
                 "PIPECONNECT" | "X_PIPE_CONNECT" | "PIPE_CONNECT" => c.pipe_connect = true,
                 "ENHANCEDSTATUSCODES" => c.enhanced = true,
                 "REQUIRETLS" => c.requiretls = true,
+                // RFC 4954, and the `AUTH=` form of old clients' servers.
+                _ if kw == "AUTH" || kw.starts_with("AUTH=") => {
+                    let first = kw.strip_prefix("AUTH=").filter(|m| !m.is_empty());
+                    for m in first
+                        .into_iter()
+                        .map(str::to_string)
+                        .chain(w.map(str::to_ascii_uppercase))
+                    {
+                        match m.as_str() {
+                            "PLAIN" => c.auth_plain = true,
+                            "LOGIN" => c.auth_login = true,
+                            _ => {}
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -65,6 +84,8 @@ impl Caps {
             self.pipe_connect,
             self.enhanced,
             self.requiretls,
+            self.auth_plain,
+            self.auth_login,
         ]
         .iter()
         .enumerate()
@@ -85,6 +106,8 @@ impl Caps {
             pipe_connect: f(7),
             enhanced: f(8),
             requiretls: f(9),
+            auth_plain: f(10),
+            auth_login: f(11),
         }
     }
 
@@ -118,6 +141,7 @@ mod tests {
                 "STARTTLS",
                 "CHUNKING",
                 "DSN",
+                "AUTH CRAM-MD5 login",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -127,7 +151,15 @@ mod tests {
         assert!(c.pipelining && c.pipe_connect && c.starttls && c.chunking && c.dsn);
         assert_eq!(c.size, Some(1000));
         assert!(!c.smtputf8);
+        assert!(c.auth_login && !c.auth_plain);
         let back = Caps::from_bits(c.bits());
         assert_eq!(back.bits(), c.bits());
+        let old = ServerReply {
+            code: 250,
+            lines: vec!["mx hi".into(), "AUTH=PLAIN LOGIN".into()],
+        };
+        let c = Caps::parse(&old);
+        assert!(c.auth_plain && c.auth_login);
+        assert_eq!(Caps::from_bits(c.bits()), Caps { size: None, ..c });
     }
 }

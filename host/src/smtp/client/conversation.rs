@@ -58,6 +58,32 @@ pub struct OpenParams {
     pub pipe_connect: bool,
     /// The EHLO cache entry for this server, if any.
     pub cached: Option<Cached>,
+    /// Log in (SMTP AUTH, RFC 4954) before the first message.
+    pub login: Option<Login>,
+}
+
+/// Credentials for a server that wants a login. Debug output hides the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// Send them only once TLS is up (the driver has already made sure a
+    /// connection under this policy has a verified certificate, when that
+    /// is demanded); without TLS the attempt fails before AUTH.
+    pub needs_tls: bool,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("needs_tls", &self.needs_tls)
+            .finish()
+    }
 }
 
 /// How a failed attempt to open should be retried.
@@ -157,6 +183,7 @@ enum State {
     Helo { tls: bool },
     StartTls,
     StartTlsHandshake,
+    Auth(login::Step),
     EarlyBanner,
     EarlyEhlo,
     EarlyStartTls,
@@ -187,6 +214,8 @@ pub struct Conversation {
     pub early_pipe: bool,
     /// Messages sent so far.
     pub sent: usize,
+    /// The mechanism this connection logged in with (SMTP AUTH).
+    pub authenticated: Option<&'static str>,
     owed: Option<Owed>,
     broken: bool,
 }
@@ -205,6 +234,12 @@ impl Conversation {
             .filter(|e| {
                 let c = Caps::from_bits(e.clear);
                 c.early() && (params.tls != TlsMode::Required || c.starttls)
+            })
+            // A login needs the server's last EHLO answer before MAIL, so
+            // it early-pipelines only the cleartext EHLO and STARTTLS.
+            .filter(|e| {
+                params.login.is_none()
+                    || (want_tls(params.tls) && Caps::from_bits(e.clear).starttls)
             });
         Conversation {
             params,
@@ -218,6 +253,7 @@ impl Conversation {
             ehlo_response: String::new(),
             early_pipe: false,
             sent: 0,
+            authenticated: None,
             owed: None,
             broken: false,
         }
@@ -313,6 +349,7 @@ impl Conversation {
         let state = std::mem::replace(&mut self.state, State::Closed);
         match (state, input) {
             (State::Tx(tx), input) => self.tx_input(*tx, input),
+            (State::Auth(step), input) => self.auth_input(step, input),
             (State::Banner | State::EarlyBanner, Input::WriteFailed(e)) => {
                 self.fail_open(Failure::io(Stage::Greeting, e), Retry::No)
             }
@@ -483,7 +520,7 @@ impl Conversation {
                     crypted,
                 })));
             }
-            return self.ready();
+            return self.log_in();
         }
         self.clear = caps;
         let tls_next = !self.tls && want_tls(self.params.tls) && caps.starttls;
@@ -506,7 +543,7 @@ impl Conversation {
                 crypted: None,
             })));
         }
-        self.ready();
+        self.log_in();
     }
 
     fn tls_up(&mut self) {
@@ -514,6 +551,7 @@ impl Conversation {
         // The EHLO goes with the first transaction when the cache knows
         // what it will say.
         if let Some(entry) = self.early
+            && self.params.login.is_none()
             && let Some(cc) = entry.crypted.map(Caps::from_bits).filter(|c| c.early())
             && self.clear.bits() == entry.clear
         {
@@ -552,6 +590,7 @@ impl Conversation {
 }
 
 mod exchange;
+mod login;
 
 use exchange::Tx;
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub enum Stage {
     Ehlo,
     /// STARTTLS or its handshake.
     StartTls,
+    /// AUTH with this mechanism (the credentials are never part of it).
+    Auth(&'static str),
     /// MAIL FROM.
     Mail(String),
     /// RCPT TO.
@@ -38,6 +40,7 @@ impl fmt::Display for Stage {
             Stage::Greeting => f.write_str("in the greeting"),
             Stage::Ehlo => f.write_str("after EHLO"),
             Stage::StartTls => f.write_str("after STARTTLS"),
+            Stage::Auth(m) => write!(f, "after AUTH {m}"),
             Stage::Mail(a) => write!(f, "after MAIL FROM:<{a}>"),
             Stage::Rcpt(a) => write!(f, "after RCPT TO:<{a}>"),
             Stage::Data => f.write_str("after DATA"),

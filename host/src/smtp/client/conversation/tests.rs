@@ -26,7 +26,27 @@ fn params(tls: TlsMode, pipe_connect: bool, cached: Option<Cached>) -> OpenParam
         tls,
         pipe_connect,
         cached,
+        login: None,
     }
+}
+
+fn with_login(mut p: OpenParams, needs_tls: bool) -> OpenParams {
+    p.login = Some(Login {
+        user: "relayuser".into(),
+        password: "s3cret".into(),
+        needs_tls,
+    });
+    p
+}
+
+/// Up to the EHLO after STARTTLS, the clear EHLO offering `clear`.
+fn tls_then(h: &mut H, clear: &[&str]) {
+    h.server("220 x\r\n");
+    h.server(&ehlo(clear));
+    assert!(!h.sent().contains("AUTH"), "no AUTH before TLS");
+    h.server("220 go\r\n");
+    h.input(Input::TlsUp);
+    assert_eq!(h.sent(), "EHLO me.test\r\n");
 }
 
 fn caps(words: &[&str]) -> Caps {
@@ -633,4 +653,139 @@ fn out_of_step_input_retires_the_connection() {
     h.run();
     h.input(Input::TlsUp);
     assert!(h.outcome().is_err() && !h.c.reusable());
+}
+
+#[test]
+fn login_with_plain_after_starttls_and_with_login_where_only_that_is_offered() {
+    let mut h = H::open(with_login(params(TlsMode::Required, false, None), true));
+    tls_then(&mut h, &["STARTTLS", "AUTH PLAIN LOGIN"]);
+    h.server(&ehlo(&["PIPELINING", "AUTH LOGIN PLAIN"]));
+    // base64("\0relayuser\0s3cret")
+    assert_eq!(h.sent(), "AUTH PLAIN AHJlbGF5dXNlcgBzM2NyZXQ=\r\n");
+    assert!(h.done.is_empty(), "not ready before 235");
+    h.server("235 2.7.0 Authentication succeeded\r\n");
+    assert!(h.ready() && h.c.authenticated == Some("PLAIN"));
+
+    let mut h = H::open(with_login(
+        params(TlsMode::Opportunistic, false, None),
+        true,
+    ));
+    tls_then(&mut h, &["STARTTLS"]);
+    h.server(&ehlo(&["AUTH=LOGIN", "AUTH CRAM-MD5 LOGIN"]));
+    assert_eq!(h.sent(), "AUTH LOGIN\r\n");
+    h.server("334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.sent(), "cmVsYXl1c2Vy\r\n");
+    h.server("334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(h.sent(), "czNjcmV0\r\n");
+    h.server("235 ok\r\n");
+    assert!(h.ready() && h.c.authenticated == Some("LOGIN"));
+}
+
+#[test]
+fn a_refused_login_defers_with_the_reply_and_without_the_password() {
+    for refusal in ["535 5.7.8 Incorrect authentication data", "334 \r\n"] {
+        let mut h = H::open(with_login(params(TlsMode::Required, false, None), true));
+        tls_then(&mut h, &["STARTTLS"]);
+        h.server(&ehlo(&["AUTH PLAIN"]));
+        h.sent();
+        h.server(&format!("{}\r\n", refusal.trim_end()));
+        let (f, r) = h.open_failed();
+        assert!(!f.permanent && r == Retry::No, "{f:?}");
+        assert_eq!(f.stage, Stage::Auth("PLAIN"));
+        assert!(
+            f.text
+                .starts_with("SMTP error from remote mail server after AUTH PLAIN: ")
+        );
+        assert!(
+            !f.text.contains("s3cret") && !f.text.contains("AHJl"),
+            "{}",
+            f.text
+        );
+        assert!(!h.c.reusable());
+    }
+    // LOGIN refused at the user name.
+    let mut h = H::open(with_login(params(TlsMode::Required, false, None), true));
+    tls_then(&mut h, &["STARTTLS"]);
+    h.server(&ehlo(&["AUTH LOGIN"]));
+    h.server("334 VXNlcm5hbWU6\r\n");
+    h.sent();
+    h.server("535 no such user\r\n");
+    assert_eq!(h.open_failed().0.stage, Stage::Auth("LOGIN"));
+    assert!(
+        h.sent().is_empty(),
+        "the password is not sent after a refusal"
+    );
+}
+
+#[test]
+fn credentials_never_go_in_clear_or_to_a_server_without_plain_or_login() {
+    // A stripped STARTTLS (or the retry in clear after a failed
+    // handshake): AUTH is offered, but the password stays here.
+    for mode in [TlsMode::Opportunistic, TlsMode::Off] {
+        let mut h = H::open(with_login(params(mode, false, None), true));
+        h.server("220 x\r\n");
+        h.server(&ehlo(&["PIPELINING", "AUTH PLAIN LOGIN"]));
+        assert!(!h.sent().contains("AUTH"));
+        let (f, _) = h.open_failed();
+        assert!(
+            !f.permanent && f.text.contains("not encrypted"),
+            "{}",
+            f.text
+        );
+        assert!(
+            !f.text.contains("STARTTLS"),
+            "not counted as a TLS report failure"
+        );
+    }
+    // Configured to allow clear text: then it goes.
+    let mut h = H::open(with_login(params(TlsMode::Off, false, None), false));
+    h.server("220 x\r\n");
+    h.server(&ehlo(&["AUTH PLAIN"]));
+    assert!(
+        h.sent()
+            .ends_with("AUTH PLAIN AHJlbGF5dXNlcgBzM2NyZXQ=\r\n")
+    );
+    // Only CRAM-MD5, or no AUTH at all after TLS.
+    for offer in [&["AUTH CRAM-MD5"][..], &["PIPELINING"][..]] {
+        let mut h = H::open(with_login(params(TlsMode::Required, false, None), true));
+        tls_then(&mut h, &["STARTTLS", "AUTH PLAIN"]);
+        h.server(&ehlo(offer));
+        let (f, _) = h.open_failed();
+        assert!(
+            f.text.contains("offers no AUTH PLAIN or LOGIN"),
+            "{}",
+            f.text
+        );
+        assert!(h.sent().is_empty());
+    }
+}
+
+#[test]
+fn a_login_early_pipelines_only_up_to_starttls() {
+    let entry = early_entry(
+        &["PIPELINING", "PIPECONNECT", "STARTTLS"],
+        Some(&["PIPELINING", "PIPECONNECT", "AUTH PLAIN"]),
+    );
+    let mut h = H::open(with_login(
+        params(TlsMode::Required, true, Some(entry)),
+        true,
+    ));
+    assert_eq!(h.sent(), "EHLO me.test\r\nSTARTTLS\r\n");
+    h.server("220 x\r\n");
+    h.server(&ehlo(&["PIPELINING", "PIPECONNECT", "STARTTLS"]));
+    h.server("220 go\r\n");
+    h.input(Input::TlsUp);
+    assert_eq!(
+        h.sent(),
+        "EHLO me.test\r\n",
+        "the EHLO after TLS is not owed"
+    );
+    h.server(&ehlo(&["PIPELINING", "PIPECONNECT", "AUTH PLAIN"]));
+    assert!(h.sent().starts_with("AUTH PLAIN "));
+    h.server("235 ok\r\n");
+    assert!(h.ready());
+    // Without TLS there is nothing to early-pipeline before the login.
+    let clear = early_entry(&["PIPELINING", "PIPECONNECT", "AUTH PLAIN"], None);
+    let h = H::open(with_login(params(TlsMode::Off, true, Some(clear)), false));
+    assert!(!h.c.early() && h.reading(Wait::Command));
 }
