@@ -52,6 +52,7 @@ fuzz_target!(|input: (u8, u16, u16, Vec<u8>, Vec<u8>)| {
         tls,
         pipe_connect: mode & 16 != 0,
         cached,
+        login: None,
     });
     let mut parser = ReplyParser::default();
     parser.feed(&server);

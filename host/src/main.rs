@@ -135,7 +135,11 @@ fn main() -> ExitCode {
                 // The tables it names must exist and be readable.
                 mailgate::table::Tables::new(cfg.tables_dir())
                     .check_config(&cfg)
-                    .map_err(|(key, e)| format!("{}: {key}: {e}", file.display()))
+                    .map_err(|(key, e)| format!("{}: {key}: {e}", file.display()))?;
+                // And a credentials file must be private and well-formed.
+                mailgate::outbound::login::Logins::load(&cfg.outbound)
+                    .map(drop)
+                    .map_err(|e| format!("{}: {e}", file.display()))
             })
             .map(|_| {
                 println!("{}: OK", file.display());

@@ -830,7 +830,8 @@ pub struct EximServer {
 
 impl EximServer {
     /// Start on 127.0.0.1 (and any extra `interfaces`) at `port`.
-    /// `options` are main-section lines; ACLs reject or defer by local part
+    /// `options` are main-section lines, optionally followed by a `begin
+    /// authenticators` section; ACLs reject or defer by local part
     /// (`reject*`, `defer*`), sender (`mailreject*`, `maildefer*`) and
     /// subject (`reject-data`, `defer-data`); a subject with `slow-data`
     /// waits a second before the end of data is answered.
@@ -892,6 +893,10 @@ impl EximServer {
             std::fs::set_permissions(d.join("key.pem"), std::fs::Permissions::from_mode(0o644))
                 .unwrap();
         }
+        let (options, authenticators) = match options.find("begin authenticators") {
+            Some(i) => options.split_at(i),
+            None => (options, ""),
+        };
         let conf = format!(
             "primary_hostname = exim-server.test
 spool_directory = {d}/spool
@@ -935,6 +940,7 @@ acl_data:
   accept
 begin routers
 begin transports
+{authenticators}
 ",
             d = d.display(),
             tls_adv = if options.contains("tls_advertise_hosts") {

@@ -7,7 +7,11 @@
 //!   passwords until the per-IP limit closes the connection (another IP
 //!   unaffected), a garbled response, a sender the login does not own;
 //! - delegated to Debian's Dovecot over its auth-client socket, and what
-//!   happens when that Dovecot is gone.
+//!   happens when that Dovecot is gone;
+//! - as a client: logging in to Exim smarthosts with PLAIN and LOGIN over
+//!   verified TLS, a wrong password (deferred, the reply in the log and
+//!   the delay warning), a server whose certificate is not verified (the
+//!   password is never sent), a credentials file others can read.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -391,4 +395,161 @@ fn delegated_to_dovecot() {
     assert!(c.cmd("NOOP").starts_with("250"));
     c.cmd("QUIT");
     assert!(log_line(&s, "(set_id=erin): dovecot auth").contains("454 4.7.0"));
+}
+
+/// Exim's `plaintext` authenticators for PLAIN and LOGIN, offered only
+/// under TLS (and PLAIN not on `login_only`), accepting `relayuser` /
+/// `s3cret`.
+fn exim_authenticators(login_only: &str) -> String {
+    r#"begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and {{eq{$auth2}{relayuser}}{eq{$auth3}{s3cret}}}}
+  server_set_id = $auth2
+  server_advertise_condition = ${if and {{def:tls_in_cipher}{!eq{$received_ip_address}{LOGIN_ONLY}}}}
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = <| Username: | Password:
+  server_condition = ${if and {{eq{$auth1}{relayuser}}{eq{$auth2}{s3cret}}}}
+  server_set_id = $auth1
+  server_advertise_condition = ${if def:tls_in_cipher}
+"#
+    .replace("LOGIN_ONLY", login_only)
+}
+
+#[test]
+fn relaying_through_smarthosts_that_demand_a_login() {
+    use mailgate_tests::dnssec::TestCa;
+    use mailgate_tests::{EximServer, free_port, mailgate_bin};
+    use std::os::unix::fs::PermissionsExt;
+    let ca = TestCa::new("mailgate smarthost test CA");
+    let cert = ca.issue(&["relay.authtest"]);
+    let port = free_port();
+    // .151 offers PLAIN and LOGIN, .152 LOGIN only; .153 gets a wrong
+    // password; .154 has an unverified certificate.
+    let ex = EximServer::start_at(
+        &["127.0.0.151", "127.0.0.152", "127.0.0.153", "127.0.0.154"],
+        port,
+        &exim_authenticators("127.0.0.152"),
+        &cert.chain_pem,
+        &cert.key_pem,
+    );
+    let mut s = Server::configure("", "", "");
+    let ca_file = s.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert.chain_pem).unwrap();
+    let auth_file = s.dir.path().join("smarthost-auth");
+    std::fs::write(
+        &auth_file,
+        format!(
+            "# smarthost credentials\n[127.0.0.151]:{port} relayuser:s3cret\n[127.0.0.152] relayuser:s3cret\n\
+             [127.0.0.153]:{port} relayuser:n0t-the-password\n127.0.0.154 relayuser:s3cret\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&auth_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut routes = String::new();
+    let mut policies = String::new();
+    for (i, d) in ["plain", "login", "wrong", "unverified"].iter().enumerate() {
+        let ip = format!("127.0.0.{}", 151 + i);
+        routes.push_str(&format!(
+            "[outbound.domains.\"{d}.test\"]\nsmarthost = \"[{ip}]:{port}\"\n"
+        ));
+        policies.push_str(&if *d == "unverified" {
+            format!("\"[{ip}]\" = \"encrypt\"\n")
+        } else {
+            format!("\"[{ip}]\" = {{ level = \"secure\", match = [\"relay.authtest\"] }}\n")
+        });
+    }
+    s.config = s.config.replace(
+        "[outbound]\n",
+        &format!(
+            "[outbound]\nretry_min = \"1s\"\nretry_max = \"1s\"\ndelay_warning = \"3s\"\n\
+             tls_ca_file = \"{}\"\nauth_file = \"{}\"\n",
+            ca_file.display(),
+            auth_file.display()
+        ),
+    ) + &format!("\n{routes}[outbound.tls_policy]\n{policies}");
+    std::fs::write(s.config_path(), &s.config).unwrap();
+
+    // A credentials file others can read is refused before anything runs,
+    // by `config check` and at start.
+    std::fs::set_permissions(&auth_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let check = Command::new(mailgate_bin())
+        .args(["config", "check"])
+        .arg(s.config_path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success() && err.contains("readable by group or others (mode 0644)"),
+        "{err}"
+    );
+    let (ok, out) = s.cli(&["serve"]);
+    assert!(!ok && out.contains("auth_file"), "{out}");
+    std::fs::set_permissions(&auth_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    s.run();
+
+    let plain = s.submit_to("x@plain.test");
+    let login = s.submit_to("y@login.test");
+    let wrong = s.submit_to("z@wrong.test");
+    let unverified = s.submit_to("w@unverified.test");
+    let delivered = |id: &str, rcpt: &str| {
+        let l = s.wait_line(id, &format!("=> {rcpt}"));
+        assert!(l.contains("CV=yes"), "{l}");
+        l
+    };
+    assert!(delivered(&plain, "x@plain.test").contains(" A=plain:relayuser"));
+    assert!(delivered(&login, "y@login.test").contains(" A=login:relayuser"));
+    let exim_got = |rcpt: &str| {
+        wait_for("Exim's <= line", || {
+            ex.lines(" <= ")
+                .into_iter()
+                .find(|l| l.contains(&format!("for {rcpt}")))
+        })
+    };
+    assert!(exim_got("x@plain.test").contains(" A=plain:relayuser"));
+    assert!(exim_got("y@login.test").contains(" A=login:relayuser"));
+
+    // A wrong password defers; the log and the delay warning carry
+    // Exim's answer.
+    let l = s.wait_line(&wrong, "== z@wrong.test");
+    assert!(
+        l.contains("after AUTH PLAIN: 535 Incorrect authentication data"),
+        "{l}"
+    );
+    let log = s.mainlog();
+    assert!(!log.contains("n0t-the-password") && !log.contains("s3cret"));
+    // The unverified server never sees the password: not even a connection
+    // is made for it.
+    let l = s.wait_line(&unverified, "== w@unverified.test");
+    assert!(
+        l.contains(
+            "not logging in to 127.0.0.154 as relayuser: its TLS certificate would not be verified"
+        ),
+        "{l}"
+    );
+    let warnings = wait_for("two delay warnings", || {
+        let m = s.maildir("local.test", "a");
+        (m.len() >= 2).then_some(m.join("\n----\n"))
+    });
+    assert!(
+        warnings.contains("535 Incorrect authentication data"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("would not be verified"), "{warnings}");
+    let exim_log = ex.mainlog();
+    assert!(
+        !exim_log.contains("z@wrong.test") && !exim_log.contains("w@unverified.test"),
+        "{exim_log}"
+    );
+    assert!(
+        exim_log.contains("authenticator failed") && exim_log.contains("(set_id=relayuser)"),
+        "{exim_log}"
+    );
+    assert_eq!(exim_log.matches(" <= ").count(), 2, "{exim_log}");
+    // After a refused login the connection ends with QUIT, not a drop.
+    assert!(!exim_log.contains("TLS error"), "{exim_log}");
 }

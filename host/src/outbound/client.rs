@@ -162,9 +162,15 @@ impl Connection {
             match c.run(Some(&tls_cfg)).await {
                 Stop::Ready => return Ok(c),
                 Stop::OpenFailed(f, Retry::No) => {
+                    // A server that answered (a refused login, a 5xx EHLO)
+                    // is still talking: say goodbye, and close TLS cleanly.
+                    let tls = c.tls_problem;
+                    if f.reply.as_ref().is_some_and(|r| r.code != 421) {
+                        tokio::spawn(c.quit());
+                    }
                     return Err(OpenFailure {
                         failure: f,
-                        tls: c.tls_problem,
+                        tls,
                         local,
                     });
                 }
