@@ -169,6 +169,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         signer,
         dmarcrpt: dmarcrpt.clone(),
         sasl,
+        rate_limits: crate::inbound::ratelimit::RateLimiter::new(
+            cfg.rate_limits
+                .iter()
+                .map(|r| r.get_ref().clone())
+                .collect(),
+        ),
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();

@@ -573,13 +573,27 @@ impl Client {
     /// 127.0.0.5, for a client whose reverse DNS a test serves) and read
     /// the banner.
     pub fn connect_from(source: &str, port: u16) -> Client {
+        let mut c = Client::connect_raw_from(source, port);
+        let r = c.reply();
+        assert!(r.starts_with("220 "), "banner: {r}");
+        c
+    }
+
+    /// Connect in cleartext from the loopback address `source` without
+    /// reading the banner.
+    pub fn connect_raw_from(source: &str, port: u16) -> Client {
         use socket2::{Domain, Socket, Type};
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
         s.bind(&from.into()).unwrap();
         let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         s.connect(&to.into()).unwrap();
-        Client::greeted(s.into())
+        let tcp: TcpStream = s.into();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client {
+            stream: Conn::Plain(tcp),
+            buf: Vec::new(),
+        }
     }
 
     /// A client on `tcp` that has read the banner.
@@ -734,6 +748,31 @@ pub fn swaks(args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// A password hash in Dovecot's form: `doveadm pw -s SCHEME -p PASSWORD`.
+pub fn doveadm_pw(scheme: &str, password: &str) -> String {
+    let out = Command::new(require("doveadm"))
+        .args(["pw", "-s", scheme, "-p", password])
+        .output()
+        .expect("doveadm pw");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A command running one of Postfix's test tools (`smtp-source`,
+/// `smtp-sink`), unpacked from Debian's postfix package by
+/// `bench/postfix-tools.sh` (the package itself conflicts with Exim's).
+pub fn postfix_tool(name: &str) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/postfix-tools.sh");
+    let out = Command::new(&script)
+        .output()
+        .expect("run bench/postfix-tools.sh");
+    assert!(out.status.success(), "postfix-tools.sh: {out:?}");
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let mut c = Command::new(dir.join(name));
+    c.env("LD_LIBRARY_PATH", dir.join("../lib/postfix"));
+    c
 }
 
 /// The Python that has parsedmarc (PyPI; scripts/test.sh installs it into

@@ -15,20 +15,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use mailgate_tests::{Client, Server, dkimpy, plugin_wasm, require, swaks};
+use mailgate_tests::{Client, Server, dkimpy, doveadm_pw, plugin_wasm, require, swaks};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `doveadm pw -s SCHEME -p PASSWORD`.
-fn doveadm_pw(scheme: &str, password: &str) -> String {
-    let out = Command::new(require("doveadm"))
-        .args(["pw", "-s", scheme, "-p", password])
-        .output()
-        .expect("doveadm pw");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn plain(user: &str, password: &str) -> String {
     B64.encode(format!("\0{user}\0{password}"))

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod outbound;
 pub mod plugin;
+pub mod ratelimit;
 pub mod smtp_auth;
 pub mod tls_policy;
 mod types;
@@ -66,6 +67,9 @@ pub struct Config {
     /// `[[dkim]]`: signing keys.
     #[serde(default)]
     pub dkim: Vec<toml::Spanned<auth::DkimKey>>,
+    /// `[[rate_limit]]`: limits per client address, login or sender.
+    #[serde(default, rename = "rate_limit")]
+    pub rate_limits: Vec<toml::Spanned<ratelimit::RateLimit>>,
     /// `[[plugin]]`, in the order they run.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<plugin::PluginConfig>,
@@ -568,6 +572,11 @@ impl Config {
                 format!("outbound.tls_ca_file {} does not exist", f.display()),
             ));
         }
+        for r in &cfg.rate_limits {
+            if let Some(p) = r.get_ref().problem() {
+                return Err(err(Some(r.span()), p));
+            }
+        }
         for k in &cfg.dkim {
             if let Some(p) = k.get_ref().problem() {
                 return Err(err(Some(k.span()), p));
@@ -652,6 +661,10 @@ impl Config {
             ("server.pipe_connect_hosts", &s.pipe_connect_hosts),
         ] {
             out.extend(l.tables().iter().map(|t| (k, t.clone())));
+        }
+        for r in &self.rate_limits {
+            let t = r.get_ref().exempt.tables();
+            out.extend(t.iter().map(|t| ("rate_limit.exempt", t.clone())));
         }
         out.extend(self.access.tables().map(|(k, t)| (k, t.to_string())));
         for (k, t) in [

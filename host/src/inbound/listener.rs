@@ -1,7 +1,10 @@
 //! Listening sockets and the accept loops, with the connection limits
-//! (in total and per client IP) enforced before a session starts.
+//! (in total and per client IP, and `[[rate_limit]]` connection rates)
+//! enforced before a session starts.
 
+use crate::config::ratelimit::Counted;
 use crate::config::{Config, ListenerMode};
+use crate::inbound::ratelimit::{Exceeded, Subject};
 use crate::inbound::session::{self, ConnInfo, Shared, canonical_ip};
 use crate::log::{Event, Peer, SessionNote};
 use socket2::{Domain, Socket, Type};
@@ -63,6 +66,8 @@ pub enum Refusal {
     Total,
     /// Too many from this IP.
     PerIp,
+    /// Too many from this IP within a `[[rate_limit]]` window.
+    Rate(Exceeded),
 }
 
 impl ConnCounts {
@@ -121,11 +126,29 @@ pub async fn accept_loop(
         };
         let ip = canonical_ip(peer.ip());
         let local = tcp.local_addr().unwrap_or(peer);
-        match counts.acquire(
+        let subject = Subject {
             ip,
-            cfg.limits.max_connections,
-            cfg.limits.max_connections_per_ip,
-        ) {
+            auth_user: None,
+            sender: None,
+        };
+        let acquired = counts
+            .acquire(
+                ip,
+                cfg.limits.max_connections,
+                cfg.limits.max_connections_per_ip,
+            )
+            .and_then(|slot| {
+                // Only a connection that is served counts towards the rate.
+                let tables = shared.router.tables();
+                match shared
+                    .rate_limits
+                    .take(Counted::Connections, &subject, tables)
+                {
+                    Ok(()) => Ok(slot),
+                    Err(e) => Err(Refusal::Rate(e)),
+                }
+            });
+        match acquired {
             Ok(slot) => {
                 let shared = Arc::clone(&shared);
                 // Every trace line of the session names its client.
@@ -151,19 +174,20 @@ pub async fn accept_loop(
                             "421 4.3.2 {} Too many connections, try again later\r\n",
                             cfg.server.hostname
                         ),
-                        "too many connections",
+                        "too many connections".to_string(),
                     ),
                     Refusal::PerIp => (
                         format!(
                             "421 4.7.0 {} Too many connections from your host\r\n",
                             cfg.server.hostname
                         ),
-                        "too many connections from that IP address",
+                        "too many connections from that IP address".to_string(),
                     ),
+                    Refusal::Rate(e) => (e.greeting(&cfg.server.hostname), e.log_text()),
                 };
                 shared.log.event(&Event::Session {
                     peer: Peer::client(None, ip, peer.port()),
-                    note: SessionNote::Refused(text.to_string()),
+                    note: SessionNote::Refused(text),
                 });
                 tokio::spawn(async move {
                     let mut tcp = tcp;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod listener;
 pub mod policy;
 pub mod quarantine;
+pub mod ratelimit;
 pub mod receive;
 pub mod sasl;
 pub mod session;

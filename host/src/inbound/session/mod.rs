@@ -55,6 +55,8 @@ pub struct Shared {
     pub dmarcrpt: Option<Arc<crate::dmarcrpt::Dmarcrpt>>,
     /// SMTP AUTH verification (`[smtp_auth]`), when configured.
     pub sasl: Option<Arc<super::sasl::Verifier>>,
+    /// The `[[rate_limit]]` counters.
+    pub rate_limits: super::ratelimit::RateLimiter,
 }
 
 /// Addresses and listener of one connection.

@@ -2,6 +2,8 @@
 //! verification, SPF actions, access tables, then the plugins' hooks.
 
 use super::*;
+use crate::config::ratelimit::Counted;
+use crate::inbound::ratelimit::Subject;
 
 /// An access table's answer as the command's verdict: HOLD and DISCARD
 /// accept and are kept for the end of data (the first one stays).
@@ -17,6 +19,25 @@ fn access_verdict(conn: &mut Conn, checked: access::Checked) -> Verdict {
             conn.note(SessionNote::Other(why));
             Verdict::Reject(r)
         }
+    }
+}
+
+/// A command the host's checks accepted, counted against the rate limits:
+/// over one, 451 4.7.1 (and nothing counted).
+fn rate_limited(conn: &Conn, what: Counted, v: Verdict) -> Verdict {
+    if v != Verdict::Accept {
+        return v;
+    }
+    let s = Subject {
+        ip: conn.ip,
+        auth_user: conn.auth.as_ref().map(|(_, u)| u.as_str()),
+        sender: conn.sender.as_deref(),
+    };
+    let shared = &conn.shared;
+    match shared.rate_limits.take(what, &s, shared.router.tables()) {
+        Ok(()) => v,
+        // Logged as a temporary rejection of the command, with the reply.
+        Err(e) => Verdict::Reject(e.reply()),
     }
 }
 
@@ -91,7 +112,7 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 }
                 (v, Ok(_)) => v,
             };
-            (v, None)
+            (rate_limited(conn, Counted::Messages, v), None)
         }
         Check::Rcpt { rcpt, .. } => {
             // Host relay control comes first; plugins cannot open a relay.
@@ -118,7 +139,10 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                     access_verdict(conn, checked)
                 }
             };
-            (v, Some(rcpt.to_string()))
+            (
+                rate_limited(conn, Counted::Recipients, v),
+                Some(rcpt.to_string()),
+            )
         }
         Check::Auth(_) => unreachable!("answered above"),
     };
