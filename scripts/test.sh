@@ -20,6 +20,8 @@ perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 [ -x /usr/sbin/spamd ] || missing+=(spamd)
 # Dovecot answers SMTP AUTH delegated to it, and doveadm makes the hashes.
 command -v doveadm >/dev/null 2>&1 || missing+=(dovecot-core)
+# promtool (Debian's prometheus) lints the /metrics exposition.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # xmllint validates DMARC reports against RFC 7489's schema.
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 # The C example plugin: clang for wasm32 with wasi-libc.

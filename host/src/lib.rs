@@ -21,6 +21,7 @@ pub mod dns;
 pub mod inbound;
 pub mod local;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod plugin;

@@ -196,6 +196,13 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             Arc::clone(&counts),
         ));
     }
+    crate::metrics::register_spool(Box::new(spool.clone()));
+    if let Some(addr) = cfg.metrics.listen {
+        let sock =
+            listener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
+        addrs.push(format!("{addr} (metrics)"));
+        tokio::spawn(crate::metrics::http::serve(sock, shared.shutdown.clone()));
+    }
     {
         let log = Arc::clone(&log);
         Arc::clone(&certs).watch(

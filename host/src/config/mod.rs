@@ -2,6 +2,7 @@
 //! parsing with errors that name the file, line, column and reason.
 
 pub mod auth;
+pub mod metrics;
 pub mod outbound;
 pub mod plugin;
 pub mod ratelimit;
@@ -67,6 +68,9 @@ pub struct Config {
     /// `[[dkim]]`: signing keys.
     #[serde(default)]
     pub dkim: Vec<toml::Spanned<auth::DkimKey>>,
+    /// `[metrics]`
+    #[serde(default)]
+    pub metrics: metrics::Metrics,
     /// `[[rate_limit]]`: limits per client address, login or sender.
     #[serde(default, rename = "rate_limit")]
     pub rate_limits: Vec<toml::Spanned<ratelimit::RateLimit>>,

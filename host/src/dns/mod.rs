@@ -237,7 +237,8 @@ impl Dns {
         rtype: hickory_resolver::proto::rr::RecordType,
     ) -> Result<Vec<String>, String> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
-        match self.resolver.lookup(fqdn, rtype).await {
+        let started = std::time::Instant::now();
+        let r = match self.resolver.lookup(fqdn, rtype).await {
             Ok(l) => Ok(l
                 .answers()
                 .iter()
@@ -246,7 +247,9 @@ impl Dns {
                 .collect()),
             Err(e) if e.is_no_records_found() => Ok(vec![]),
             Err(e) => Err(e.to_string()),
-        }
+        };
+        counted(rtype, started, r.is_err());
+        r
     }
 
     /// The addresses of `host` (an IP literal is its own answer).
@@ -254,18 +257,25 @@ impl Dns {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
-        self.resolver
+        let started = std::time::Instant::now();
+        let r = self
+            .resolver
             .lookup_ip(format!("{}.", host.trim_end_matches('.')))
             .await
             .map(|l| l.iter().collect())
-            .map_err(LookupError::from_hickory)
+            .map_err(LookupError::from_hickory);
+        let failed = matches!(r, Err(LookupError::Failed(_)));
+        crate::metrics::get().dns_lookup("A+AAAA", started, failed);
+        r
     }
 
     /// The MX records of `domain` as (preference, exchange without the
     /// trailing dot; empty for RFC 7505's null MX).
     pub async fn mx(&self, domain: &str) -> Result<Vec<(u16, String)>, LookupError> {
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        self.resolver
+        let started = std::time::Instant::now();
+        let r = self
+            .resolver
             .mx_lookup(fqdn)
             .await
             .map(|l| {
@@ -280,7 +290,10 @@ impl Dns {
                     })
                     .collect()
             })
-            .map_err(LookupError::from_hickory)
+            .map_err(LookupError::from_hickory);
+        let failed = matches!(r, Err(LookupError::Failed(_)));
+        crate::metrics::get().dns_lookup("MX", started, failed);
+        r
     }
 
     /// Whether DNSSEC validation works here: the trust anchors' own DNSKEY
@@ -333,6 +346,17 @@ impl Dns {
     /// (see [`Dns::dnssec_available`]) the plain resolver answers and
     /// everything is insecure.
     async fn validated(
+        &self,
+        name: &str,
+        rtype: hickory_resolver::proto::rr::RecordType,
+    ) -> Result<Validated<Vec<hickory_resolver::proto::rr::Record>>, LookupError> {
+        let started = std::time::Instant::now();
+        let r = self.validated_uncounted(name, rtype).await;
+        counted(rtype, started, matches!(r, Err(LookupError::Failed(_))));
+        r
+    }
+
+    async fn validated_uncounted(
         &self,
         name: &str,
         rtype: hickory_resolver::proto::rr::RecordType,
@@ -567,6 +591,15 @@ impl Dns {
             Validated::Insecure(recs)
         })
     }
+}
+
+/// Count one lookup of `rtype` in the metrics.
+fn counted(
+    rtype: hickory_resolver::proto::rr::RecordType,
+    started: std::time::Instant,
+    failed: bool,
+) {
+    crate::metrics::get().dns_lookup(&rtype.to_string(), started, failed);
 }
 
 /// The owner names of the records in a trust anchor file (zone-file form).

@@ -110,6 +110,10 @@ pub async fn accept_loop(
 ) {
     let cfg: Arc<Config> = Arc::clone(&shared.cfg);
     let mut shutdown = shared.shutdown.clone();
+    let name: Arc<str> = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".into(), |a| a.to_string().into());
+    let metrics = crate::metrics::get();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -151,6 +155,9 @@ pub async fn accept_loop(
         match acquired {
             Ok(slot) => {
                 let shared = Arc::clone(&shared);
+                let name = Arc::clone(&name);
+                metrics.connections.inc(&[&name]);
+                metrics.connections_open.add(&[&name], 1.0);
                 // Every trace line of the session names its client.
                 let span = tracing::info_span!("session", client = %peer);
                 tokio::spawn(
@@ -163,6 +170,7 @@ pub async fn accept_loop(
                         };
                         session::handle(shared, tcp, info).await;
                         drop(slot);
+                        metrics.connections_open.add(&[&name], -1.0);
                     }
                     .instrument(span),
                 );

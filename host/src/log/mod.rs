@@ -3,6 +3,7 @@
 //! <id> <= sender H=... P=... S=...`), or as JSON lines with the same
 //! fields (`log.format = "json"`).
 
+mod count;
 pub mod event;
 pub mod exim;
 
@@ -47,6 +48,7 @@ impl MainLog {
     /// is a single write, so lines from concurrent sessions never
     /// interleave.
     pub fn event(&self, e: &Event) {
+        count::count(crate::metrics::get(), e);
         let now = chrono::Local::now();
         let mut s = match self.format {
             Format::Exim => {

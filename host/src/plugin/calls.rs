@@ -3,13 +3,16 @@
 //! plugin's pool when its config says `reuse`), answers validated,
 //! failures counted and given their plugin's failure policy.
 
+use super::bindings::hook_name;
 use super::bindings::mailgate::plugin::types::{self as wit, Hook};
 use super::engine::{Loaded, Runtime};
 use super::host::message::MessageData;
 use super::instance::Instance;
 use crate::config::plugin::OnFailure;
+use crate::metrics;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 use wasmtime::component::Resource;
 
 /// The outcome of running a hook through every plugin that has it.
@@ -134,7 +137,10 @@ impl SessionPlugins {
                 continue;
             }
             p.calls.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let res = self.call_one(i, seen.as_ref().unwrap_or(ctx), &call).await;
+            let failed = res.as_ref().err().map(String::as_str);
+            metrics::get().plugin_call(&p.cfg.name, hook_name(hook), started, failed);
             match res {
                 Ok(resp) => {
                     for a in &resp.actions {
@@ -212,6 +218,7 @@ impl SessionPlugins {
                 continue;
             }
             p.calls.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let r = match self.instance(i).await {
                 Ok(inst) => {
                     inst.store.data_mut().route_headers = Some(Vec::new());
@@ -239,6 +246,8 @@ impl SessionPlugins {
                     Ok((d, h))
                 }
             });
+            let failed = r.as_ref().err().map(String::as_str);
+            metrics::get().plugin_call(&p.cfg.name, "route", started, failed);
             match r {
                 Ok((d, headers)) => {
                     info.recipient = d.recipient;
@@ -276,6 +285,7 @@ impl SessionPlugins {
             return Err(format!("plugin {name} has no transport hook"));
         }
         self.set[i].calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let r = async {
             let inst = self.instance(i).await?;
             let res = inst
@@ -295,6 +305,8 @@ impl SessionPlugins {
             r.map_err(|e| inst.describe_error(e))
         }
         .await;
+        let failed = r.as_ref().err().map(String::as_str);
+        metrics::get().plugin_call(name, "transport", started, failed);
         if r.is_err() {
             self.failed(i);
         }

@@ -458,6 +458,14 @@ impl Runner {
                                 parent: parent.clone(),
                                 via: tail.clone(),
                             });
+                            latency(
+                                if r.transport.is_some() {
+                                    "plugin"
+                                } else {
+                                    "remote"
+                                },
+                                env.received_at,
+                            );
                             first = false;
                             r.state = RcptState::Delivered;
                             r.next_attempt = None;
@@ -691,6 +699,7 @@ impl Runner {
                             parent: parent.clone(),
                             via: "R=local_user T=maildir".into(),
                         });
+                        latency("local", env.received_at);
                         let r = &mut env.recipients[i];
                         r.state = RcptState::Delivered;
                         r.attempts += 1;
@@ -708,4 +717,13 @@ impl Runner {
             }
         }
     }
+}
+
+/// Record a delivery's time since arrival (whole seconds: the envelope
+/// keeps its arrival to the second).
+fn latency(class: &str, received_at: i64) {
+    let secs = (chrono::Utc::now().timestamp() - received_at).max(0);
+    crate::metrics::get()
+        .delivery_latency
+        .observe(&[class], secs as f64);
 }

@@ -332,6 +332,30 @@ impl Spool {
         v
     }
 
+    /// Counts for the metrics, read under the index lock without copying
+    /// envelopes.
+    pub fn state(&self) -> crate::metrics::SpoolState {
+        let idx = self.inner.index.lock().unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let mut st = crate::metrics::SpoolState::default();
+        let mut oldest = now;
+        for e in idx.msgs.values() {
+            st.messages += 1;
+            st.bytes += e.env.size;
+            oldest = oldest.min(e.env.received_at);
+            for r in &e.env.recipients {
+                match r.state {
+                    RcptState::Pending => st.pending += 1,
+                    RcptState::Queued if r.attempts == 0 => st.queued += 1,
+                    RcptState::Queued => st.deferred += 1,
+                    _ => {}
+                }
+            }
+        }
+        st.oldest_age = (now - oldest).max(0) as f64;
+        st
+    }
+
     /// Read a message's content.
     pub fn read_data(&self, id: &str) -> io::Result<Vec<u8>> {
         let (file, off, len) = {
@@ -568,6 +592,12 @@ fn rotate(inner: &Inner, old: u64, segment_size: u64) -> io::Result<(Arc<File>, 
     }
     delete_dead_segments(inner)?;
     Ok((file, pos, next))
+}
+
+impl crate::metrics::SpoolSummary for Spool {
+    fn summary(&self) -> crate::metrics::SpoolState {
+        self.state()
+    }
 }
 
 #[cfg(test)]

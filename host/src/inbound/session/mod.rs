@@ -122,6 +122,15 @@ impl Conn {
         Peer::client(self.helo.as_deref(), self.ip, self.port)
     }
 
+    /// Keep the handshake's details and count it.
+    fn tls_established(&mut self, d: TlsDetails) {
+        let resumed = if d.resumed { "true" } else { "false" };
+        crate::metrics::get()
+            .tls_handshakes
+            .inc(&[&d.version, resumed]);
+        self.tls = Some(d);
+    }
+
     fn host(&self) -> String {
         host_field(&self.peer())
     }
@@ -237,7 +246,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
             .await
         {
             Ok(Ok(tls)) => {
-                conn.tls = Some(crate::tls::details(tls.get_ref().1));
+                conn.tls_established(crate::tls::details(tls.get_ref().1));
                 conn.stream = Stream::Tls(Box::new(tls));
             }
             Ok(Err(e)) => {
@@ -290,6 +299,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, info: ConnInfo) {
         session.feed(&first);
         if pipe_connect {
             conn.early_used = true;
+            crate::metrics::get().early_pipelining.inc(&[]);
         } else {
             let line = String::from_utf8_lossy(&first);
             let line = line.lines().next().unwrap_or("");
@@ -426,7 +436,7 @@ async fn run(conn: &mut Conn, session: &mut Session) {
                 .await
                 {
                     Ok(Ok(tls)) => {
-                        conn.tls = Some(crate::tls::details(tls.get_ref().1));
+                        conn.tls_established(crate::tls::details(tls.get_ref().1));
                         conn.stream = Stream::Tls(Box::new(tls));
                         conn.helo = None;
                         session.tls_started();
