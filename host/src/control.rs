@@ -1,7 +1,7 @@
 //! The control socket: how `mailgate queue ...` reaches a running server.
 //! One request line, one JSON answer, then the connection closes.
 //!
-//! Requests: `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
+//! Requests: `STATUS`, `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
 //! (every message: `queue retry --all` and `queue flush`), `PLUGINS`,
 //! `RELOAD`, `TLSRPT <day> <domain|*> [SEND]` (`report tls`),
 //! `DMARCRPT <day> <domain|*> [SEND]` (`report dmarc`).
@@ -157,6 +157,7 @@ pub async fn answer(
             }
             None => json!({ "error": "no server is running; deliveries happen when it starts" }),
         },
+        (Some("STATUS"), None) => status(spool, log, reload),
         (Some("PLUGINS"), None) => match reload {
             Some(r) => json!({ "plugins": r.list() }),
             None => json!({ "error": "no server is running" }),
@@ -186,6 +187,45 @@ pub async fn answer(
         },
         _ => json!({ "error": format!("bad request {request:?}") }),
     }
+}
+
+/// What `mailgate status` shows: version, uptime, listeners, connections,
+/// the spool, the plugins and the latest problems in the log.
+fn status(spool: &Spool, log: Option<&MainLog>, reload: Option<&Reload>) -> serde_json::Value {
+    use serde_json::json;
+    let m = crate::metrics::get();
+    let q = spool.state();
+    let listeners: Vec<_> = m
+        .listeners
+        .series()
+        .into_iter()
+        .map(|(k, _)| json!({ "address": k[0], "mode": k[1] }))
+        .collect();
+    let plugins = reload.map(|r| r.list()).unwrap_or_else(|| json!([]));
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": m.uptime().as_secs(),
+        "listeners": listeners,
+        "connections": {
+            "open": m.connections_open.total() as u64,
+            "since_start": m.connections.total(),
+            "refused": m.connections_refused.total(),
+        },
+        "messages": {
+            "received": m.messages_received.total(),
+            "rejections": m.rejections.total(),
+        },
+        "queue": {
+            "messages": q.messages,
+            "bytes": q.bytes,
+            "pending": q.pending,
+            "queued": q.queued,
+            "deferred": q.deferred,
+            "oldest_age_seconds": q.oldest_age as u64,
+        },
+        "plugins": plugins,
+        "last_errors": log.map(|l| l.recent_problems()).unwrap_or_default(),
+    })
 }
 
 /// Serve the control socket.

@@ -39,6 +39,16 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// What the running server is doing: uptime, listeners, connections,
+    /// queue, plugins and the latest problems in its log.
+    Status {
+        /// Configuration file (to find the control socket).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -175,6 +185,9 @@ fn main() -> ExitCode {
                     out,
                 },
         } => dkim_keygen(&domain, &selector, ed25519, bits, out),
+        Cmd::Status { config, json } => {
+            load(config.as_deref()).and_then(|cfg| rt.block_on(cli::status::status(&cfg, json)))
+        }
         Cmd::Queue { config, cmd } => {
             load(config.as_deref()).and_then(|cfg| rt.block_on(queue_cmd(&cfg, cmd)))
         }

@@ -188,6 +188,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             tracing::debug!(address = %l.address, error = %e, "TCP Fast Open unavailable");
         }
         addrs.push(format!("{} ({:?})", l.address, l.mode));
+        crate::metrics::get().listening(&l.address.to_string(), l.mode.name());
         tokio::spawn(listener::accept_loop(
             sock,
             l.mode,
@@ -201,6 +202,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         let sock =
             listener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
         addrs.push(format!("{addr} (metrics)"));
+        crate::metrics::get().listening(&addr.to_string(), "metrics");
         tokio::spawn(crate::metrics::http::serve(sock, shared.shutdown.clone()));
     }
     {

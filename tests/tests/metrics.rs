@@ -1,8 +1,9 @@
 //! The Prometheus endpoint, scraped while mail flows: the counters move by
 //! what was done (messages in, bytes, local deliveries, a deferral, a
 //! refused recipient, a TLS handshake, plugin calls, MX lookups), the
-//! spool gauges show the message still queued, and Debian's promtool
-//! passes the exposition (`promtool check metrics`).
+//! spool gauges show the message still queued, Debian's promtool passes
+//! the exposition (`promtool check metrics`), and `mailgate status` says
+//! the same in words.
 
 use mailgate_tests::{Client, Server, free_port, plugin_wasm, require};
 use std::collections::HashMap;
@@ -163,6 +164,31 @@ fn scraped_while_mail_flows() {
         "{text}"
     );
     assert!(value(&after, "mailgate_uptime_seconds") > 0.0);
+
+    // `mailgate status` tells the same through the control socket.
+    let (ok, st) = s.cli(&["status"]);
+    assert!(ok, "{st}");
+    for want in [
+        format!("127.0.0.1:{} (starttls)", s.port),
+        format!("127.0.0.1:{} (implicit-tls)", s.tls_port),
+        format!("127.0.0.1:{mport} (metrics)"),
+        " open, 5 since start, 0 refused by limits".to_string(),
+        "messages: 4 received, 1 commands refused".to_string(),
+        "queue: 1 messages (".to_string(),
+        "0 pending, 0 queued, 1 deferred; oldest ".to_string(),
+        "plugins: probe ".to_string(),
+        "last errors:\n  ".to_string(),
+    ] {
+        assert!(st.contains(&want), "{want:?} not in:\n{st}");
+    }
+    assert!(
+        st.lines()
+            .any(|l| l.contains(&remote) && l.contains("== x@remote.test")),
+        "{st}"
+    );
+    let (_, json) = s.cli(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["queue"]["deferred"], 1, "{v}");
 
     // promtool lints the exposition: names, help, types, histograms.
     let mut p = Command::new(require("promtool"))

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod plugin;
 pub mod queue;
 pub mod report;
+pub mod status;
 pub mod table;
 
 use mailgate::config::Config;

@@ -153,6 +153,17 @@ pub enum ListenerMode {
     Plain,
 }
 
+impl ListenerMode {
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerMode::Starttls => "starttls",
+            ListenerMode::ImplicitTls => "implicit-tls",
+            ListenerMode::Plain => "plain",
+        }
+    }
+}
+
 /// `[[listener]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,6 +18,23 @@ fn class(route: &str) -> &'static str {
     }
 }
 
+/// Whether `e` is about something that went wrong, for the admin's
+/// attention (`mailgate status` shows the latest).
+pub fn is_problem(e: &Event) -> bool {
+    match e {
+        Event::Deferred { .. }
+        | Event::Failed { .. }
+        | Event::HostFailed { .. }
+        | Event::PluginFailed { .. }
+        | Event::PluginIgnored { .. } => true,
+        Event::Session { note, .. } => matches!(note, SessionNote::TlsError { .. }),
+        Event::Notice { text, .. } => ["failed", "refused", "cannot", "error"]
+            .iter()
+            .any(|w| text.contains(w)),
+        _ => false,
+    }
+}
+
 /// Count what `e` says.
 pub fn count(m: &Metrics, e: &Event) {
     match e {

@@ -15,9 +15,14 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
+/// How many problem lines [`MainLog::recent_problems`] keeps.
+const PROBLEMS_KEPT: usize = 20;
+
 /// An append-only main log file.
 pub struct MainLog {
     file: Mutex<File>,
+    /// The latest lines about problems, newest last (`mailgate status`).
+    problems: Mutex<std::collections::VecDeque<String>>,
     millisec: bool,
     format: Format,
 }
@@ -39,6 +44,7 @@ impl MainLog {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(MainLog {
             file: Mutex::new(file),
+            problems: Mutex::default(),
             millisec,
             format,
         })
@@ -70,10 +76,26 @@ impl MainLog {
                 serde_json::to_string(&line).expect("events serialise")
             }
         };
+        if count::is_problem(e) {
+            let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+            if p.len() == PROBLEMS_KEPT {
+                p.pop_front();
+            }
+            p.push_back(s.clone());
+        }
         s.push('\n');
         if let Err(e) = self.file.lock().unwrap().write_all(s.as_bytes()) {
             tracing::error!(error = %e, "cannot write the main log");
         }
+    }
+}
+
+impl MainLog {
+    /// The latest lines about problems (deferrals, failures, failed hosts,
+    /// plugin failures, TLS errors, refused reloads), oldest first.
+    pub fn recent_problems(&self) -> Vec<String> {
+        let p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        p.iter().cloned().collect()
     }
 }
 

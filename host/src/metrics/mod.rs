@@ -66,6 +66,8 @@ pub struct Metrics {
     pub dns_failures: Counters,
     /// DNS lookup duration, by record type.
     pub dns_duration: Histograms,
+    /// Listening sockets: address and what they serve (always 1).
+    pub listeners: Gauges,
     spool_gauges: Gauges,
     info: Gauges,
 }
@@ -227,6 +229,11 @@ impl Metrics {
                 &["type"],
                 FAST,
             ),
+            listeners: Gauges::new(
+                "mailgate_listener_info",
+                "Always 1 for each listening socket, by address and mode (plain, starttls, implicit-tls, metrics).",
+                &["listener", "mode"],
+            ),
             spool_gauges: Gauges::new(
                 "mailgate_queue_recipients",
                 "Recipients in the spool, by state (pending: not routed yet, queued: waiting for a first attempt, deferred: waiting after a failed one).",
@@ -237,6 +244,20 @@ impl Metrics {
                 "Always 1; the version of the running gateway.",
                 &["version"],
             ),
+        }
+    }
+
+    /// Since the gateway started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// A listening socket: named in `mailgate_listener_info`, its open
+    /// connections shown as 0 until the first.
+    pub fn listening(&self, address: &str, mode: &str) {
+        self.listeners.set(&[address, mode], 1.0);
+        if mode != "metrics" {
+            self.connections_open.add(&[address], 0.0);
         }
     }
 
@@ -290,6 +311,7 @@ impl Metrics {
             c.encode(&mut out);
         }
         self.connections_open.encode(&mut out);
+        self.listeners.encode(&mut out);
         for h in [
             &self.delivery_latency,
             &self.plugin_hook_duration,

@@ -105,6 +105,12 @@ impl Counters {
         m.get(&k).copied().unwrap_or(0)
     }
 
+    /// The sum over every series.
+    pub fn total(&self) -> u64 {
+        let m = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().sum()
+    }
+
     /// Append the family's exposition.
     pub fn encode(&self, out: &mut String) {
         self.meta.header(out, "counter");
@@ -148,6 +154,18 @@ impl Gauges {
         let k = self.meta.key(values);
         let mut m = self.series.lock().unwrap_or_else(|e| e.into_inner());
         m.insert(k, v);
+    }
+
+    /// The sum over every series.
+    pub fn total(&self) -> f64 {
+        let m = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().sum()
+    }
+
+    /// Every series: label values and value.
+    pub fn series(&self) -> Vec<(Vec<String>, f64)> {
+        let m = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Append the family's exposition.
