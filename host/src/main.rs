@@ -121,6 +121,12 @@ fn init_tracing(level: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Files the commands write (lookup tables of password hashes, keys,
+    // the server's spool and logs) are never world-readable.
+    // SAFETY: umask(2) only sets the process's file creation mask.
+    unsafe {
+        libc::umask(0o027);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,6 +18,16 @@ use tokio::sync::watch;
 /// Run the server until SIGTERM or SIGINT.
 pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
     let cfg = Arc::new(cfg);
+    // Nothing the gateway writes is for other users: mail, keys, caches
+    // and logs are at most group-readable (0640, directories 0750); the
+    // spool, maildirs and the quarantine are private (0600/0700).
+    // SAFETY: umask(2) only sets the process's file creation mask.
+    unsafe {
+        libc::umask(0o027);
+    }
+    // SIGUSR1 reopens the main log (logrotate); taken over before anything
+    // else so it never kills the daemon (its default action).
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
     let data = &cfg.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log = Arc::new(
@@ -267,6 +277,14 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = usr1.recv() => {
+                match log.reopen() {
+                    Ok(()) => log.event(&Event::notice("main log reopened (SIGUSR1)")),
+                    Err(e) => log.event(&Event::notice(format!(
+                        "main log reopen failed, still writing the old file: {e}"
+                    ))),
+                }
+            }
             _ = hup.recv() => {
                 let _ = reload.reload().await;
                 let c = Arc::clone(&certs);

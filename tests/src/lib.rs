@@ -419,6 +419,20 @@ impl Server {
         }
     }
 
+    /// Send `sig` to the running server.
+    pub fn signal(&self, sig: i32) {
+        let c = self.child.as_ref().expect("the server runs");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, sig) };
+    }
+
+    /// Whether the server process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// Send SIGTERM and wait for the exit (at most `timeout`).
     pub fn sigterm(&mut self, timeout: Duration) -> bool {
         let Some(mut c) = self.child.take() else {

@@ -12,8 +12,17 @@ pub async fn save(dir: &Path, id: &str, data: Vec<u8>) -> std::io::Result<PathBu
     let path = dir.join(format!("{id}.eml"));
     let p = path.clone();
     tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
-        let mut f = std::fs::File::create(&p)?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&p)?;
         f.write_all(&data)?;
         f.sync_all()?;
         std::fs::File::open(&dir)?.sync_all()

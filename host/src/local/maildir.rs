@@ -3,16 +3,23 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Create the maildir's directories (and missing parents) 0700, as
+/// Dovecot and other mail stores expect.
 fn ensure_dirs(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     for sub in ["tmp", "new", "cur"] {
         let d = root.join(sub);
         if !d.is_dir() {
-            fs::create_dir_all(&d)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)?;
         }
     }
     Ok(())
@@ -67,7 +74,12 @@ pub fn deliver(
             }
         }
     }
-    let mut f = OpenOptions::new().create_new(true).write(true).open(&tmp)?;
+    // Readable by the gateway's user only (Dovecot's mail_location owner).
+    let mut f = OpenOptions::new()
+        .mode(0o600)
+        .create_new(true)
+        .write(true)
+        .open(&tmp)?;
     let r = f.write_all(&out).and_then(|_| f.sync_all());
     if let Err(e) = r {
         let _ = fs::remove_file(&tmp);

@@ -21,6 +21,7 @@ const PROBLEMS_KEPT: usize = 20;
 /// An append-only main log file.
 pub struct MainLog {
     file: Mutex<File>,
+    path: std::path::PathBuf,
     /// The latest lines about problems, newest last (`mailgate status`).
     problems: Mutex<std::collections::VecDeque<String>>,
     millisec: bool,
@@ -41,9 +42,9 @@ impl MainLog {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(MainLog {
-            file: Mutex::new(file),
+            file: Mutex::new(open_file(path)?),
+            path: path.to_path_buf(),
             problems: Mutex::default(),
             millisec,
             format,
@@ -90,7 +91,27 @@ impl MainLog {
     }
 }
 
+/// The log file for appending; created 0640 (the gateway's user and
+/// group read it, as Exim's).
+fn open_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
 impl MainLog {
+    /// Open the log file again by its name (after logrotate renamed it:
+    /// SIGUSR1). Lines written meanwhile went to the old file; none is
+    /// lost, none is split. On an error the old file stays in use.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let f = open_file(&self.path)?;
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = f;
+        Ok(())
+    }
+
     /// The latest lines about problems (deferrals, failures, failed hosts,
     /// plugin failures, TLS errors, refused reloads), oldest first.
     pub fn recent_problems(&self) -> Vec<String> {

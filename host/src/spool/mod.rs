@@ -107,7 +107,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 fn lock_file(dir: &Path, exclusive: bool) -> io::Result<File> {
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let f = OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .truncate(false)
         .read(true)
@@ -221,7 +223,7 @@ impl Spool {
     /// Open (creating if needed) the spool in `dir` for a server: takes the
     /// exclusive lock, recovers the index and starts the writer thread.
     pub fn open(dir: &Path, opts: SpoolOptions) -> io::Result<Spool> {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         let lock = lock_file(dir, true)?;
         let segs = list_segments(dir)?;
         let mut index = scan(dir, &segs)?;
@@ -390,9 +392,22 @@ impl Spool {
     }
 }
 
+/// Create `dir` (and its parents) 0700, or make an existing one 0700: the
+/// spool is the gateway's alone, as Postfix's queue.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 fn create_segment(dir: &Path, n: u64) -> io::Result<Segment> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = seg_path(dir, n);
     let mut f = OpenOptions::new()
+        .mode(0o600)
         .create_new(true)
         .read(true)
         .append(true)

@@ -1,0 +1,98 @@
+//! Running mailgate as a service: what it writes is not readable by other
+//! local users (spool 0700/0600, maildirs 0700/0600, the log 0640), and
+//! SIGUSR1 reopens the main log after logrotate renamed it, without losing
+//! a line or stopping the daemon.
+
+use mailgate_tests::Server;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every file and directory under `dir` with its mode.
+fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let is_dir = p.is_dir();
+        out.push((p.clone(), mode(&p), is_dir));
+        if is_dir {
+            walk(&p, out);
+        }
+    }
+}
+
+#[test]
+fn nothing_written_is_readable_by_other_users() {
+    let mut s = Server::configure("", "", "");
+    s.run();
+    let id = s.submit_to("alice@local.test");
+    s.wait_line(&id, "=> alice@local.test");
+    let data = s.data();
+    assert_eq!(mode(&data.join("spool")), 0o700);
+    let mut spool = Vec::new();
+    walk(&data.join("spool"), &mut spool);
+    assert!(!spool.is_empty());
+    for (p, m, is_dir) in &spool {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{}", p.display());
+    }
+    let mut maildir = Vec::new();
+    walk(&data.join("maildir"), &mut maildir);
+    let files: Vec<_> = maildir.iter().filter(|(_, _, d)| !d).collect();
+    assert_eq!(files.len(), 1, "{maildir:?}");
+    for (p, m, is_dir) in &maildir {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{}", p.display());
+    }
+    assert_eq!(mode(&data.join("log/mainlog")), 0o640);
+    // Nothing else in the data directory is open to others either.
+    let mut all = Vec::new();
+    walk(&data, &mut all);
+    for (p, m, _) in &all {
+        if p.file_name().is_some_and(|n| n == "control.sock") {
+            continue;
+        }
+        assert_eq!(m & 0o007, 0, "{} is {m:o}", p.display());
+    }
+    assert!(s.sigterm(std::time::Duration::from_secs(20)));
+}
+
+#[test]
+fn sigusr1_reopens_the_main_log_for_logrotate() {
+    let mut s = Server::configure("", "", "");
+    s.run();
+    let first = s.submit_to("alice@local.test");
+    s.wait_line(&first, "=> alice@local.test");
+    let log = s.data().join("log/mainlog");
+    let rotated = s.data().join("log/mainlog.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // Written after the rename and before the signal: still the old file.
+    let between = s.submit_to("alice@local.test");
+    let old_has = |pat: &str| {
+        std::fs::read_to_string(&rotated)
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(pat))
+    };
+    let start = std::time::Instant::now();
+    while !old_has(&format!("{between} => alice@local.test")) {
+        assert!(start.elapsed().as_secs() < 30, "no delivery of {between}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    s.signal(libc::SIGUSR1);
+    s.wait_log("main log reopened (SIGUSR1)", 1);
+    assert!(s.running(), "SIGUSR1 stopped the daemon");
+    let after = s.submit_to("alice@local.test");
+    s.wait_line(&after, "=> alice@local.test");
+    assert_eq!(mode(&log), 0o640);
+    let new = s.mainlog();
+    assert!(!new.contains(&first) && !new.contains(&between), "{new}");
+    assert!(old_has(&format!("{first} <= ")) && old_has(&format!("{between} <= ")));
+    assert!(!old_has(&after));
+}
