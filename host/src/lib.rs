@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod plugin;
+pub mod privileges;
 pub mod queue;
 pub mod routing;
 pub mod server;

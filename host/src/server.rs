@@ -28,6 +28,25 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     // SIGUSR1 reopens the main log (logrotate); taken over before anything
     // else so it never kills the daemon (its default action).
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
+    // Every socket is bound first, while the process may still be root
+    // (ports below 1024), then it becomes server.user for good.
+    let mut bound = Vec::new();
+    for l in &cfg.listeners {
+        let l = l.get_ref();
+        let sock = listener::bind(l.address)
+            .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
+        bound.push((l.clone(), sock));
+    }
+    let metrics_sock = match cfg.metrics.listen {
+        Some(addr) => Some((
+            addr,
+            listener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?,
+        )),
+        None => None,
+    };
+    if let Some(u) = &cfg.server.user {
+        crate::privileges::drop_to(u)?;
+    }
     let data = &cfg.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log = Arc::new(
@@ -188,10 +207,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();
-    for l in &cfg.listeners {
-        let l = l.get_ref();
-        let sock = listener::bind(l.address)
-            .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
+    for (l, sock) in bound {
         if cfg.server.fast_open_queue > 0
             && let Err(e) = crate::net::fast_open::listen(&sock, cfg.server.fast_open_queue)
         {
@@ -208,9 +224,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         ));
     }
     crate::metrics::register_spool(Box::new(spool.clone()));
-    if let Some(addr) = cfg.metrics.listen {
-        let sock =
-            listener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
+    if let Some((addr, sock)) = metrics_sock {
         addrs.push(format!("{addr} (metrics)"));
         crate::metrics::get().listening(&addr.to_string(), "metrics");
         tokio::spawn(crate::metrics::http::serve(sock, shared.shutdown.clone()));
@@ -263,8 +277,9 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     .await
     .map_err(|e| format!("control socket {}: {e}", cfg.control_socket().display()))?;
     log.event(&Event::notice(format!(
-        "mailgate daemon started: pid={}, {} message(s) in the spool, listening on {}",
+        "mailgate daemon started: pid={}, user={}, {} message(s) in the spool, listening on {}",
         std::process::id(),
+        crate::privileges::current_user(),
         pending,
         addrs.join(", ")
     )));

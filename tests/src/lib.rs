@@ -426,6 +426,11 @@ impl Server {
         unsafe { libc::kill(c.id() as i32, sig) };
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
     /// Whether the server process is still running.
     pub fn running(&mut self) -> bool {
         self.child
@@ -762,6 +767,23 @@ pub fn swaks(args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// The uid and primary gid of a local user (`id -u`, `id -g`).
+pub fn user_ids(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, user])
+            .output()
+            .expect("run id");
+        assert!(out.status.success(), "id {flag} {user}: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (id("-u"), id("-g"))
 }
 
 /// A password hash in Dovecot's form: `doveadm pw -s SCHEME -p PASSWORD`.

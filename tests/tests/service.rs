@@ -1,7 +1,8 @@
 //! Running mailgate as a service: what it writes is not readable by other
 //! local users (spool 0700/0600, maildirs 0700/0600, the log 0640), and
 //! SIGUSR1 reopens the main log after logrotate renamed it, without losing
-//! a line or stopping the daemon.
+//! a line or stopping the daemon; started as root it binds port 25 and
+//! runs as `server.user`.
 
 use mailgate_tests::Server;
 use std::os::unix::fs::PermissionsExt;
@@ -95,4 +96,82 @@ fn sigusr1_reopens_the_main_log_for_logrotate() {
     assert!(!new.contains(&first) && !new.contains(&between), "{new}");
     assert!(old_has(&format!("{first} <= ")) && old_has(&format!("{between} <= ")));
     assert!(!old_has(&after));
+}
+
+/// The uid the process `pid` runs as (effective).
+fn uid_of(pid: u32) -> u32 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[test]
+fn started_as_root_it_binds_port_25_then_runs_as_its_user() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test starts the gateway as root (as CI does)"
+    );
+    // Debian's unprivileged `nobody`, owning a fresh data directory.
+    let nobody = mailgate_tests::user_ids("nobody");
+    let mut s = Server::configure("user = \"nobody\"\n", "", "");
+    // Port 25 on an address of its own, so nothing else on 127.0.0.1:25
+    // is in the way.
+    s.config = s.config.replacen(
+        &format!("address = \"127.0.0.1:{}\"", s.port),
+        "address = \"127.0.0.77:25\"",
+        1,
+    );
+    std::fs::write(s.config_path(), &s.config).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{}:{}", nobody.0, nobody.1)])
+        .arg(s.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    s.run();
+    s.wait_log("mailgate daemon started", 1);
+    assert_eq!(uid_of(s.pid()), nobody.0);
+    assert!(s.mainlog().contains(", user=nobody, "), "{}", s.mainlog());
+    let (ok, t) = mailgate_tests::swaks(&[
+        "--server",
+        "127.0.0.77:25",
+        "--from",
+        "a@local.test",
+        "--to",
+        "alice@local.test",
+    ]);
+    assert!(ok, "{t}");
+    let id = t
+        .lines()
+        .find_map(|l| l.split("id=").nth(1))
+        .expect("queue id")
+        .trim()
+        .to_string();
+    s.wait_line(&id, "=> alice@local.test");
+    let mut maildir = Vec::new();
+    walk(&s.data().join("maildir"), &mut maildir);
+    for (p, _, _) in &maildir {
+        assert_eq!(
+            std::fs::metadata(p).unwrap().uid(),
+            nobody.0,
+            "{}",
+            p.display()
+        );
+    }
+    // Everything it wrote belongs to its user, not to root.
+    let spool = s.data().join("spool");
+    assert_eq!(std::fs::metadata(&spool).unwrap().uid(), nobody.0);
+}
+
+#[test]
+fn a_user_it_cannot_become_is_a_clear_error() {
+    let s = Server::configure("user = \"no-such-user-here\"\n", "", "");
+    let (ok, out) = s.cli(&["serve"]);
+    assert!(
+        !ok && out.contains("server.user no-such-user-here: no such user"),
+        "{out}"
+    );
 }

@@ -126,6 +126,10 @@ pub struct Server {
     /// Grace period on SIGTERM.
     #[serde(default = "thirty_secs")]
     pub shutdown_timeout: Seconds,
+    /// Run as this user (and its groups) once the listening sockets are
+    /// bound, when started as root; the data directory must belong to it.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
