@@ -284,6 +284,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         addrs.join(", ")
     )));
     tracing::info!(listeners = %addrs.join(", "), "mailgate ready");
+    crate::net::notify::notify("READY=1");
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -301,6 +302,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
                 }
             }
             _ = hup.recv() => {
+                crate::net::notify::notify("RELOADING=1");
                 let _ = reload.reload().await;
                 let c = Arc::clone(&certs);
                 let r = tokio::task::spawn_blocking(move || c.reload(true)).await;
@@ -309,9 +311,11 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
                     Ok(Err(e)) => format!("TLS certificate reload failed, the old ones stay: {e}"),
                     Err(e) => format!("TLS certificate reload failed: {e}"),
                 }));
+                crate::net::notify::notify("READY=1");
             }
         }
     }
+    crate::net::notify::notify("STOPPING=1");
     log.event(&Event::notice(
         "mailgate daemon stopping: no new connections; waiting for sessions in flight",
     ));

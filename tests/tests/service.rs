@@ -175,3 +175,143 @@ fn a_user_it_cannot_become_is_a_clear_error() {
         "{out}"
     );
 }
+
+#[test]
+fn installed_under_a_prefix_it_runs_with_a_bundled_plugin_and_tells_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let root = tempfile::tempdir().unwrap();
+    let prefix = root.path().join("usr");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let install = || {
+        // The debug build the tests use and the plugins scripts/test.sh
+        // built: no second build here.
+        let out = std::process::Command::new(repo.join("scripts/install.sh"))
+            .arg("--prefix")
+            .arg(&prefix)
+            .args(["--profile", "debug", "--no-build"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    install();
+    let etc = prefix.join("etc/mailgate/mailgate.toml");
+    let bin = prefix.join("bin/mailgate");
+    assert_eq!(mode(&bin), 0o755);
+    assert_eq!(mode(&etc), 0o640);
+    for p in [
+        "srs",
+        "reject_list",
+        "arc",
+        "dmarc",
+        "queuefile",
+        "bmi",
+        "dcc",
+    ] {
+        let f = prefix.join(format!("lib/mailgate/plugins/{p}.wasm"));
+        assert!(f.is_file(), "{}", f.display());
+    }
+    let unit = std::fs::read_to_string(prefix.join("lib/systemd/system/mailgate.service")).unwrap();
+    for want in [
+        format!(
+            "ExecStart={}/bin/mailgate serve --config {}\n",
+            prefix.display(),
+            etc.display()
+        ),
+        "Type=notify\n".into(),
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE\n".into(),
+        "NoNewPrivileges=yes\n".into(),
+        "ProtectSystem=strict\n".into(),
+        "User=mailgate\n".into(),
+    ] {
+        assert!(unit.contains(&want), "{want:?} not in\n{unit}");
+    }
+    assert!(!unit.contains('@'), "unfilled placeholder in\n{unit}");
+    let config = std::fs::read_to_string(&etc).unwrap();
+    assert!(config.contains("data_dir = \"/var/lib/mailgate\""));
+    assert!(config.contains("mainlog = \"/var/log/mailgate/mainlog\""));
+    let srs_path = format!("{}/lib/mailgate/plugins/srs.wasm", prefix.display());
+    assert!(
+        config.contains(&format!("# path = \"{srs_path}\"")),
+        "{config}"
+    );
+    let (ok, out) = {
+        let o = std::process::Command::new(&bin)
+            .args(["config", "check"])
+            .arg(&etc)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{out}");
+
+    // Turn on the SRS entry as written, on private ports and directories,
+    // and start the installed binary the way systemd's Type=notify does.
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_srs = false;
+    for l in config.lines() {
+        if l == "# [[plugin]]" {
+            in_srs = false;
+        }
+        if l == "# name = \"srs\"" {
+            in_srs = true;
+            lines.pop();
+            lines.push("[[plugin]]".into());
+        }
+        if in_srs && l == "#" {
+            in_srs = false;
+        }
+        match l.strip_prefix("# ") {
+            Some(rest) if in_srs => lines.push(rest.split("  #").next().unwrap().to_string()),
+            _ => lines.push(l.to_string()),
+        }
+    }
+    let ports = mailgate_tests::free_ports(2);
+    let data = root.path().join("data");
+    let text = lines
+        .join("\n")
+        .replace(
+            "data_dir = \"/var/lib/mailgate\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        )
+        .replace(
+            "mainlog = \"/var/log/mailgate/mainlog\"",
+            "mainlog = \"{data_dir}/log/mainlog\"",
+        )
+        .replace("127.0.0.1:2525", &format!("127.0.0.1:{}", ports[0]))
+        .replace("127.0.0.1:4650", &format!("127.0.0.1:{}", ports[1]))
+        .replace("fwd.example.org", "localhost");
+    let local = root.path().join("local.toml");
+    std::fs::write(&local, &text).unwrap();
+    let sock = root.path().join("notify");
+    let notify = UnixDatagram::bind(&sock).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut child = std::process::Command::new(&bin)
+        .args(["serve", "--config"])
+        .arg(&local)
+        .env("NOTIFY_SOCKET", &sock)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let n = notify.recv(&mut buf).expect("READY=1 from the gateway");
+    assert_eq!(&buf[..n], b"READY=1");
+    let log = std::fs::read_to_string(data.join("log/mainlog")).unwrap();
+    assert!(log.contains("plugin srs "), "{log}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from the gateway");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+
+    // Installing again keeps the admin's config and puts the new default
+    // beside it.
+    std::fs::write(&etc, "# mine\n").unwrap();
+    install();
+    assert_eq!(std::fs::read_to_string(&etc).unwrap(), "# mine\n");
+    assert!(etc.with_extension("toml.new").is_file());
+}
