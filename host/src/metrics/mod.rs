@@ -48,6 +48,9 @@ pub struct Metrics {
     pub rejections: Counters,
     /// Failed SMTP AUTH attempts.
     pub auth_failures: Counters,
+    /// Outbound SMTP connections opened, by TLS version, resumption,
+    /// certificate check and early pipelining.
+    pub outbound_connections: Counters,
     /// Delivery outcomes per recipient, by outcome and destination class.
     pub deliveries: Counters,
     /// Remote hosts that failed (connection, TLS, greeting).
@@ -181,6 +184,11 @@ impl Metrics {
                 "Failed SMTP AUTH attempts, by mechanism.",
                 &["mechanism"],
             ),
+            outbound_connections: Counters::new(
+                "mailgate_outbound_connections_total",
+                "Outbound SMTP connections ready for mail, by TLS version (none in clear), resumed session, certificate check (dane, yes, no) and early pipelining (PIPECONNECT) used.",
+                &["tls", "resumed", "verified", "early_pipelining"],
+            ),
             deliveries: Counters::new(
                 "mailgate_deliveries_total",
                 "Delivery attempts per recipient, by outcome (delivered, deferred, failed) and destination class (local, remote, plugin, routing).",
@@ -301,6 +309,7 @@ impl Metrics {
             &self.received_bytes,
             &self.rejections,
             &self.auth_failures,
+            &self.outbound_connections,
             &self.deliveries,
             &self.host_failures,
             &self.plugin_calls,

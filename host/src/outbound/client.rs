@@ -160,7 +160,10 @@ impl Connection {
             };
             c.conv.start();
             match c.run(Some(&tls_cfg)).await {
-                Stop::Ready => return Ok(c),
+                Stop::Ready => {
+                    c.count_open();
+                    return Ok(c);
+                }
                 Stop::OpenFailed(f, Retry::No) => {
                     // A server that answered (a refused login, a 5xx EHLO)
                     // is still talking: say goodbye, and close TLS cleanly.
@@ -187,6 +190,23 @@ impl Connection {
                 Stop::Sent(_) => unreachable!("no message while opening"),
             }
         }
+    }
+
+    /// Count the open connection in the metrics: TLS version and
+    /// resumption, certificate check, early pipelining.
+    fn count_open(&self) {
+        let (version, resumed) = match &self.tls {
+            Some(t) => (t.version.as_str(), if t.resumed { "true" } else { "false" }),
+            None => ("none", "false"),
+        };
+        let early = if self.conv.early_pipe {
+            "true"
+        } else {
+            "false"
+        };
+        crate::metrics::get()
+            .outbound_connections
+            .inc(&[version, resumed, self.cv, early]);
     }
 
     /// Carry out the conversation's actions until it is ready, gives up
