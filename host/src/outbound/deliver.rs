@@ -332,43 +332,24 @@ impl Outbound {
                             Some(session::failure(k, &host.name, None, None, &reason)),
                         );
                     }
-                    log_host_failure(
-                        log,
-                        &env.id,
-                        &host.name,
-                        addr,
-                        &Failure::local(reason.clone(), false),
-                    );
                     only_requiretls &= requiretls;
-                    last = Some(Result1::Deferred(Report {
-                        host_field: host_field(&Peer::server(&host.name, addr)),
-                        text: reason,
-                        reply: None,
-                        status: if requiretls { "4.7.10" } else { "4.7.5" }.into(),
-                        remote: None,
-                    }));
+                    let status = if requiretls { "4.7.10" } else { "4.7.5" };
+                    last = Some(skipped(log, &env.id, &host.name, addr, reason, status));
                     continue;
                 }
             };
             let login = match self.login(host, mode, cv) {
                 Ok(l) => l,
                 Err((reason, status)) => {
-                    let addr = host.addrs[0];
-                    log_host_failure(
+                    only_requiretls = false;
+                    last = Some(skipped(
                         log,
                         &env.id,
                         &host.name,
-                        addr,
-                        &Failure::local(reason.clone(), false),
-                    );
-                    only_requiretls = false;
-                    last = Some(Result1::Deferred(Report {
-                        host_field: host_field(&Peer::server(&host.name, addr)),
-                        text: reason,
-                        reply: None,
-                        status: status.into(),
-                        remote: None,
-                    }));
+                        host.addrs[0],
+                        reason,
+                        status,
+                    ));
                     continue;
                 }
             };
@@ -741,6 +722,26 @@ impl Report {
 }
 
 /// The log line for a host that failed before a transaction started.
+/// A host not tried (its TLS policy or login cannot be met here): logged
+/// as a failed host, the recipient deferred with `status`.
+fn skipped(
+    log: &MainLog,
+    id: &str,
+    host: &str,
+    addr: SocketAddr,
+    reason: String,
+    status: &str,
+) -> Result1 {
+    log_host_failure(log, id, host, addr, &Failure::local(reason.clone(), false));
+    Result1::Deferred(Report {
+        host_field: host_field(&Peer::server(host, addr)),
+        text: reason,
+        reply: None,
+        status: status.into(),
+        remote: None,
+    })
+}
+
 fn log_host_failure(log: &MainLog, id: &str, host: &str, addr: SocketAddr, f: &Failure) {
     log.event(&crate::log::Event::HostFailed {
         id: id.to_string(),
