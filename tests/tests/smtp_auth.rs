@@ -427,7 +427,12 @@ fn relaying_through_smarthosts_that_demand_a_login() {
         &cert.chain_pem,
         &cert.key_pem,
     );
-    let mut s = Server::configure("", "", "");
+    let metrics = free_port();
+    let mut s = Server::configure(
+        "",
+        "",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"),
+    );
     let ca_file = s.dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.cert.chain_pem).unwrap();
     let auth_file = s.dir.path().join("smarthost-auth");
@@ -542,4 +547,29 @@ fn relaying_through_smarthosts_that_demand_a_login() {
     assert_eq!(exim_log.matches(" <= ").count(), 2, "{exim_log}");
     // After a refused login the connection ends with QUIT, not a drop.
     assert!(!exim_log.contains("TLS error"), "{exim_log}");
+    // The metrics count the connections that were ready for mail: every
+    // one under TLS with a verified certificate, none unverified.
+    let text = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+        write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        r
+    };
+    let outbound: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("mailgate_outbound_connections_total{"))
+        .collect();
+    assert!(!outbound.is_empty(), "{text}");
+    for l in &outbound {
+        assert!(
+            l.contains("verified=\"yes\"") && !l.contains("tls=\"none\""),
+            "{l}"
+        );
+    }
 }

@@ -160,10 +160,7 @@ impl Connection {
             };
             c.conv.start();
             match c.run(Some(&tls_cfg)).await {
-                Stop::Ready => {
-                    c.count_open();
-                    return Ok(c);
-                }
+                Stop::Ready => return Ok(c),
                 Stop::OpenFailed(f, Retry::No) => {
                     // A server that answered (a refused login, a 5xx EHLO)
                     // is still talking: say goodbye, and close TLS cleanly.
@@ -193,8 +190,8 @@ impl Connection {
     }
 
     /// Count the open connection in the metrics: TLS version and
-    /// resumption, certificate check, early pipelining.
-    fn count_open(&self) {
+    /// resumption, certificate check (once `cv` is set), early pipelining.
+    pub fn count_open(&self) {
         let (version, resumed) = match &self.tls {
             Some(t) => (t.version.as_str(), if t.resumed { "true" } else { "false" }),
             None => ("none", "false"),

@@ -417,6 +417,7 @@ impl Outbound {
                             Ok(mut c) => {
                                 self.hints.succeeded(addr).await;
                                 c.cv = if c.tls.is_some() { cv } else { "no" };
+                                c.count_open();
                                 c.policy_tag = tag.clone();
                                 if reporting {
                                     c.reported_for = domain.to_string();
