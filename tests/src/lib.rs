@@ -786,6 +786,28 @@ pub fn user_ids(user: &str) -> (u32, u32) {
     (id("-u"), id("-g"))
 }
 
+/// `GET path` from an HTTP server on 127.0.0.1 (`/metrics`, say):
+/// (status line, content type, body).
+pub fn http_get(port: u16, path: &str) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    let ctype = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    (status, ctype, body.to_string())
+}
+
 /// A password hash in Dovecot's form: `doveadm pw -s SCHEME -p PASSWORD`.
 pub fn doveadm_pw(scheme: &str, password: &str) -> String {
     let out = Command::new(require("doveadm"))

@@ -5,30 +5,10 @@
 //! the exposition (`promtool check metrics`), and `mailgate status` says
 //! the same in words.
 
-use mailgate_tests::{Client, Server, free_port, plugin_wasm, require};
+use mailgate_tests::{Client, Server, free_port, http_get, plugin_wasm, require};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-
-/// One scrape: (status line, content type, body).
-fn get(port: u16, path: &str) -> (String, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    let (head, body) = r.split_once("\r\n\r\n").unwrap();
-    let status = head.lines().next().unwrap().to_string();
-    let ctype = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or("")
-        .to_string();
-    (status, ctype, body.to_string())
-}
 
 /// Every sample of the exposition by its series (`name{labels}`).
 fn samples(text: &str) -> HashMap<String, f64> {
@@ -57,11 +37,11 @@ fn scraped_while_mail_flows() {
         ),
     );
     s.run();
-    let (status, ctype, before) = get(mport, "/metrics");
+    let (status, ctype, before) = http_get(mport, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
     let before = samples(&before);
-    assert_eq!(get(mport, "/other").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(http_get(mport, "/other").0, "HTTP/1.1 404 Not Found");
 
     let local: Vec<String> = (0..3).map(|_| s.submit_to("a@local.test")).collect();
     let remote = s.submit_to("x@remote.test");
@@ -81,7 +61,7 @@ fn scraped_while_mail_flows() {
     // for it to hold only the deferred one.
     let start = std::time::Instant::now();
     let text = loop {
-        let (_, _, text) = get(mport, "/metrics");
+        let (_, _, text) = http_get(mport, "/metrics");
         let settled = value(&samples(&text), "mailgate_queue_messages") == 1.0;
         if settled || start.elapsed() > std::time::Duration::from_secs(20) {
             break text;

@@ -549,18 +549,7 @@ fn relaying_through_smarthosts_that_demand_a_login() {
     assert!(!exim_log.contains("TLS error"), "{exim_log}");
     // The metrics count the connections that were ready for mail: every
     // one under TLS with a verified certificate, none unverified.
-    let text = {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", metrics)).unwrap();
-        write!(
-            c,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut r = String::new();
-        c.read_to_string(&mut r).unwrap();
-        r
-    };
+    let (_, _, text) = mailgate_tests::http_get(metrics, "/metrics");
     let outbound: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("mailgate_outbound_connections_total{"))
