@@ -84,7 +84,13 @@ fn setup_with(cfg: PluginConfig, dns: Option<mailgate::plugin::state::Resolver>)
     let compiled =
         mailgate::plugin::cache::CompileCache::open(&compiled, &dir.path().join("compiled.key"))
             .unwrap();
-    let plugins = Runtime::new(cache, Some(compiled), dns, None).unwrap();
+    let plugins = Runtime::new(
+        mailgate::store::Store::local(cache),
+        Some(compiled),
+        dns,
+        None,
+    )
+    .unwrap();
     let loaded = rt.block_on(plugins.load(&[cfg])).expect("plugin loads");
     plugins.swap(loaded);
     Setup {

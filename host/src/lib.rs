@@ -31,5 +31,6 @@ pub mod routing;
 pub mod server;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod table;
 pub mod tls;

@@ -76,7 +76,20 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     .map_err(|e| format!("spool {}: {e}", spool_dir.display()))?;
     let cache = Cache::open(&cfg.cache_db())
         .map_err(|e| format!("cache {}: {e}", cfg.cache_db().display()))?;
-    let (tls, certs) = crate::tls::server_config(&cfg, &cache).map_err(|e| e.to_string())?;
+    let store = crate::store::Store::open(&cfg.store, cache.clone()).map_err(|e| e.to_string())?;
+    if let Some(r) = store.redis() {
+        let to_log = Arc::clone(&log);
+        r.on_change(move |text| to_log.event(&Event::notice(text)));
+        log.event(&Event::notice(format!(
+            "store: shared state in redis at {} (prefix {:?}, on_outage {:?})",
+            r.endpoint(),
+            cfg.store.prefix,
+            cfg.store.on_outage
+        )));
+    }
+    let (tls, certs) = crate::tls::server_config(&cfg, &store)
+        .await
+        .map_err(|e| e.to_string())?;
     let router = Arc::new(Router::from_config(&cfg).map_err(|e| e.to_string())?);
     // A table the configuration names must be there from the start.
     router
@@ -95,7 +108,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
             .map_err(|e| tracing::warn!(error = %e, "plugins run without a compile cache"))
             .ok();
     let runtime = crate::plugin::Runtime::new(
-        cache.clone(),
+        store.clone(),
         compiled,
         plugin_dns,
         Some(Arc::clone(router.tables())),
@@ -203,7 +216,8 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
                 .iter()
                 .map(|r| r.get_ref().clone())
                 .collect(),
-        ),
+        )
+        .shared(store.redis().cloned()),
     });
     let counts = Arc::new(ConnCounts::default());
     let mut addrs = Vec::new();

@@ -19,6 +19,12 @@ pub struct Cache {
     db: Arc<Database>,
 }
 
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cache")
+    }
+}
+
 impl Cache {
     /// Open or create the database file.
     pub fn open(path: &Path) -> Result<Cache, redb::Error> {

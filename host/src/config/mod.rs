@@ -7,6 +7,7 @@ pub mod outbound;
 pub mod plugin;
 pub mod ratelimit;
 pub mod smtp_auth;
+pub mod store;
 pub mod tls_policy;
 mod types;
 
@@ -71,6 +72,9 @@ pub struct Config {
     /// `[metrics]`
     #[serde(default)]
     pub metrics: metrics::Metrics,
+    /// `[store]`: state shared by the gateways of a pool (Redis).
+    #[serde(default)]
+    pub store: store::Store,
     /// `[[rate_limit]]`: limits per client address, login or sender.
     #[serde(default, rename = "rate_limit")]
     pub rate_limits: Vec<toml::Spanned<ratelimit::RateLimit>>,
@@ -590,6 +594,9 @@ impl Config {
                 key_span(&["outbound", "tls_ca_file"]),
                 format!("outbound.tls_ca_file {} does not exist", f.display()),
             ));
+        }
+        if let Some((k, p)) = cfg.store.problem() {
+            return Err(err(key_span(&["store", k]), p));
         }
         for r in &cfg.rate_limits {
             if let Some(p) = r.get_ref().problem() {

@@ -4,7 +4,7 @@
 
 use crate::config::ratelimit::Counted;
 use crate::config::{Config, ListenerMode};
-use crate::inbound::ratelimit::{Exceeded, Subject};
+use crate::inbound::ratelimit::{Limited, Subject};
 use crate::inbound::session::{self, ConnInfo, Shared, canonical_ip};
 use crate::log::{Event, Peer, SessionNote};
 use socket2::{Domain, Socket, Type};
@@ -66,8 +66,9 @@ pub enum Refusal {
     Total,
     /// Too many from this IP.
     PerIp,
-    /// Too many from this IP within a `[[rate_limit]]` window.
-    Rate(Exceeded),
+    /// Too many from this IP within a `[[rate_limit]]` window, or the
+    /// shared counters could not be read (`on_outage = "defer"`).
+    Rate(Limited),
 }
 
 impl ConnCounts {
@@ -130,38 +131,36 @@ pub async fn accept_loop(
         };
         let ip = canonical_ip(peer.ip());
         let local = tcp.local_addr().unwrap_or(peer);
-        let subject = Subject {
+        let acquired = counts.acquire(
             ip,
-            auth_user: None,
-            sender: None,
-        };
-        let acquired = counts
-            .acquire(
-                ip,
-                cfg.limits.max_connections,
-                cfg.limits.max_connections_per_ip,
-            )
-            .and_then(|slot| {
-                // Only a connection that is served counts towards the rate.
-                let tables = shared.router.tables();
-                match shared
-                    .rate_limits
-                    .take(Counted::Connections, &subject, tables)
-                {
-                    Ok(()) => Ok(slot),
-                    Err(e) => Err(Refusal::Rate(e)),
-                }
-            });
+            cfg.limits.max_connections,
+            cfg.limits.max_connections_per_ip,
+        );
+        let shared = Arc::clone(&shared);
         match acquired {
             Ok(slot) => {
-                let shared = Arc::clone(&shared);
                 let name = Arc::clone(&name);
-                metrics.connections.inc(&[&name]);
-                metrics.connections_open.add(&[&name], 1.0);
                 // Every trace line of the session names its client.
                 let span = tracing::info_span!("session", client = %peer);
                 tokio::spawn(
                     async move {
+                        // Only a connection that is served counts towards
+                        // the rate (off the accept loop: with shared
+                        // counters this asks Redis).
+                        let subject = Subject {
+                            ip,
+                            auth_user: None,
+                            sender: None,
+                        };
+                        let tables = shared.router.tables();
+                        let rate = shared.rate_limits.take(Counted::Connections, &subject, tables);
+                        if let Err(e) = rate.await {
+                            drop(slot);
+                            refuse(&shared, tcp, peer, mode, Refusal::Rate(e)).await;
+                            return;
+                        }
+                        metrics.connections.inc(&[&name]);
+                        metrics.connections_open.add(&[&name], 1.0);
                         let info = ConnInfo {
                             peer,
                             local,
@@ -176,43 +175,47 @@ pub async fn accept_loop(
                 );
             }
             Err(why) => {
-                let (reply, text) = match why {
-                    Refusal::Total => (
-                        format!(
-                            "421 4.3.2 {} Too many connections, try again later\r\n",
-                            cfg.server.hostname
-                        ),
-                        "too many connections".to_string(),
-                    ),
-                    Refusal::PerIp => (
-                        format!(
-                            "421 4.7.0 {} Too many connections from your host\r\n",
-                            cfg.server.hostname
-                        ),
-                        "too many connections from that IP address".to_string(),
-                    ),
-                    Refusal::Rate(e) => (e.greeting(&cfg.server.hostname), e.log_text()),
-                };
-                shared.log.event(&Event::Session {
-                    peer: Peer::client(None, ip, peer.port()),
-                    note: SessionNote::Refused(text),
-                });
-                tokio::spawn(async move {
-                    let mut tcp = tcp;
-                    if mode == ListenerMode::ImplicitTls {
-                        // No TLS for a refused client: just close.
-                        return;
-                    }
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(5),
-                        tcp.write_all(reply.as_bytes()),
-                    )
-                    .await;
-                    let _ = tcp.shutdown().await;
-                });
+                tokio::spawn(async move { refuse(&shared, tcp, peer, mode, why).await });
             }
         }
     }
+}
+
+/// Log a refused connection and tell the client (a 421 greeting; on an
+/// implicit-TLS listener just close).
+async fn refuse(
+    shared: &Shared,
+    mut tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mode: ListenerMode,
+    why: Refusal,
+) {
+    let host = &shared.cfg.server.hostname;
+    let (reply, text) = match why {
+        Refusal::Total => (
+            format!("421 4.3.2 {host} Too many connections, try again later\r\n"),
+            "too many connections".to_string(),
+        ),
+        Refusal::PerIp => (
+            format!("421 4.7.0 {host} Too many connections from your host\r\n"),
+            "too many connections from that IP address".to_string(),
+        ),
+        Refusal::Rate(e) => (e.greeting(host), e.log_text()),
+    };
+    shared.log.event(&Event::Session {
+        peer: Peer::client(None, canonical_ip(peer.ip()), peer.port()),
+        note: SessionNote::Refused(text),
+    });
+    if mode == ListenerMode::ImplicitTls {
+        // No TLS for a refused client: just close.
+        return;
+    }
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.write_all(reply.as_bytes()),
+    )
+    .await;
+    let _ = tcp.shutdown().await;
 }
 
 #[cfg(test)]

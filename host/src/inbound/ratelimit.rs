@@ -1,6 +1,7 @@
 //! Rate limits (`[[rate_limit]]`): connections, messages and recipients
 //! counted per client address, login or sender over a sliding window, in
-//! memory on this node.
+//! memory on this node or, with `[store] redis`, in the pool's Redis so
+//! that a limit holds across gateways ([`crate::store::windows`]).
 //!
 //! Each rule keeps, per key, the counts of the current fixed window and of
 //! the one before; the sliding count is the current one plus the previous
@@ -11,11 +12,13 @@
 //! keeps trying gets through again once its rate has dropped.
 
 use crate::config::ratelimit::{Counted, CountedPer, RateLimit};
+use crate::config::store::OnOutage;
 use crate::smtp::reply::Reply;
+use crate::store::{Redis, windows};
 use crate::table::Tables;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Who a command comes from, as the rules key it.
@@ -85,6 +88,49 @@ impl Exceeded {
     }
 }
 
+/// Why a command was not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limited {
+    /// One more would exceed a rule.
+    Exceeded(Exceeded),
+    /// The shared counters cannot be reached and `store.on_outage` is
+    /// `defer` (why).
+    Unavailable(String),
+}
+
+impl Limited {
+    /// The reply to MAIL or RCPT: 451 4.7.1 over a limit, 451 4.3.0
+    /// when the counters cannot be read.
+    pub fn reply(&self) -> Reply {
+        match self {
+            Limited::Exceeded(e) => e.reply(),
+            Limited::Unavailable(_) => Reply::new(
+                451,
+                "4.3.0",
+                "Temporary local problem; try again later",
+            ),
+        }
+    }
+
+    /// The greeting that refuses a connection.
+    pub fn greeting(&self, hostname: &str) -> String {
+        match self {
+            Limited::Exceeded(e) => e.greeting(hostname),
+            Limited::Unavailable(_) => {
+                format!("421 4.3.0 {hostname} Temporary local problem; try again later\r\n")
+            }
+        }
+    }
+
+    /// What the log says.
+    pub fn log_text(&self) -> String {
+        match self {
+            Limited::Exceeded(e) => e.log_text(),
+            Limited::Unavailable(why) => format!("rate limit not checked: {why}"),
+        }
+    }
+}
+
 /// "90s", "5m", "2h", "1d".
 fn span(secs: u64) -> String {
     match secs {
@@ -135,6 +181,8 @@ pub struct RateLimiter {
     rules: Vec<RateLimit>,
     start: Instant,
     state: Mutex<State>,
+    /// The pool's Redis, where the counters are kept when set.
+    shared: Option<Arc<Redis>>,
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +193,26 @@ struct State {
 }
 
 const SWEEP_MIN: usize = 100_000;
+
+/// What a full rule says.
+fn exceeded(r: &RateLimit, key: String) -> Exceeded {
+    Exceeded {
+        count: r.count,
+        per: r.per,
+        limit: r.limit,
+        window: r.window.0,
+        key,
+    }
+}
+
+/// The word for `per` in shared counter names.
+fn per_tag(per: CountedPer) -> &'static str {
+    match per {
+        CountedPer::ClientIp => "ip",
+        CountedPer::AuthUser => "login",
+        CountedPer::Sender => "sender",
+    }
+}
 
 /// The key a rule counts `s` under, or `None` when the rule does not apply.
 fn key(per: CountedPer, s: &Subject<'_>) -> Option<String> {
@@ -175,7 +243,15 @@ impl RateLimiter {
                 windows: HashMap::new(),
                 sweep_at: SWEEP_MIN,
             }),
+            shared: None,
         }
+    }
+
+    /// Keep the counters in `redis` (a pool's shared store), falling back
+    /// to memory during an outage only under `on_outage = "local"`.
+    pub fn shared(mut self, redis: Option<Arc<Redis>>) -> RateLimiter {
+        self.shared = redis;
+        self
     }
 
     /// Whether any rule counts `what` (callers skip the work otherwise).
@@ -186,7 +262,12 @@ impl RateLimiter {
     /// Count one `what` from `s` against every rule that applies, or,
     /// when one more would exceed a rule, count nothing and say which. A
     /// client whose exemption cannot be looked up is counted.
-    pub fn take(&self, what: Counted, s: &Subject<'_>, tables: &Tables) -> Result<(), Exceeded> {
+    pub async fn take(
+        &self,
+        what: Counted,
+        s: &Subject<'_>,
+        tables: &Tables,
+    ) -> Result<(), Limited> {
         if !self.counts(what) {
             return Ok(());
         }
@@ -197,8 +278,53 @@ impl RateLimiter {
                 false
             }
         };
+        if let Some(r) = &self.shared {
+            let applying = self.applying(what, s, &exempt);
+            let counters: Vec<windows::Counter> = applying
+                .iter()
+                .map(|(_, rule, k)| windows::Counter {
+                    name: format!(
+                        "rl:{}:{}:{}:{k}",
+                        rule.count.name(),
+                        per_tag(rule.per),
+                        rule.window.0
+                    ),
+                    window: rule.window.0,
+                    limit: rule.limit,
+                })
+                .collect();
+            match windows::take(r, &counters).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(i)) => {
+                    let (_, rule, k) = &applying[i];
+                    return Err(Limited::Exceeded(exceeded(rule, k.clone())));
+                }
+                Err(e) if r.policy() == OnOutage::Defer => {
+                    return Err(Limited::Unavailable(e.to_string()));
+                }
+                // Local: this node's counters until Redis is back.
+                Err(_) => {}
+            }
+        }
         let now = self.start.elapsed().as_millis() as u64;
         self.take_at(what, s, exempt, now)
+            .map_err(Limited::Exceeded)
+    }
+
+    /// The rules that count `what` from `s`, with their keys.
+    fn applying<'r>(
+        &'r self,
+        what: Counted,
+        s: &Subject<'_>,
+        exempt: &impl Fn(&RateLimit) -> bool,
+    ) -> Vec<(usize, &'r RateLimit, String)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.count == what)
+            .filter_map(|(i, r)| key(r.per, s).map(|k| (i, r, k)))
+            .filter(|(_, r, _)| !exempt(r))
+            .collect()
     }
 
     fn take_at(
@@ -208,14 +334,7 @@ impl RateLimiter {
         exempt: impl Fn(&RateLimit) -> bool,
         now_ms: u64,
     ) -> Result<(), Exceeded> {
-        let applying: Vec<(usize, &RateLimit, String)> = self
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.count == what)
-            .filter_map(|(i, r)| key(r.per, s).map(|k| (i, r, k)))
-            .filter(|(_, r, _)| !exempt(r))
-            .collect();
+        let applying = self.applying(what, s, &exempt);
         if applying.is_empty() {
             return Ok(());
         }
@@ -234,13 +353,7 @@ impl RateLimiter {
                 .get(&(i, k.clone()))
                 .map_or(fresh, |w| w.at(index));
             if w.sliding(now_ms, len) + 1.0 > r.limit as f64 {
-                return Err(Exceeded {
-                    count: r.count,
-                    per: r.per,
-                    limit: r.limit,
-                    window: r.window.0,
-                    key: k,
-                });
+                return Err(exceeded(r, k));
             }
             updated.push(((i, k), w));
         }

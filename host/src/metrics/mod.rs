@@ -71,6 +71,11 @@ pub struct Metrics {
     pub dns_duration: Histograms,
     /// Listening sockets: address and what they serve (always 1).
     pub listeners: Gauges,
+    /// 1 while the shared store (Redis) answers, 0 while it does not; no
+    /// series without `[store] redis`.
+    pub store_up: Gauges,
+    /// Commands to the shared store that failed or were not tried.
+    pub store_failures: Counters,
     spool_gauges: Gauges,
     info: Gauges,
 }
@@ -242,6 +247,16 @@ impl Metrics {
                 "Always 1 for each listening socket, by address and mode (plain, starttls, implicit-tls, metrics).",
                 &["listener", "mode"],
             ),
+            store_up: Gauges::new(
+                "mailgate_store_up",
+                "1 while the shared store (Redis) answers, 0 while it is unavailable and store.on_outage applies.",
+                &[],
+            ),
+            store_failures: Counters::new(
+                "mailgate_store_failures_total",
+                "Commands to the shared store (Redis) that failed, timed out or were not tried during an outage.",
+                &[],
+            ),
             spool_gauges: Gauges::new(
                 "mailgate_queue_recipients",
                 "Recipients in the spool, by state (pending: not routed yet, queued: waiting for a first attempt, deferred: waiting after a failed one).",
@@ -316,11 +331,13 @@ impl Metrics {
             &self.plugin_failures,
             &self.dns_lookups,
             &self.dns_failures,
+            &self.store_failures,
         ] {
             c.encode(&mut out);
         }
         self.connections_open.encode(&mut out);
         self.listeners.encode(&mut out);
+        self.store_up.encode(&mut out);
         for h in [
             &self.delivery_latency,
             &self.plugin_hook_duration,

@@ -141,6 +141,21 @@ impl SessionPlugins {
             let res = self.call_one(i, seen.as_ref().unwrap_or(ctx), &call).await;
             let failed = res.as_ref().err().map(String::as_str);
             metrics::get().plugin_call(&p.cfg.name, hook_name(hook), started, failed);
+            if let Some(why) = self.take_outage(i) {
+                // The shared store was down under the defer policy: what
+                // the plugin answered without it is not followed.
+                if res.is_err() {
+                    self.failed(i);
+                }
+                out.failures
+                    .push((p.cfg.name.clone(), why, OnFailure::Tempfail));
+                out.verdict = Some(wit::Verdict::Defer(wit::SmtpReply {
+                    code: 451,
+                    enhanced: "4.3.0".into(),
+                    text: "Temporary local problem; try again later".into(),
+                }));
+                break;
+            }
             match res {
                 Ok(resp) => {
                     for a in &resp.actions {
@@ -201,6 +216,17 @@ impl SessionPlugins {
         Ok(inst)
     }
 
+    /// Whether the last call of plugin `i` found the shared store
+    /// unavailable under the defer policy (and why).
+    fn take_outage(&mut self, i: usize) -> Option<String> {
+        self.instances[i]
+            .as_mut()?
+            .store
+            .data_mut()
+            .store_outage
+            .take()
+    }
+
     /// Count a failure of plugin `i` and drop its (maybe poisoned) instance.
     fn failed(&mut self, i: usize) {
         self.set[i].failures.fetch_add(1, Ordering::Relaxed);
@@ -248,6 +274,11 @@ impl SessionPlugins {
             });
             let failed = r.as_ref().err().map(String::as_str);
             metrics::get().plugin_call(&p.cfg.name, "route", started, failed);
+            if let Some(why) = self.take_outage(i) {
+                out.failures
+                    .push((p.cfg.name.clone(), why, OnFailure::Tempfail));
+                continue;
+            }
             match r {
                 Ok((d, headers)) => {
                     info.recipient = d.recipient;

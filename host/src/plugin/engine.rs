@@ -10,7 +10,7 @@ use super::instance::Instance;
 use super::instance::TICK;
 use super::pool::Pool;
 use super::state::{Resolver, State};
-use crate::cache::Cache;
+use crate::store::Store;
 use crate::config::plugin::{Capability, PluginConfig};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -47,7 +47,7 @@ pub struct Runtime {
     pub(super) engine: Engine,
     pub(super) linker: Linker<State>,
     pub(super) current: RwLock<Arc<Vec<Arc<Loaded>>>>,
-    pub(super) cache: Cache,
+    pub(super) store: Store,
     pub(super) compiled: Option<CompileCache>,
     pub(super) dns: Option<Resolver>,
     pub(super) tables: Option<Arc<crate::table::Tables>>,
@@ -60,9 +60,10 @@ fn hex(bytes: &[u8]) -> String {
 impl Runtime {
     /// Create the engine (pooling allocator, epoch interruption, fuel) and
     /// start the epoch ticker. Compiled code is kept in `compiled` (none:
-    /// every load compiles). The `lookup` capability reads `tables`.
+    /// every load compiles). The `lookup` capability reads `tables`; the
+    /// `kv` capability keeps its entries in `store`.
     pub fn new(
-        cache: Cache,
+        store: Store,
         compiled: Option<CompileCache>,
         dns: Option<Resolver>,
         tables: Option<Arc<crate::table::Tables>>,
@@ -112,7 +113,7 @@ impl Runtime {
             engine,
             linker,
             current: RwLock::new(Arc::new(Vec::new())),
-            cache,
+            store,
             compiled,
             dns,
             tables,

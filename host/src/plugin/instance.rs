@@ -47,7 +47,8 @@ impl Instance {
             table: ResourceTable::new(),
             limits: super::state::Limits::new(limits),
             plugin: Arc::clone(&plugin),
-            cache: rt.cache.clone(),
+            store: rt.store.clone(),
+            store_outage: None,
             dns: rt.dns.clone(),
             tables: rt.tables.clone(),
             route_headers: None,
@@ -100,6 +101,7 @@ impl Instance {
 
     pub(super) fn reset_budget(&mut self) {
         self.store.data_mut().limits.refused = false;
+        self.store.data_mut().store_outage = None;
         let ticks = self
             .plugin
             .cfg

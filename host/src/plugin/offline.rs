@@ -24,7 +24,7 @@ fn runtime(work_dir: &Path, dns: Option<Resolver>) -> Result<Arc<Runtime>, super
     )
     .map_err(|e| tracing::warn!(error = %e, "running without a compile cache"))
     .ok();
-    Runtime::new(cache, compiled, dns, None)
+    Runtime::new(crate::store::Store::local(cache), compiled, dns, None)
 }
 
 /// The data hook of `cfgs`, in order, once, offline, on `message` with

@@ -3,7 +3,6 @@
 
 use super::bindings::mailgate::plugin::types::{self as wit, CapError};
 use super::engine::Loaded;
-use crate::cache::Cache;
 use crate::config::plugin::Capability;
 use crate::dns::zone;
 use std::sync::Arc;
@@ -17,7 +16,12 @@ pub struct State {
     pub(super) table: ResourceTable,
     pub(super) limits: Limits,
     pub(super) plugin: Arc<Loaded>,
-    pub(super) cache: Cache,
+    /// Where `kv` entries live (this node's redb, or the pool's Redis).
+    pub(super) store: crate::store::Store,
+    /// A `kv` call of the current hook found the shared store unavailable
+    /// under `on_outage = "defer"`: the hook's answer is not followed and
+    /// the command defers.
+    pub(super) store_outage: Option<String>,
     pub(super) dns: Option<Resolver>,
     /// The lookup tables the `lookup` capability reads (none offline).
     pub(super) tables: Option<Arc<crate::table::Tables>>,

@@ -8,12 +8,13 @@
 mod certs;
 pub mod ocsp;
 pub mod ocsp_fetch;
+mod shared_tickets;
 mod tickets;
 
 pub use certs::{CertStore, Certificates, Source};
+pub use shared_tickets::SharedTicketer;
 pub use tickets::PersistentTicketer;
 
-use crate::cache::Cache;
 use crate::config::Config;
 use crate::spool::TlsDetails;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -134,10 +135,11 @@ fn self_signed(cfg: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
 }
 
 /// Build the server configuration, with the certificate store it serves
-/// from (for reloads).
-pub fn server_config(
+/// from (for reloads). Ticket keys come from the pool's Redis when the
+/// store has one, else from this node's cache.
+pub async fn server_config(
     cfg: &Config,
-    cache: &Cache,
+    shared: &crate::store::Store,
 ) -> Result<(Arc<ServerConfig>, Arc<CertStore>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let store = Arc::new(CertStore::new(sources(cfg)?, Arc::clone(&provider))?);
@@ -146,11 +148,16 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::clone(&store) as Arc<dyn rustls::server::ResolvesServerCert>);
     if cfg.server.tls_resumption {
-        sc.ticketer = Arc::new(PersistentTicketer::new(
-            cache.clone(),
-            cfg.tls.ticket_lifetime.0.min(u64::from(u32::MAX)) as u32,
-            cfg.tls.ticket_key_rotation.0.max(60),
-        )?);
+        let lifetime = cfg.tls.ticket_lifetime.0.min(u64::from(u32::MAX)) as u32;
+        let rotation = cfg.tls.ticket_key_rotation.0.max(60);
+        sc.ticketer = match shared.redis() {
+            Some(r) => Arc::new(SharedTicketer::load(Arc::clone(r), lifetime, rotation).await?),
+            None => Arc::new(PersistentTicketer::new(
+                shared.cache().clone(),
+                lifetime,
+                rotation,
+            )?),
+        };
         sc.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     } else {
         sc.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});

@@ -16,10 +16,54 @@ pub(super) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-struct Key {
-    id: u32,
-    created: u64,
+/// One ticket key: its id (the first four octets of every ticket it
+/// seals), when it was made and the ChaCha20-Poly1305 key.
+pub(super) struct Key {
+    pub(super) id: u32,
+    pub(super) created: u64,
     key: LessSafeKey,
+}
+
+impl Key {
+    /// A key from 32 octets.
+    pub(super) fn new(id: u32, created: u64, bytes: &[u8]) -> Option<Key> {
+        make_key(id, created, bytes)
+    }
+
+    /// Seal `plain`: id ‖ nonce ‖ ciphertext ‖ tag, the id authenticated.
+    pub(super) fn seal(&self, rng: &SystemRandom, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; 12];
+        rng.fill(&mut nonce).ok()?;
+        let idb = self.id.to_be_bytes();
+        let mut out = Vec::with_capacity(4 + 12 + plain.len() + 16);
+        out.extend_from_slice(&idb);
+        out.extend_from_slice(&nonce);
+        let mut body = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(idb),
+                &mut body,
+            )
+            .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    /// Open a ticket this key sealed, unless the key is older than
+    /// `max_age` seconds (its last ticket has expired).
+    pub(super) fn open(&self, cipher: &[u8], max_age: u64) -> Option<Vec<u8>> {
+        if cipher.len() < 4 + 12 + 16 || now().saturating_sub(self.created) > max_age {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&cipher[4..16]).ok()?;
+        let mut body = cipher[16..].to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(&cipher[..4]), &mut body)
+            .ok()?;
+        Some(plain.to_vec())
+    }
 }
 
 struct Keys {
@@ -189,24 +233,7 @@ impl ProducesTickets for PersistentTicketer {
                 Err(_) => rotate(),
             }
         }
-        let keys = self.keys.read().unwrap();
-        let mut nonce = [0u8; 12];
-        self.rng.fill(&mut nonce).ok()?;
-        let idb = keys.current.id.to_be_bytes();
-        let mut out = Vec::with_capacity(4 + 12 + plain.len() + 16);
-        out.extend_from_slice(&idb);
-        out.extend_from_slice(&nonce);
-        let mut body = plain.to_vec();
-        keys.current
-            .key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(idb),
-                &mut body,
-            )
-            .ok()?;
-        out.extend_from_slice(&body);
-        Some(out)
+        self.keys.read().unwrap().current.seal(&self.rng, plain)
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
@@ -220,16 +247,7 @@ impl ProducesTickets for PersistentTicketer {
         } else {
             keys.previous.as_ref().filter(|k| k.id == id)?
         };
-        if now().saturating_sub(key.created) > self.rotation + u64::from(self.lifetime) {
-            return None;
-        }
-        let nonce = Nonce::try_assume_unique_for_key(&cipher[4..16]).ok()?;
-        let mut body = cipher[16..].to_vec();
-        let plain = key
-            .key
-            .open_in_place(nonce, Aad::from(&cipher[..4]), &mut body)
-            .ok()?;
-        Some(plain.to_vec())
+        key.open(cipher, self.rotation + u64::from(self.lifetime))
     }
 }
 

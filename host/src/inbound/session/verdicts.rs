@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::ratelimit::Counted;
-use crate::inbound::ratelimit::Subject;
+use crate::inbound::ratelimit::{Limited, Subject};
 
 /// An access table's answer as the command's verdict: HOLD and DISCARD
 /// accept and are kept for the end of data (the first one stays).
@@ -23,8 +23,9 @@ fn access_verdict(conn: &mut Conn, checked: access::Checked) -> Verdict {
 }
 
 /// A command the host's checks accepted, counted against the rate limits:
-/// over one, 451 4.7.1 (and nothing counted).
-fn rate_limited(conn: &Conn, what: Counted, v: Verdict) -> Verdict {
+/// over one, 451 4.7.1 (and nothing counted); shared counters that cannot
+/// be read under `on_outage = "defer"`, 451 4.3.0.
+async fn rate_limited(conn: &mut Conn, what: Counted, v: Verdict) -> Verdict {
     if v != Verdict::Accept {
         return v;
     }
@@ -33,11 +34,15 @@ fn rate_limited(conn: &Conn, what: Counted, v: Verdict) -> Verdict {
         auth_user: conn.auth.as_ref().map(|(_, u)| u.as_str()),
         sender: conn.sender.as_deref(),
     };
-    let shared = &conn.shared;
-    match shared.rate_limits.take(what, &s, shared.router.tables()) {
+    let shared = Arc::clone(&conn.shared);
+    match shared.rate_limits.take(what, &s, shared.router.tables()).await {
         Ok(()) => v,
         // Logged as a temporary rejection of the command, with the reply.
-        Err(e) => Verdict::Reject(e.reply()),
+        Err(e @ Limited::Exceeded(_)) => Verdict::Reject(e.reply()),
+        Err(e) => {
+            conn.note(SessionNote::Other(e.log_text()));
+            Verdict::Reject(e.reply())
+        }
     }
 }
 
@@ -112,7 +117,7 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 }
                 (v, Ok(_)) => v,
             };
-            (rate_limited(conn, Counted::Messages, v), None)
+            (rate_limited(conn, Counted::Messages, v).await, None)
         }
         Check::Rcpt { rcpt, .. } => {
             // Host relay control comes first; plugins cannot open a relay.
@@ -140,7 +145,7 @@ pub(super) async fn decide(conn: &mut Conn, check: &Check) -> Verdict {
                 }
             };
             (
-                rate_limited(conn, Counted::Recipients, v),
+                rate_limited(conn, Counted::Recipients, v).await,
                 Some(rcpt.to_string()),
             )
         }
