@@ -81,10 +81,10 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
         let to_log = Arc::clone(&log);
         r.on_change(move |text| to_log.event(&Event::notice(text)));
         log.event(&Event::notice(format!(
-            "store: shared state in redis at {} (prefix {:?}, on_outage {:?})",
+            "store: shared state in redis at {} (prefix {:?}, on_outage {})",
             r.endpoint(),
             cfg.store.prefix,
-            cfg.store.on_outage
+            cfg.store.on_outage.name()
         )));
     }
     let (tls, certs) = crate::tls::server_config(&cfg, &store)

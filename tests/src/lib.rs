@@ -4,6 +4,8 @@
 
 pub mod dkimpy;
 pub mod dnssec;
+pub mod exim_client;
+pub mod redis;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,91 +4,14 @@
 //! in both Exim's log and ours; resumption must survive a mailgate restart
 //! because the ticket keys are kept in the cache database.
 
-use mailgate_tests::{Server, require};
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-fn exim_config(dir: &Path, port: u16) -> String {
-    format!(
-        "primary_hostname = exim-client.test
-qualify_domain = exim-client.test
-spool_directory = {d}/spool
-log_file_path = {d}/log/%slog
-log_selector = +pipelining +tls_resumption +tls_cipher +smtp_confirmation
-host_lookup =
-rfc1413_hosts =
-tls_advertise_hosts =
-keep_environment =
-begin routers
-to_mailgate:
-  driver = manualroute
-  route_list = * 127.0.0.1
-  self = send
-  transport = to_mailgate
-begin transports
-to_mailgate:
-  driver = smtp
-  port = {port}
-  hosts_pipe_connect = *
-  tls_resumption_hosts = *
-  hosts_require_tls = *
-  tls_verify_hosts =
-  tls_try_verify_hosts =
-  allow_localhost
-begin retry
-* * F,1m,1m
-",
-        d = dir.display()
-    )
-}
-
-fn send_with_exim(dir: &Path, n: usize) {
-    let mut child = Command::new(require("exim4"))
-        .arg("-C")
-        .arg(dir.join("exim.conf"))
-        .args(["-odf", "-f", "sender@exim-client.test", "alice@local.test"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run exim4");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("Subject: exim delivery {n}\n\nhello {n}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "exim failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn exim_deliveries(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("log/mainlog"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(" => alice@local.test"))
-        .map(str::to_string)
-        .collect()
-}
+use mailgate_tests::Server;
+use mailgate_tests::exim_client::{deliveries as exim_deliveries, send as send_with_exim, setup};
 
 #[test]
 fn exim_second_delivery_uses_early_pipelining_and_resumption() {
     let mut s = Server::start("", "");
     let ex = tempfile::tempdir().unwrap();
-    for sub in ["spool", "log"] {
-        std::fs::create_dir_all(ex.path().join(sub)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    for sub in ["", "spool", "log"] {
-        std::fs::set_permissions(ex.path().join(sub), std::fs::Permissions::from_mode(0o777))
-            .unwrap();
-    }
-    std::fs::write(ex.path().join("exim.conf"), exim_config(ex.path(), s.port)).unwrap();
+    setup(ex.path(), s.port);
 
     // First delivery: fills Exim's EHLO cache and TLS session store.
     send_with_exim(ex.path(), 1);

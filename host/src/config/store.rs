@@ -73,6 +73,16 @@ pub enum OnOutage {
     Local,
 }
 
+impl OnOutage {
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnOutage::Defer => "defer",
+            OnOutage::Local => "local",
+        }
+    }
+}
+
 fn default_prefix() -> String {
     "mailgate:".into()
 }
@@ -100,7 +110,10 @@ impl Store {
             ));
         }
         if self.ca_file.is_some() && !url.starts_with("rediss://") {
-            return Some(("ca_file", "store.ca_file is for a rediss:// (TLS) server".into()));
+            return Some((
+                "ca_file",
+                "store.ca_file is for a rediss:// (TLS) server".into(),
+            ));
         }
         if let Some(f) = &self.ca_file
             && !f.is_file()

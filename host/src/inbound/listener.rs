@@ -153,7 +153,9 @@ pub async fn accept_loop(
                             sender: None,
                         };
                         let tables = shared.router.tables();
-                        let rate = shared.rate_limits.take(Counted::Connections, &subject, tables);
+                        let rate = shared
+                            .rate_limits
+                            .take(Counted::Connections, &subject, tables);
                         if let Err(e) = rate.await {
                             drop(slot);
                             refuse(&shared, tcp, peer, mode, Refusal::Rate(e)).await;

@@ -104,11 +104,9 @@ impl Limited {
     pub fn reply(&self) -> Reply {
         match self {
             Limited::Exceeded(e) => e.reply(),
-            Limited::Unavailable(_) => Reply::new(
-                451,
-                "4.3.0",
-                "Temporary local problem; try again later",
-            ),
+            Limited::Unavailable(_) => {
+                Reply::new(451, "4.3.0", "Temporary local problem; try again later")
+            }
         }
     }
 

@@ -147,11 +147,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::local(Cache::open(&d.path().join("c.redb")).unwrap());
         s.kv_set("a", "k", b"v", 0).await.unwrap();
-        assert_eq!(s.kv_get("a", "k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(
+            s.kv_get("a", "k").await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
         assert_eq!(s.kv_get("b", "k").await.unwrap(), None);
         s.kv_delete("a", "k").await.unwrap();
         assert_eq!(s.kv_get("a", "k").await.unwrap(), None);
-        assert!(s.kv_set("a", "k", &vec![0; MAX_VALUE + 1], 0).await.is_err());
+        assert!(
+            s.kv_set("a", "k", &vec![0; MAX_VALUE + 1], 0)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -170,6 +177,9 @@ mod tests {
         cfg.on_outage = OnOutage::Local;
         let s = Store::open(&cfg, cache).unwrap();
         s.kv_set("p", "k", b"v", 0).await.unwrap();
-        assert_eq!(s.kv_get("p", "k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(
+            s.kv_get("p", "k").await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
     }
 }

@@ -113,7 +113,8 @@ impl Redis {
         if let Some(u) = &cfg.username {
             settings = settings.set_username(u);
         }
-        info = info.set_redis_settings(settings.set_lib_name("mailgate", env!("CARGO_PKG_VERSION")));
+        info =
+            info.set_redis_settings(settings.set_lib_name("mailgate", env!("CARGO_PKG_VERSION")));
         let endpoint = info.addr().to_string();
         let client = match &cfg.ca_file {
             Some(ca) => {

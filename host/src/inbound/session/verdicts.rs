@@ -35,7 +35,11 @@ async fn rate_limited(conn: &mut Conn, what: Counted, v: Verdict) -> Verdict {
         sender: conn.sender.as_deref(),
     };
     let shared = Arc::clone(&conn.shared);
-    match shared.rate_limits.take(what, &s, shared.router.tables()).await {
+    match shared
+        .rate_limits
+        .take(what, &s, shared.router.tables())
+        .await
+    {
         Ok(()) => v,
         // Logged as a temporary rejection of the command, with the reply.
         Err(e @ Limited::Exceeded(_)) => Verdict::Reject(e.reply()),
