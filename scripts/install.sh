@@ -37,7 +37,7 @@ case "$profile" in release | debug) ;; *) echo "install.sh: --profile is release
 if [ -z "$sysconfdir" ]; then
     if [ "$prefix" = /usr ]; then sysconfdir=/etc; else sysconfdir=$prefix/etc; fi
 fi
-bundled="srs reject_list arc dmarc queuefile bmi dcc"
+bundled="srs reject_list arc dmarc queuefile bmi dcc greylist"
 
 if [ "$build" = 1 ]; then
     rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2

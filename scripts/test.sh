@@ -22,6 +22,10 @@ perl -MMail::SRS -e1 >/dev/null 2>&1 || missing+=(libmail-srs-perl)
 command -v doveadm >/dev/null 2>&1 || missing+=(dovecot-core)
 # promtool (Debian's prometheus) lints the /metrics exposition.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Redis is the shared store of a pool of gateways (redis-cli is in
+# redis-tools).
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 # xmllint validates DMARC reports against RFC 7489's schema.
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 # The C example plugin: clang for wasm32 with wasi-libc.
@@ -66,6 +70,6 @@ if ! "$pdm/bin/python" -c 'import parsedmarc' >/dev/null 2>&1; then
 fi
 export MAILGATE_PARSEDMARC_PYTHON="$pdm/bin/python"
 # The plugins' own unit tests (their pure logic) run natively.
-cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p arc -p queuefile -p dcc -p bmi -p mailgate-plugin-sdk --lib
+cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p arc -p queuefile -p dcc -p bmi -p greylist -p mailgate-plugin-sdk --lib
 
 cargo test --workspace --locked "$@"

@@ -155,6 +155,9 @@ fn main() -> ExitCode {
                 // And a credentials file must be private and well-formed.
                 mailgate::outbound::login::Logins::load(&cfg.outbound)
                     .map(drop)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                // So must the shared store's password file.
+                mailgate::store::redis::check(&cfg.store)
                     .map_err(|e| format!("{}: {e}", file.display()))
             })
             .map(|_| {

@@ -861,6 +861,33 @@ mod tests {
     }
 
     #[test]
+    fn store_mistakes_name_their_key() {
+        let ok =
+            format!("{MIN}[store]\nredis = \"rediss://10.0.0.5:6380/1\"\non_outage = \"local\"\n");
+        let c = Config::parse(&ok, "t.toml").unwrap();
+        assert_eq!(c.store.on_outage, store::OnOutage::Local);
+        let e = error_of(&format!("{MIN}[store]\nredis = \"http://10.0.0.5\"\n"));
+        assert!(
+            e.starts_with("t.toml:8:1: store.redis \"http://10.0.0.5\""),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{MIN}[store]\nredis = \"redis://10.0.0.5\"\nca_file = \"/etc/hosts\"\n"
+        ));
+        assert!(
+            e.starts_with("t.toml:9:1: store.ca_file is for a rediss://"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{MIN}[store]\nredis = \"redis://h\"\non_outage = \"ignore\"\n"
+        ));
+        assert!(
+            e.starts_with("t.toml:9:13: unknown variant `ignore`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn minimal_config_and_errors_with_positions() {
         Config::parse(MIN, "t.toml").unwrap();
         let e = error_of(&MIN.replace("plain", "bogus"));

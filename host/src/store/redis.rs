@@ -96,43 +96,59 @@ fn password(path: &std::path::Path) -> Result<String, SetupError> {
     Ok(pw)
 }
 
+/// Check `[store]` as `mailgate config check` does: the URL parses, the
+/// password file is private and readable, the CA file reads. Nothing is
+/// sent to Redis.
+pub fn check(cfg: &StoreConfig) -> Result<(), SetupError> {
+    match cfg.redis {
+        Some(_) => client(cfg).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// The client for `[store]` and where it connects (no credentials).
+fn client(cfg: &StoreConfig) -> Result<(redis::Client, String), SetupError> {
+    use redis::IntoConnectionInfo;
+    let url = cfg.redis.as_deref().unwrap_or_default();
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| SetupError::Url(e.to_string()))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(f) = &cfg.password_file {
+        settings = settings.set_password(password(f)?);
+    }
+    if let Some(u) = &cfg.username {
+        settings = settings.set_username(u);
+    }
+    info = info.set_redis_settings(settings.set_lib_name("mailgate", env!("CARGO_PKG_VERSION")));
+    let endpoint = info.addr().to_string();
+    let client = match &cfg.ca_file {
+        Some(ca) => {
+            let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile {
+                path: ca.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| SetupError::Url(e.to_string()))?;
+    Ok((client, endpoint))
+}
+
 impl Redis {
     /// Set up the connection from `[store]` (`redis` must be set). Nothing
     /// is sent yet: the first command connects, so a gateway starts while
-    /// Redis is down and the outage policy applies meanwhile.
+    /// Redis is down and the outage policy applies meanwhile. Must run
+    /// inside the tokio runtime.
     pub fn new(cfg: &StoreConfig) -> Result<Redis, SetupError> {
-        use redis::IntoConnectionInfo;
-        let url = cfg.redis.as_deref().unwrap_or_default();
-        let mut info = url
-            .into_connection_info()
-            .map_err(|e| SetupError::Url(e.to_string()))?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(f) = &cfg.password_file {
-            settings = settings.set_password(password(f)?);
-        }
-        if let Some(u) = &cfg.username {
-            settings = settings.set_username(u);
-        }
-        info =
-            info.set_redis_settings(settings.set_lib_name("mailgate", env!("CARGO_PKG_VERSION")));
-        let endpoint = info.addr().to_string();
-        let client = match &cfg.ca_file {
-            Some(ca) => {
-                let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile {
-                    path: ca.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-            None => redis::Client::open(info),
-        }
-        .map_err(|e| SetupError::Url(e.to_string()))?;
+        let (client, endpoint) = client(cfg)?;
         let timeout = Duration::from_millis(cfg.timeout_ms);
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
