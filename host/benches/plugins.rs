@@ -42,6 +42,7 @@ fn config(name: &str, path: PathBuf, table: &str, caps: Vec<Capability>) -> Plug
         directories: Default::default(),
         keys: Default::default(),
         tables: Vec::new(),
+        shadow_of: None,
         config: table.parse().expect("plugin table"),
     }
 }

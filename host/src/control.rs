@@ -3,7 +3,8 @@
 //!
 //! Requests: `STATUS`, `LIST`, `SHOW <id>`, `REMOVE <id>`, `RETRY <id>`, `RETRY`
 //! (every message: `queue retry --all` and `queue flush`), `PLUGINS`,
-//! `RELOAD`, `TLSRPT <day> <domain|*> [SEND]` (`report tls`),
+//! `RELOAD`, `SHADOW {"of": NAME, "path": PATH, "config": {...}}`,
+//! `PROMOTE <name>`, `TLSRPT <day> <domain|*> [SEND]` (`report tls`),
 //! `DMARCRPT <day> <domain|*> [SEND]` (`report dmarc`).
 
 use crate::log::{Event, MainLog};
@@ -71,6 +72,54 @@ impl Reload {
         }
     }
 
+    /// Start a shadow from a `SHADOW` request's JSON.
+    async fn shadow(&self, args: &str) -> serde_json::Value {
+        #[derive(serde::Deserialize)]
+        struct Args {
+            of: String,
+            path: std::path::PathBuf,
+            #[serde(default)]
+            config: Option<toml::Table>,
+        }
+        let a: Args = match serde_json::from_str(args) {
+            Ok(a) => a,
+            Err(e) => return serde_json::json!({ "error": format!("bad SHADOW request: {e}") }),
+        };
+        match self.runtime.add_shadow(&a.of, a.path, a.config).await {
+            Ok(p) => {
+                self.log.event(&Event::notice(format!(
+                    "plugin {} {} (sha256 {}) shadows {}",
+                    p.cfg.name,
+                    p.version,
+                    &p.hash[..16],
+                    a.of
+                )));
+                serde_json::json!({ "shadow": p.cfg.name, "version": p.version })
+            }
+            Err(e) => {
+                self.log.event(&Event::notice(format!(
+                    "plugin shadow for {} refused, the running plugins stay: {e}",
+                    a.of
+                )));
+                serde_json::json!({ "error": e.to_string() })
+            }
+        }
+    }
+
+    /// Promote the shadow of `name`.
+    fn promote(&self, name: &str) -> serde_json::Value {
+        match self.runtime.promote(name) {
+            Ok((shadow, active)) => {
+                self.log.event(&Event::notice(format!(
+                    "plugin {shadow} promoted: it is now {active}; until the config file says so, \
+                     a reload brings the old version back"
+                )));
+                serde_json::json!({ "promoted": shadow, "as": active })
+            }
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        }
+    }
+
     fn list(&self) -> serde_json::Value {
         let set = self.runtime.current();
         serde_json::Value::Array(
@@ -90,6 +139,9 @@ impl Reload {
                         "instances": p.pool.created.load(std::sync::atomic::Ordering::Relaxed),
                         "reused": p.pool.reused.load(std::sync::atomic::Ordering::Relaxed),
                         "idle": p.pool.idle(),
+                        "shadow_of": p.cfg.shadow_of,
+                        "compared": p.shadow.compared.load(std::sync::atomic::Ordering::Relaxed),
+                        "differed": p.shadow.differed.load(std::sync::atomic::Ordering::Relaxed),
                     })
                 })
                 .collect(),
@@ -160,6 +212,14 @@ pub async fn answer(
         (Some("STATUS"), None) => status(spool, log, reload),
         (Some("PLUGINS"), None) => match reload {
             Some(r) => json!({ "plugins": r.list() }),
+            None => json!({ "error": "no server is running" }),
+        },
+        (Some("SHADOW"), Some(_)) => match reload {
+            Some(r) => r.shadow(request.trim_start()[6..].trim()).await,
+            None => json!({ "error": "no server is running" }),
+        },
+        (Some("PROMOTE"), Some(name)) => match reload {
+            Some(r) => r.promote(name),
             None => json!({ "error": "no server is running" }),
         },
         (Some("RELOAD"), None) => match reload {

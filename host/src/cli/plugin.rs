@@ -13,6 +13,23 @@ pub enum PluginCmd {
     /// Load the plugins named in the config file and switch to them
     /// atomically (sessions in flight finish with the old ones).
     Reload,
+    /// Run a new version of a plugin as its shadow: it sees what the
+    /// active plugin sees, its differing answers are logged and counted
+    /// (`plugin list`), and it never changes what happens to mail.
+    Shadow {
+        /// The active plugin.
+        name: String,
+        /// The new version's component (.wasm).
+        path: PathBuf,
+        /// Its config table, a TOML file (default: the active plugin's).
+        #[arg(long = "plugin-config")]
+        plugin_config: Option<PathBuf>,
+    },
+    /// Swap the shadow of NAME in for NAME, atomically.
+    Promote {
+        /// The active plugin (or its shadow).
+        name: String,
+    },
     /// Run a plugin offline through every hook it declares, with a context
     /// built from a message file, and print its verdicts and actions.
     Test(TestArgs),
@@ -156,6 +173,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
             directories: Default::default(),
             keys: Default::default(),
             tables: Vec::new(),
+            shadow_of: None,
             config,
         }
     };
@@ -181,12 +199,39 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
 
 /// `mailgate plugin list|reload|test`.
 pub async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
-    let req = match cmd {
-        PluginCmd::List => "PLUGINS",
-        PluginCmd::Reload => "RELOAD",
-        PluginCmd::Test(args) => return plugin_test(cfg, args).await,
+    let req = match &cmd {
+        PluginCmd::List => "PLUGINS".to_string(),
+        PluginCmd::Reload => "RELOAD".to_string(),
+        PluginCmd::Shadow {
+            name,
+            path,
+            plugin_config,
+        } => {
+            let path =
+                std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let config = match plugin_config {
+                Some(p) => {
+                    let t =
+                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    Some(
+                        t.parse::<toml::Table>()
+                            .map_err(|e| format!("{}: {e}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let args = serde_json::json!({ "of": name, "path": path, "config": config });
+            format!("SHADOW {args}")
+        }
+        PluginCmd::Promote { name } => format!("PROMOTE {name}"),
+        PluginCmd::Test(_) => {
+            let PluginCmd::Test(args) = cmd else {
+                unreachable!()
+            };
+            return plugin_test(cfg, args).await;
+        }
     };
-    let a = mailgate::control::request(&cfg.control_socket(), req)
+    let a = mailgate::control::request(&cfg.control_socket(), &req)
         .await
         .ok_or("no mailgate server is running (plugins live in the server)")?;
     if let Some(e) = a.get("error").and_then(|e| e.as_str()) {
@@ -205,6 +250,12 @@ pub async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
                     p["failures"]
                 );
                 println!("    path: {}", p["path"].as_str().unwrap_or(""));
+                if let Some(of) = p["shadow_of"].as_str() {
+                    println!(
+                        "    shadow of {of}: {} hook calls compared, {} differed",
+                        p["compared"], p["differed"]
+                    );
+                }
                 println!("    hooks: {}", join_strings(&p["hooks"]));
                 println!("    capabilities: {}", join_strings(&p["capabilities"]));
                 println!(
@@ -221,6 +272,16 @@ pub async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
             }
         }
         PluginCmd::Reload => println!("{} plugin(s) active", a["reloaded"]),
+        PluginCmd::Shadow { name, .. } => println!(
+            "{} {} shadows {name}",
+            a["shadow"].as_str().unwrap_or(""),
+            a["version"].as_str().unwrap_or("")
+        ),
+        PluginCmd::Promote { .. } => println!(
+            "{} is now {}",
+            a["promoted"].as_str().unwrap_or(""),
+            a["as"].as_str().unwrap_or("")
+        ),
         PluginCmd::Test(_) => {}
     }
     Ok(())

@@ -98,6 +98,13 @@ pub struct PluginConfig {
     /// capability (`mailgate table build NAME SOURCE`).
     #[serde(default)]
     pub tables: Vec<String>,
+    /// Run as the shadow of the plugin of this name: called after it at
+    /// every hook with the same context and data, under this entry's own
+    /// budgets; its answers are compared with that plugin's, differences
+    /// logged and counted, and dropped: it never changes what happens to
+    /// mail. `mailgate plugin promote` swaps it in.
+    #[serde(default)]
+    pub shadow_of: Option<String>,
     /// The plugin's own settings, handed to its `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
@@ -127,6 +134,26 @@ impl PluginConfig {
 }
 
 /// Check names are unique.
+/// Why `p`'s `shadow_of` cannot work, if it cannot.
+pub fn shadow_problem(plugins: &[PluginConfig], p: &PluginConfig) -> Option<String> {
+    let of = p.shadow_of.as_deref()?;
+    let Some(active) = plugins.iter().find(|q| q.name == of) else {
+        return Some(format!("no plugin is named {of}"));
+    };
+    if active.shadow_of.is_some() {
+        return Some(format!("{of} is itself a shadow"));
+    }
+    if plugins
+        .iter()
+        .filter(|q| q.shadow_of.as_deref() == Some(of))
+        .count()
+        > 1
+    {
+        return Some(format!("{of} has more than one shadow"));
+    }
+    None
+}
+
 pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for p in plugins {
@@ -135,6 +162,13 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
                 file: file.into(),
                 position: None,
                 reason: format!("plugin name {} is used twice", p.name),
+            });
+        }
+        if let Some(why) = shadow_problem(plugins, p) {
+            return Err(ConfigError {
+                file: file.into(),
+                position: None,
+                reason: format!("plugin {}: shadow_of: {why}", p.name),
             });
         }
         for (name, addr) in &p.services {

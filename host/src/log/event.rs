@@ -248,6 +248,22 @@ pub enum Event {
         /// `continue` or `tempfail`.
         policy: String,
     },
+    /// A shadow plugin answered a hook otherwise than its active plugin
+    /// (the active answer was followed).
+    ShadowDiffered {
+        /// The client host field or the queue id.
+        who: String,
+        /// The shadow.
+        shadow: String,
+        /// The active plugin.
+        active: String,
+        /// Where (the stage, and the recipient at RCPT and routing).
+        stage: String,
+        /// The active plugin's answer.
+        theirs: String,
+        /// The shadow's answer.
+        mine: String,
+    },
     /// A plugin's answer the host did not follow.
     PluginIgnored {
         /// The client host field or the queue id.

@@ -227,6 +227,19 @@ pub fn render(e: &Event) -> String {
                 "{who} plugin {plugin} failed at {stage}: {reason}; policy {policy}"
             );
         }
+        Event::ShadowDiffered {
+            who,
+            shadow,
+            active,
+            stage,
+            theirs,
+            mine,
+        } => {
+            let _ = write!(
+                s,
+                "{who} shadow {shadow} of {active} differs at {stage}: {active} {theirs}; {shadow} {mine}"
+            );
+        }
         Event::PluginIgnored { who, text } => {
             let _ = write!(s, "{who} plugin {text}");
         }

@@ -61,6 +61,9 @@ pub struct Metrics {
     pub plugin_calls: Counters,
     /// Plugin hook failures, by plugin and kind (error, trap, budget).
     pub plugin_failures: Counters,
+    /// Hook calls where a shadow plugin answered otherwise than its
+    /// active plugin, by shadow and hook.
+    pub plugin_shadow_differences: Counters,
     /// Plugin hook duration, by plugin.
     pub plugin_hook_duration: Histograms,
     /// DNS lookups, by record type.
@@ -220,6 +223,11 @@ impl Metrics {
                 "Plugin hook calls that failed, by plugin and kind (error, trap, budget).",
                 &["plugin", "kind"],
             ),
+            plugin_shadow_differences: Counters::new(
+                "mailgate_plugin_shadow_differences_total",
+                "Hook calls where a shadow plugin's answer differed from its active plugin's, by shadow and hook.",
+                &["plugin", "hook"],
+            ),
             plugin_hook_duration: Histograms::new(
                 "mailgate_plugin_hook_duration_seconds",
                 "Wall time of plugin hook calls, instance setup included, by plugin.",
@@ -329,6 +337,7 @@ impl Metrics {
             &self.host_failures,
             &self.plugin_calls,
             &self.plugin_failures,
+            &self.plugin_shadow_differences,
             &self.dns_lookups,
             &self.dns_failures,
             &self.store_failures,

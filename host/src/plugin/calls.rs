@@ -8,8 +8,10 @@ use super::bindings::mailgate::plugin::types::{self as wit, Hook};
 use super::engine::{Loaded, Runtime};
 use super::host::message::MessageData;
 use super::instance::Instance;
+use super::shadow::{self, Difference};
 use crate::config::plugin::OnFailure;
 use crate::metrics;
+use crate::plugin::bindings::exports::mailgate::plugin::plugin::RouteDecision;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -24,6 +26,8 @@ pub struct Outcome {
     pub actions: Vec<wit::Action>,
     /// Failures, for the log: (plugin, reason, policy).
     pub failures: Vec<(String, String, OnFailure)>,
+    /// Where a shadow answered otherwise than its active plugin.
+    pub shadows: Vec<Difference>,
 }
 
 /// What the route hooks made of one recipient.
@@ -40,6 +44,8 @@ pub struct Routed {
     pub headers: Vec<(String, String)>,
     /// Failures, as in [`Outcome`].
     pub failures: Vec<(String, String, OnFailure)>,
+    /// Shadow differences, as in [`Outcome`].
+    pub shadows: Vec<Difference>,
 }
 
 /// Which hook to call, with its arguments.
@@ -59,6 +65,14 @@ pub enum Call<'a> {
 }
 
 impl Call<'_> {
+    /// The recipient of a RCPT call, for the log.
+    fn detail(&self) -> Option<String> {
+        match self {
+            Call::RcptTo(r) => Some(format!("<{r}>")),
+            _ => None,
+        }
+    }
+
     fn hook(&self) -> Hook {
         match self {
             Call::Connect => Hook::Connect,
@@ -77,6 +91,8 @@ pub struct SessionPlugins {
     rt: Arc<Runtime>,
     set: Arc<Vec<Arc<Loaded>>>,
     instances: Vec<Option<Instance>>,
+    /// For each plugin, the index of its shadow, if it has one.
+    shadow_for: Vec<Option<usize>>,
     /// A MAIL was seen since the instances were last renewed.
     begun: bool,
 }
@@ -86,10 +102,18 @@ impl SessionPlugins {
     pub fn new(rt: Arc<Runtime>) -> SessionPlugins {
         let set = rt.current();
         let n = set.len();
+        let shadow_for = set
+            .iter()
+            .map(|p| {
+                set.iter()
+                    .position(|s| s.cfg.shadow_of.as_deref() == Some(p.cfg.name.as_str()))
+            })
+            .collect();
         SessionPlugins {
             rt,
             set,
             instances: (0..n).map(|_| None).collect(),
+            shadow_for,
             begun: false,
         }
     }
@@ -133,7 +157,18 @@ impl SessionPlugins {
         // does.
         let mut seen: Option<wit::Context> = None;
         for (i, p) in set.iter().enumerate() {
+            if p.cfg.shadow_of.is_some() {
+                continue;
+            }
+            let shadow = self.shadow_for[i].filter(|&s| set[s].hooks.contains(&hook));
             if !p.hooks.contains(&hook) {
+                // Its shadow may have the hook: the active plugin's
+                // answer is then to go on.
+                if let Some(s) = shadow {
+                    let c = seen.as_ref().unwrap_or(ctx);
+                    let d = self.shadow_hook(s, i, c, &call, "continue".into()).await;
+                    out.shadows.extend(d);
+                }
                 continue;
             }
             p.calls.fetch_add(1, Ordering::Relaxed);
@@ -141,6 +176,13 @@ impl SessionPlugins {
             let res = self.call_one(i, seen.as_ref().unwrap_or(ctx), &call).await;
             let failed = res.as_ref().err().map(String::as_str);
             metrics::get().plugin_call(&p.cfg.name, hook_name(hook), started, failed);
+            if let Some(s) = shadow {
+                let c = seen.as_ref().unwrap_or(ctx);
+                let d = self
+                    .shadow_hook(s, i, c, &call, shadow::describe(&res))
+                    .await;
+                out.shadows.extend(d);
+            }
             if let Some(why) = self.take_outage(i) {
                 // The shared store was down under the defer policy: what
                 // the plugin answered without it is not followed.
@@ -216,6 +258,40 @@ impl SessionPlugins {
         Ok(inst)
     }
 
+    /// Call shadow `s` of plugin `active` as `active` was called, compare
+    /// its answer with `theirs` and count; the answer goes no further.
+    async fn shadow_hook(
+        &mut self,
+        s: usize,
+        active: usize,
+        ctx: &wit::Context,
+        call: &Call<'_>,
+        theirs: String,
+    ) -> Option<Difference> {
+        let sp = Arc::clone(&self.set[s]);
+        sp.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let res = self.call_one(s, ctx, call).await;
+        let res = match self.take_outage(s) {
+            Some(why) => Err(why),
+            None => res,
+        };
+        let failed = res.as_ref().err().map(String::as_str);
+        metrics::get().plugin_call(&sp.cfg.name, hook_name(call.hook()), started, failed);
+        if res.is_err() {
+            self.failed(s);
+        }
+        let mine = shadow::describe(&res);
+        sp.shadow.compare(
+            &self.set[active].cfg.name,
+            &sp.cfg.name,
+            hook_name(call.hook()),
+            call.detail(),
+            theirs,
+            mine,
+        )
+    }
+
     /// Whether the last call of plugin `i` found the shared store
     /// unavailable under the defer policy (and why).
     fn take_outage(&mut self, i: usize) -> Option<String> {
@@ -240,40 +316,32 @@ impl SessionPlugins {
         let mut out = Routed::default();
         let set = Arc::clone(&self.set);
         for (i, p) in set.iter().enumerate() {
-            if !p.hooks.contains(&Hook::Route) {
+            if p.cfg.shadow_of.is_some() {
                 continue;
             }
-            p.calls.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let r = match self.instance(i).await {
-                Ok(inst) => {
-                    inst.store.data_mut().route_headers = Some(Vec::new());
-                    let r = inst
-                        .bindings
-                        .mailgate_plugin_plugin()
-                        .call_on_route(&mut inst.store, ctx, &info)
-                        .await;
-                    inst.in_call = false;
-                    let headers = inst.store.data_mut().route_headers.take();
-                    r.map(|d| (d, headers.unwrap_or_default()))
-                        .map_err(|e| inst.describe_error(e))
+            let shadow = self.shadow_for[i].filter(|&s| set[s].hooks.contains(&Hook::Route));
+            if !p.hooks.contains(&Hook::Route) {
+                if let Some(s) = shadow {
+                    let unchanged = Ok((
+                        RouteDecision {
+                            recipient: info.recipient.clone(),
+                            sender: None,
+                            transport: false,
+                        },
+                        vec![],
+                    ));
+                    let theirs = shadow::describe_route(&unchanged);
+                    out.shadows
+                        .extend(self.shadow_route(s, i, ctx, &info, theirs).await);
                 }
-                Err(e) => Err(e),
-            };
-            let r = r.and_then(|(d, h)| {
-                if d.recipient.is_empty()
-                    || d.recipient.contains(['\r', '\n', '<', '>'])
-                    || d.sender
-                        .as_ref()
-                        .is_some_and(|s| s.contains(['\r', '\n', '<', '>']))
-                {
-                    Err("malformed answer: bad address in route decision".to_string())
-                } else {
-                    Ok((d, h))
-                }
-            });
-            let failed = r.as_ref().err().map(String::as_str);
-            metrics::get().plugin_call(&p.cfg.name, "route", started, failed);
+                continue;
+            }
+            let r = self.route_one(i, ctx, &info).await;
+            if let Some(s) = shadow {
+                let theirs = shadow::describe_route(&r);
+                out.shadows
+                    .extend(self.shadow_route(s, i, ctx, &info, theirs).await);
+            }
             if let Some(why) = self.take_outage(i) {
                 out.failures
                     .push((p.cfg.name.clone(), why, OnFailure::Tempfail));
@@ -299,6 +367,78 @@ impl SessionPlugins {
         }
         out.recipient = info.recipient;
         out
+    }
+
+    /// Call the route hook of plugin `i`: its decision, checked, and the
+    /// header fields it added for the recipient's copy.
+    async fn route_one(
+        &mut self,
+        i: usize,
+        ctx: &wit::Context,
+        info: &wit::RouteInfo,
+    ) -> Result<(RouteDecision, Vec<(String, String)>), String> {
+        let p = Arc::clone(&self.set[i]);
+        p.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let r = match self.instance(i).await {
+            Ok(inst) => {
+                inst.store.data_mut().route_headers = Some(Vec::new());
+                let r = inst
+                    .bindings
+                    .mailgate_plugin_plugin()
+                    .call_on_route(&mut inst.store, ctx, info)
+                    .await;
+                inst.in_call = false;
+                let headers = inst.store.data_mut().route_headers.take();
+                r.map(|d| (d, headers.unwrap_or_default()))
+                    .map_err(|e| inst.describe_error(e))
+            }
+            Err(e) => Err(e),
+        };
+        let r = r.and_then(|(d, h)| {
+            if d.recipient.is_empty()
+                || d.recipient.contains(['\r', '\n', '<', '>'])
+                || d.sender
+                    .as_ref()
+                    .is_some_and(|s| s.contains(['\r', '\n', '<', '>']))
+            {
+                Err("malformed answer: bad address in route decision".to_string())
+            } else {
+                Ok((d, h))
+            }
+        });
+        let failed = r.as_ref().err().map(String::as_str);
+        metrics::get().plugin_call(&p.cfg.name, "route", started, failed);
+        r
+    }
+
+    /// The route hook of shadow `s` of plugin `active`, compared.
+    async fn shadow_route(
+        &mut self,
+        s: usize,
+        active: usize,
+        ctx: &wit::Context,
+        info: &wit::RouteInfo,
+        theirs: String,
+    ) -> Option<Difference> {
+        let r = self.route_one(s, ctx, info).await;
+        let r = match self.take_outage(s) {
+            Some(why) => Err(why),
+            None => r,
+        };
+        if r.is_err() {
+            self.failed(s);
+        }
+        let mine = shadow::describe_route(&r);
+        let sp = Arc::clone(&self.set[s]);
+        sp.shadow.compare(
+            &self.set[active].cfg.name,
+            &sp.cfg.name,
+            "route",
+            Some(format!("<{}>", info.recipient)),
+            theirs,
+            mine,
+        )
     }
 
     /// Hand a delivery to the transport hook of plugin `name`.

@@ -40,6 +40,8 @@ pub struct Loaded {
     pub failures: AtomicU64,
     /// Its idle instances, when its config says `reuse`.
     pub pool: Pool,
+    /// Comparisons with its active plugin, when it is a shadow.
+    pub shadow: super::shadow::ShadowStats,
 }
 
 /// The runtime: one engine, the current set of plugins.
@@ -184,6 +186,7 @@ impl Runtime {
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 pool: Pool::default(),
+                shadow: Default::default(),
             };
             // Probe: instantiate once, read the manifest, run init.
             let probe = Arc::new(Loaded {
@@ -204,11 +207,14 @@ impl Runtime {
     }
 
     /// Make `plugins` the current set (sessions in flight keep theirs).
-    /// The old set's idle instances are dropped.
+    /// The idle instances of plugins that left the set are dropped.
     pub fn swap(&self, plugins: Vec<Arc<Loaded>>) {
+        let kept: Vec<Arc<Loaded>> = plugins.clone();
         let old = std::mem::replace(&mut *self.current.write().unwrap(), Arc::new(plugins));
         for p in old.iter() {
-            p.pool.retire();
+            if !kept.iter().any(|k| Arc::ptr_eq(k, p)) {
+                p.pool.retire();
+            }
         }
     }
 
@@ -243,5 +249,6 @@ pub(super) fn clone_loaded(l: &Loaded) -> Loaded {
         calls: AtomicU64::new(0),
         failures: AtomicU64::new(0),
         pool: Pool::default(),
+        shadow: Default::default(),
     }
 }

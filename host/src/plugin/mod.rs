@@ -20,6 +20,7 @@ pub mod instance;
 pub mod offline;
 pub mod pool;
 pub mod sandbox;
+pub mod shadow;
 pub mod state;
 
 pub use bindings::hook_name;

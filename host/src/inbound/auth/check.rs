@@ -97,6 +97,7 @@ pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
             directories: Default::default(),
             keys: Default::default(),
             tables: Vec::new(),
+            shadow_of: None,
             config: toml::Table::new(),
         })
         .collect()

@@ -61,6 +61,12 @@ pub async fn deliver(
         &format!("delivery to {}", g.domain),
         &o.failures,
     );
+    super::log_shadows(
+        log,
+        &env.id,
+        &format!("delivery to {}", g.domain),
+        &o.shadows,
+    );
     match o.verdict {
         Some(wit::Verdict::Reject(r)) => {
             return Err(Result1::Failed(report(

@@ -97,6 +97,29 @@ pub fn log_failures(
     }
 }
 
+/// Log where shadows answered otherwise than their active plugins.
+pub fn log_shadows(
+    log: &MainLog,
+    who: &str,
+    stage: &str,
+    diffs: &[crate::plugin::shadow::Difference],
+) {
+    for d in diffs {
+        let stage = match &d.detail {
+            Some(x) => format!("{stage} {x}"),
+            None => stage.to_string(),
+        };
+        log.event(&Event::ShadowDiffered {
+            who: who.to_string(),
+            shadow: d.shadow.clone(),
+            active: d.active.clone(),
+            stage,
+            theirs: d.theirs.clone(),
+            mine: d.mine.clone(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

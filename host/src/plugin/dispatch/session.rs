@@ -2,7 +2,7 @@
 //! session, turning verdicts into SMTP replies, applying actions to the
 //! transaction, and the route hooks over the recipients to be spooled.
 
-use super::{Facts, context, log_failures};
+use super::{Facts, context, log_failures, log_shadows};
 use crate::config::plugin::OnFailure;
 use crate::log::{Event, MainLog};
 use crate::plugin::bindings::mailgate::plugin::types as wit;
@@ -65,8 +65,10 @@ pub async fn run(
         verdict,
         actions,
         failures,
+        shadows,
     } = plugins.run(&ctx, call).await;
     log_failures(log, host, stage, &failures);
+    log_shadows(log, host, stage, &shadows);
     for a in actions {
         match a {
             wit::Action::SetVar((k, v)) => {
@@ -135,6 +137,7 @@ pub async fn route(
             &format!("routing <{}>", info.recipient),
             &d.failures,
         );
+        log_shadows(log, host, "routing", &d.shadows);
         if d.failures.iter().any(|f| f.2 == OnFailure::Tempfail) {
             return Err(Reply::new(
                 451,
