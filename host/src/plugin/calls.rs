@@ -376,7 +376,7 @@ impl SessionPlugins {
         i: usize,
         ctx: &wit::Context,
         info: &wit::RouteInfo,
-    ) -> Result<(RouteDecision, Vec<(String, String)>), String> {
+    ) -> shadow::RouteAnswer {
         let p = Arc::clone(&self.set[i]);
         p.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();

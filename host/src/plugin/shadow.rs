@@ -107,9 +107,13 @@ fn verdict(v: &wit::Verdict) -> String {
     }
 }
 
+/// A route hook's answer: its decision and the header fields it added
+/// for the recipient's copy, or why it failed.
+pub type RouteAnswer = Result<(RouteDecision, Vec<(String, String)>), String>;
+
 /// A route decision as the log writes it: the recipient, its own sender,
 /// the plugin's transport, the header fields for its copy.
-pub fn describe_route(answer: &Result<(RouteDecision, Vec<(String, String)>), String>) -> String {
+pub fn describe_route(answer: &RouteAnswer) -> String {
     match answer {
         Err(e) => format!("failed ({e})"),
         Ok((d, headers)) => {
