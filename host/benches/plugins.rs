@@ -82,9 +82,10 @@ fn setup_with(cfg: PluginConfig, dns: Option<mailgate::plugin::state::Resolver>)
         .unwrap();
     let cache = Cache::open(&dir.path().join("cache.redb")).unwrap();
     let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-plugin-cache");
-    let compiled =
-        mailgate::plugin::cache::CompileCache::open(&compiled, &dir.path().join("compiled.key"))
-            .unwrap();
+    // A key that outlives the run, so later runs load the compiled code
+    // instead of compiling every component again.
+    let key = compiled.with_extension("key");
+    let compiled = mailgate::plugin::cache::CompileCache::open(&compiled, &key).unwrap();
     let plugins = Runtime::new(
         mailgate::store::Store::local(cache),
         Some(compiled),
@@ -121,6 +122,22 @@ fn hook_cost(c: &mut Criterion) {
                 assert!(o.failures.is_empty() && o.verdict.is_none());
             })
         });
+        // `reuse = true`: each transaction takes the instance an earlier
+        // one gave back (no instantiation, no init), as the gateway runs
+        // plugins that declare no per-transaction state.
+        let mut reused = config(label, wasm(rel).unwrap(), table, vec![Capability::Log]);
+        reused.reuse = true;
+        let r = setup(reused);
+        g.bench_function(
+            format!("{label}, reused instance (a new transaction)"),
+            |b| {
+                b.to_async(&r.rt).iter(|| async {
+                    let mut sp = SessionPlugins::new(Arc::clone(&r.plugins));
+                    let o = sp.run(&ctx, Call::RcptTo("carol@local.test")).await;
+                    assert!(o.failures.is_empty() && o.verdict.is_none());
+                })
+            },
+        );
         // The same instance for a second call: what the later hooks of a
         // transaction cost.
         g.bench_function(format!("{label}, second call in the transaction"), |b| {

@@ -1,7 +1,9 @@
 //! The example plugins in C, Python (componentize-py) and JavaScript
 //! (componentize-js), built by scripts/test.sh, each loaded by the real
 //! gateway and driven over SMTP: a listed recipient is refused, the
-//! accepted message carries the plugin's header.
+//! accepted message carries the plugin's header. They run with
+//! `reuse = true`, as their docs advise: the second transaction is served
+//! by the instance the first gave back, and answers the same.
 
 use mailgate_tests::{Client, Server};
 use std::path::PathBuf;
@@ -23,28 +25,36 @@ fn run_example(name: &str, wasm: PathBuf, header: &str, refusal: &str) {
     let s = Server::start(
         "",
         &format!(
-            "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ntimeout_ms = 5000\nmemory = \"128M\"\n[plugin.config]\nreject = [\"bob@local.test\"]\n",
+            "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ntimeout_ms = 5000\nmemory = \"128M\"\nreuse = true\n[plugin.config]\nreject = [\"bob@local.test\"]\n",
             wasm.display()
         ),
     );
-    let mut c = Client::connect(s.port);
-    c.cmd("EHLO client.test");
-    assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
-    let r = c.cmd("RCPT TO:<bob@local.test>");
-    assert!(r.starts_with(&format!("550 5.7.1 {refusal}")), "{r}");
-    assert!(c.cmd("RCPT TO:<alice@local.test>").starts_with("250"));
-    assert!(c.cmd("DATA").starts_with("354"));
-    c.send(b"Subject: lang\r\n\r\nhello\r\n.\r\n");
-    let r = c.reply();
-    assert!(r.starts_with("250 2.0.0 OK"), "{r}");
-    s.wait_log(" => alice@local.test", 1);
-    let m = &s.maildir("local.test", "alice")[0];
-    assert!(
-        m.contains(&format!("\n{header}: 1 recipients, 7 octets\n")),
-        "{m}"
-    );
+    for n in 1..=2 {
+        let mut c = Client::connect(s.port);
+        c.cmd("EHLO client.test");
+        assert!(c.cmd("MAIL FROM:<a@example.test>").starts_with("250"));
+        let r = c.cmd("RCPT TO:<bob@local.test>");
+        assert!(r.starts_with(&format!("550 5.7.1 {refusal}")), "{n}: {r}");
+        assert!(c.cmd("RCPT TO:<alice@local.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(b"Subject: lang\r\n\r\nhello\r\n.\r\n");
+        let r = c.reply();
+        assert!(r.starts_with("250 2.0.0 OK"), "{r}");
+        c.cmd("QUIT");
+        s.wait_log(" => alice@local.test", n);
+    }
+    for m in s.maildir("local.test", "alice") {
+        assert!(
+            m.contains(&format!("\n{header}: 1 recipients, 7 octets\n")),
+            "{m}"
+        );
+    }
     let (ok, list) = s.cli(&["plugin", "list"]);
     assert!(ok && list.contains(&format!("{name} 0.1.0")), "{list}");
+    assert!(
+        list.contains(", 1 transactions on a reused one") && list.contains("(reuse)"),
+        "the second transaction did not reuse the first one's instance: {list}"
+    );
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //   path = "plugins/target/js/reject_list_js.wasm"
 //   timeout_ms = 2000
 //   memory = "64M"
+//   reuse = true       # init fills the list once; instances serve many
+//                      # transactions (47 µs a transaction instead of 0.6 ms)
 //   capabilities = []  # the JS runtime may read wasi:random and the clocks;
 //                      # without the grants they answer a fixed seed and the
 //                      # epoch, which this plugin does not mind
