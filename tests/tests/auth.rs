@@ -9,7 +9,7 @@
 //! whose name `localhost` does not lead back to it, fails; a served
 //! reverse zone is tested with `mailgate auth check`.)
 
-use mailgate_tests::{Client, Nsd, Server, auth_results};
+use mailgate_tests::{Client, Nsd, Server, auth_results, plugin_wasm};
 
 const ZONE: &str = "$ORIGIN authtest.
 $TTL 300
@@ -167,7 +167,10 @@ fn every_spf_result_and_iprev() {
     let s = Server::start_with(
         "",
         &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
-        "[auth]\nreceived_spf = true\n",
+        &format!(
+            "[auth]\nreceived_spf = true\n\n[[plugin]]\nname = \"probe\"\npath = \"{}\"\ncapabilities = [\"log\"]\n",
+            plugin_wasm("hooks_probe.wasm").display()
+        ),
     );
     let cases = [
         ("a@pass.authtest", "spf=pass"),
@@ -209,6 +212,25 @@ fn every_spf_result_and_iprev() {
     // which is not 127.0.0.5.
     let ar = results_of(&s, "a@pass.authtest");
     assert!(ar.contains("iprev=pass ("), "{ar}");
+    // Plugins get the verified name (what the header's comment names; it
+    // comes from this machine's hosts file) as the context's client-name,
+    // and nothing for a client whose name does not point back.
+    let verified = ar
+        .split("iprev=pass (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string();
+    for (source, name) in [("127.0.0.1", verified.as_str()), ("127.0.0.5", "none")] {
+        let mut c = Client::connect_from(source, s.port);
+        c.cmd("EHLO client.authtest");
+        assert!(c.cmd("MAIL FROM:<a@pass.authtest>").starts_with("250"));
+        let r = c.cmd("RCPT TO:<whoami@local.test>");
+        assert!(
+            r.contains(&format!("; client-name: {name}")),
+            "{source}: {r}"
+        );
+    }
     assert!(ar.contains(") policy.iprev=127.0.0.1;"), "{ar}");
     send_from(
         &s,

@@ -178,7 +178,7 @@ fn submission_with_hashes_from_a_table() {
     assert!(c.cmd("RCPT TO:<y@remote.test>").starts_with("250"));
     // The plugins see the login.
     let r = c.cmd("RCPT TO:<whoami@local.test>");
-    assert!(r.starts_with("550 5.7.1 auth-user: carol"), "{r}");
+    assert!(r.starts_with("550 5.7.1 auth-user: carol;"), "{r}");
     c.cmd("QUIT");
 
     // Unauthenticated on the listener that only offers it: no relaying,
@@ -191,7 +191,7 @@ fn submission_with_hashes_from_a_table() {
             .starts_with("550 5.7.1 Relaying denied")
     );
     let r = c.cmd("RCPT TO:<whoami@local.test>");
-    assert!(r.starts_with("550 5.7.1 auth-user: none"), "{r}");
+    assert!(r.starts_with("550 5.7.1 auth-user: none;"), "{r}");
     c.cmd("QUIT");
 
     // A sender the login does not own.

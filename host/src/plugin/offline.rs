@@ -114,6 +114,7 @@ pub async fn test_offline(
     let mut ctx = super::dispatch::context(&super::dispatch::Facts {
         client_ip: "192.0.2.1".into(),
         client_port: 50000,
+        client_name: None,
         helo: Some("client.example"),
         tls: None,
         sender: None,

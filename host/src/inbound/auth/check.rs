@@ -151,6 +151,7 @@ pub async fn run(cfg: &Config, req: Request) -> Result<Report, String> {
     let mut ctx = crate::plugin::dispatch::context(&crate::plugin::dispatch::Facts {
         client_ip: req.ip.to_string(),
         client_port: 0,
+        client_name: checks.client_name(),
         helo: Some(&req.helo),
         tls: None,
         sender: Some(&req.sender),

@@ -93,6 +93,15 @@ impl Checks {
         r
     }
 
+    /// The client's host name as iprev verified it (the name its address
+    /// points to and that points back), once iprev passed.
+    pub fn client_name(&self) -> Option<&str> {
+        self.iprev
+            .as_ref()
+            .filter(|e| e.result == "pass")
+            .and_then(|e| e.comment.as_deref())
+    }
+
     /// The results as plugins get them (`checks` in the hook context).
     pub fn for_plugins(
         &self,

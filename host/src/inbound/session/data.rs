@@ -150,6 +150,7 @@ pub(super) async fn message(
         dispatch::context(&dispatch::Facts {
             client_ip: conn.ip.to_string(),
             client_port: conn.port,
+            client_name: conn.checks.client_name(),
             helo: conn.helo.as_deref(),
             tls: conn.tls.as_ref(),
             sender: conn.sender.as_deref(),

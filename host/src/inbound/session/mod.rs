@@ -514,6 +514,7 @@ async fn conn_hook(conn: &mut Conn, call: crate::plugin::Call<'_>) -> hooks::Dec
         let known = dispatch::Facts {
             client_ip: conn.ip.to_string(),
             client_port: conn.port,
+            client_name: conn.checks.client_name(),
             helo: conn.helo.as_deref(),
             tls: conn.tls.as_ref(),
             sender: conn.sender.as_deref(),

@@ -19,6 +19,8 @@ pub struct Facts<'a> {
     pub client_ip: String,
     /// Client port.
     pub client_port: u16,
+    /// The client's host name, when iprev verified one.
+    pub client_name: Option<&'a str>,
     /// HELO name, once given.
     pub helo: Option<&'a str>,
     /// TLS of the inbound connection.
@@ -42,7 +44,7 @@ pub fn context(f: &Facts<'_>) -> wit::Context {
     wit::Context {
         client_ip: f.client_ip.clone(),
         client_port: f.client_port,
-        client_name: None,
+        client_name: f.client_name.map(str::to_string),
         helo: f.helo.map(str::to_string),
         tls: f.tls.map(|t| wit::TlsInfo {
             version: t.version.clone(),
@@ -64,6 +66,9 @@ pub fn envelope_context(env: &Envelope) -> wit::Context {
     context(&Facts {
         client_ip: env.client_ip.clone(),
         client_port: env.client_port,
+        // Not kept in the spool: the Authentication-Results header names
+        // the verified host for delivery-time plugins.
+        client_name: None,
         helo: Some(&env.helo),
         tls: env.tls.as_ref(),
         sender: Some(&env.sender),
@@ -130,6 +135,7 @@ mod tests {
         let c = context(&Facts {
             client_ip: "192.0.2.7".into(),
             client_port: 4000,
+            client_name: Some("mail.c.test"),
             helo: Some("c.test"),
             tls: None,
             sender: Some(""),
@@ -145,6 +151,7 @@ mod tests {
         });
         assert_eq!(c.auth_user.as_deref(), Some("alice"));
         assert_eq!(c.client_ip, "192.0.2.7");
+        assert_eq!(c.client_name.as_deref(), Some("mail.c.test"));
         assert_eq!(c.helo.as_deref(), Some("c.test"));
         assert_eq!(c.sender.as_deref(), Some(""));
         assert_eq!(c.recipients, vec!["a@b.test".to_string()]);

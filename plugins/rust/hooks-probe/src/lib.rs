@@ -2,7 +2,8 @@
 //! * RCPT `svc@...`: asks the service named `echo` (services capability)
 //!   and rejects with its answer, or with "services refused".
 //! * RCPT `whoami@...`: rejects with the context's `auth-user` (the SMTP
-//!   AUTH login, or `none`).
+//!   AUTH login, or `none`) and `client-name` (the host name iprev
+//!   verified, or `none`).
 //! * route: recipients whose local part starts with `file-` are taken for
 //!   this plugin's transport, which writes the message under the preopened
 //!   directory `/out` (directories capability).
@@ -38,7 +39,12 @@ impl Plugin for Probe {
     fn on_rcpt_to(ctx: &Context, rcpt: &str) -> Response {
         if rcpt.starts_with("whoami@") {
             let who = ctx.auth_user.as_deref().unwrap_or("none");
-            return Response::reject(550, "5.7.1", &format!("auth-user: {who}"));
+            let name = ctx.client_name.as_deref().unwrap_or("none");
+            return Response::reject(
+                550,
+                "5.7.1",
+                &format!("auth-user: {who}; client-name: {name}"),
+            );
         }
         if !rcpt.starts_with("svc@") {
             return Response::next();
