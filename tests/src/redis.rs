@@ -1,11 +1,25 @@
-//! A private redis-server (Debian's) on a loopback port, with a password
-//! and optionally TLS only, no persistence: the shared store of a test
-//! pool of gateways.
+//! A private redis-server (Debian's) on a loopback port, optionally TLS
+//! only, no persistence: the shared store of a test pool of gateways. The
+//! gateways log in as the ACL user `mailgate`, allowed only the pool's
+//! keys and the commands docs/scaling.md lists; the default user (for
+//! redis-cli) has a password of its own.
 
 use crate::{free_port, require};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The commands the gateways' ACL user may run (docs/scaling.md).
+const ACL_COMMANDS: &[&str] = &[
+    "+get",
+    "+set",
+    "+del",
+    "+eval",
+    "+evalsha",
+    "+script|load",
+    "+incr",
+    "+expire",
+];
 
 /// A running (or stopped) redis-server.
 pub struct RedisServer {
@@ -26,7 +40,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let password = format!("pw-{}", std::process::id());
         let pw = dir.path().join("password");
-        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        std::fs::write(&pw, format!("gw-{password}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
         if tls {
@@ -53,6 +67,11 @@ impl RedisServer {
         let mut cmd = Command::new(require("redis-server"));
         cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--requirepass", &self.password])
+            // The gateways' user, as docs/scaling.md advises.
+            .args(["--user", "mailgate", "on"])
+            .arg(format!(">gw-{}", self.password))
+            .args(["~pool:*", "resetchannels"])
+            .args(ACL_COMMANDS)
             .arg("--dir")
             .arg(d)
             .args(["--logfile", ""]);
@@ -114,7 +133,7 @@ impl RedisServer {
             String::new()
         };
         format!(
-            "[store]\nredis = \"{}\"\npassword_file = \"{}\"\n{ca}prefix = \"pool:\"\n{extra}\n",
+            "[store]\nredis = \"{}\"\nusername = \"mailgate\"\npassword_file = \"{}\"\n{ca}prefix = \"pool:\"\n{extra}\n",
             self.url(),
             self.dir.path().join("password").display()
         )

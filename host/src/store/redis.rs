@@ -120,7 +120,9 @@ fn client(cfg: &StoreConfig) -> Result<(redis::Client, String), SetupError> {
     if let Some(u) = &cfg.username {
         settings = settings.set_username(u);
     }
-    info = info.set_redis_settings(settings.set_lib_name("mailgate", env!("CARGO_PKG_VERSION")));
+    // No CLIENT SETINFO: Redis before 7.2 does not know it, and an ACL
+    // user need not be allowed it.
+    info = info.set_redis_settings(settings.set_skip_set_lib_name());
     let endpoint = info.addr().to_string();
     let client = match &cfg.ca_file {
         Some(ca) => {
