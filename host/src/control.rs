@@ -251,6 +251,20 @@ pub async fn answer(
 
 /// What `mailgate status` shows: version, uptime, listeners, connections,
 /// the spool, the plugins and the latest problems in the log.
+/// The shared store as `status` shows it: `null` without `[store] redis`.
+fn store_status(m: &crate::metrics::Metrics) -> serde_json::Value {
+    let Some((labels, _)) = m.store_info.series().into_iter().next() else {
+        return serde_json::Value::Null;
+    };
+    let up = m.store_up.series().first().is_some_and(|(_, v)| *v > 0.0);
+    serde_json::json!({
+        "redis": labels[0],
+        "on_outage": labels[1],
+        "available": up,
+        "failures": m.store_failures.total(),
+    })
+}
+
 fn status(spool: &Spool, log: Option<&MainLog>, reload: Option<&Reload>) -> serde_json::Value {
     use serde_json::json;
     let m = crate::metrics::get();
@@ -284,6 +298,7 @@ fn status(spool: &Spool, log: Option<&MainLog>, reload: Option<&Reload>) -> serd
             "oldest_age_seconds": q.oldest_age as u64,
         },
         "plugins": plugins,
+        "store": store_status(m),
         "last_errors": log.map(|l| l.recent_problems()).unwrap_or_default(),
     })
 }

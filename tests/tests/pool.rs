@@ -195,6 +195,16 @@ fn greylisting_and_limits_are_shared_and_an_outage_follows_the_policy() {
     assert!(r.starts_with("451 4.7.1 Greylisted"), "{r}");
     let log = b.wait_log("each node uses its own state", 1);
     assert!(log.contains("store: redis at 127.0.0.1:"), "{log}");
+    // The operator sees it in `status` and in the metrics.
+    let (ok, st) = a.cli(&["status"]);
+    assert!(ok, "{st}");
+    assert!(
+        st.contains(&format!(
+            "store: redis at 127.0.0.1:{}, UNAVAILABLE (on_outage defer)",
+            redis.port
+        )),
+        "{st}"
+    );
 
     // Redis is back (empty: it saved nothing): A recovers once its retry
     // interval has passed and the connection is made again.
@@ -214,6 +224,8 @@ fn greylisting_and_limits_are_shared_and_an_outage_follows_the_policy() {
         std::thread::sleep(Duration::from_millis(250));
     }
     a.wait_log("available again", 1);
+    let (_, st) = a.cli(&["status"]);
+    assert!(st.contains(", available (on_outage defer)"), "{st}");
     let keys = redis.cli(&["--raw", "KEYS", "pool:kv:greylist:*"]);
     assert!(keys.contains("back@remote.example"), "{keys}");
     // Nothing accepted before the outage was lost.

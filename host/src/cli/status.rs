@@ -99,6 +99,20 @@ fn render(a: &Value) -> String {
             plugins.join(", ")
         }
     );
+    let st = &a["store"];
+    if st.is_object() {
+        out += &format!(
+            "store: redis at {}, {} (on_outage {}), {} failed commands\n",
+            st["redis"].as_str().unwrap_or(""),
+            if st["available"].as_bool() == Some(true) {
+                "available"
+            } else {
+                "UNAVAILABLE"
+            },
+            st["on_outage"].as_str().unwrap_or(""),
+            n(&st["failures"])
+        );
+    }
     let errors = a["last_errors"].as_array().cloned().unwrap_or_default();
     if errors.is_empty() {
         out += "last errors: none\n";

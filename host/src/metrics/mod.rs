@@ -79,6 +79,8 @@ pub struct Metrics {
     pub store_up: Gauges,
     /// Commands to the shared store that failed or were not tried.
     pub store_failures: Counters,
+    /// Always 1 with `[store] redis`: where it is and the outage policy.
+    pub store_info: Gauges,
     spool_gauges: Gauges,
     info: Gauges,
 }
@@ -265,6 +267,11 @@ impl Metrics {
                 "Commands to the shared store (Redis) that failed, timed out or were not tried during an outage.",
                 &[],
             ),
+            store_info: Gauges::new(
+                "mailgate_store_info",
+                "Always 1 when state is shared through Redis ([store] redis): its address and store.on_outage.",
+                &["redis", "on_outage"],
+            ),
             spool_gauges: Gauges::new(
                 "mailgate_queue_recipients",
                 "Recipients in the spool, by state (pending: not routed yet, queued: waiting for a first attempt, deferred: waiting after a failed one).",
@@ -347,6 +354,7 @@ impl Metrics {
         self.connections_open.encode(&mut out);
         self.listeners.encode(&mut out);
         self.store_up.encode(&mut out);
+        self.store_info.encode(&mut out);
         for h in [
             &self.delivery_latency,
             &self.plugin_hook_duration,

@@ -52,7 +52,9 @@ impl Store {
         let redis = match &cfg.redis {
             Some(_) => {
                 let r = Arc::new(Redis::new(cfg)?);
-                crate::metrics::get().store_up.set(&[], 1.0);
+                let m = crate::metrics::get();
+                m.store_up.set(&[], 1.0);
+                m.store_info.set(&[r.endpoint(), cfg.on_outage.name()], 1.0);
                 Some(r)
             }
             None => None,
