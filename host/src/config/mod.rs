@@ -861,6 +861,43 @@ mod tests {
     }
 
     #[test]
+    fn plugin_names_and_shadows() {
+        let p = |name: &str, extra: &str| {
+            format!("[[plugin]]\nname = \"{name}\"\npath = \"/p.wasm\"\n{extra}")
+        };
+        let e = error_of(&format!("{MIN}{}", p("a:b", "")));
+        assert!(e.contains("plugin name \"a:b\": 1 to 64 letters"), "{e}");
+        let ok = format!(
+            "{MIN}{}{}",
+            p("srs", ""),
+            p("srs-next", "shadow_of = \"srs\"\n")
+        );
+        Config::parse(&ok, "t.toml").unwrap();
+        let e = error_of(&format!("{MIN}{}", p("x", "shadow_of = \"srs\"\n")));
+        assert!(
+            e.contains("plugin x: shadow_of: no plugin is named srs"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{MIN}{}{}{}",
+            p("srs", ""),
+            p("a", "shadow_of = \"srs\"\n"),
+            p("b", "shadow_of = \"a\"\n")
+        ));
+        assert!(
+            e.contains("plugin b: shadow_of: a is itself a shadow"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{MIN}{}{}{}",
+            p("srs", ""),
+            p("a", "shadow_of = \"srs\"\n"),
+            p("b", "shadow_of = \"srs\"\n")
+        ));
+        assert!(e.contains("srs has more than one shadow"), "{e}");
+    }
+
+    #[test]
     fn store_mistakes_name_their_key() {
         let ok =
             format!("{MIN}[store]\nredis = \"rediss://10.0.0.5:6380/1\"\non_outage = \"local\"\n");

@@ -164,6 +164,23 @@ pub fn validate(plugins: &[PluginConfig], file: &str) -> Result<(), ConfigError>
                 reason: format!("plugin name {} is used twice", p.name),
             });
         }
+        if p.name.is_empty()
+            || p.name.len() > 64
+            || !p
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            // The name keys its kv entries, metrics and log lines.
+            return Err(ConfigError {
+                file: file.into(),
+                position: None,
+                reason: format!(
+                    "plugin name {:?}: 1 to 64 letters, digits, '.', '_' or '-'",
+                    p.name
+                ),
+            });
+        }
         if let Some(why) = shadow_problem(plugins, p) {
             return Err(ConfigError {
                 file: file.into(),
