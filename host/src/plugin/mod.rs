@@ -10,6 +10,7 @@
 //! set they started with.
 
 pub mod bindings;
+pub mod bindings_v2;
 pub mod cache;
 pub mod calls;
 pub mod dispatch;
