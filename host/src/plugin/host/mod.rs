@@ -12,3 +12,4 @@ pub mod message;
 pub mod random;
 pub mod routing;
 pub mod services;
+pub mod v2;
