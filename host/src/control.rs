@@ -128,6 +128,7 @@ impl Reload {
                     serde_json::json!({
                         "name": p.cfg.name,
                         "version": p.version,
+                        "contract": p.contract.version(),
                         "sha256": p.hash,
                         "path": p.cfg.path,
                         "hooks": p.hooks.iter().map(|h| crate::plugin::hook_name(*h)).collect::<Vec<_>>(),

@@ -250,6 +250,10 @@ pub async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
                     p["failures"]
                 );
                 println!("    path: {}", p["path"].as_str().unwrap_or(""));
+                println!(
+                    "    contract: mailgate:plugin@{}",
+                    p["contract"].as_str().unwrap_or("")
+                );
                 if let Some(of) = p["shadow_of"].as_str() {
                     println!(
                         "    shadow of {of}: {} hook calls compared, {} differed",

@@ -6,7 +6,6 @@
 use super::bindings::hook_name;
 use super::bindings::mailgate::plugin::types::{self as wit, Hook};
 use super::engine::{Loaded, Runtime};
-use super::host::message::MessageData;
 use super::instance::Instance;
 use super::shadow::{self, Difference};
 use crate::config::plugin::OnFailure;
@@ -15,7 +14,6 @@ use crate::plugin::bindings::exports::mailgate::plugin::plugin::RouteDecision;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use wasmtime::component::Resource;
 
 /// The outcome of running a hook through every plugin that has it.
 #[derive(Debug, Default)]
@@ -383,11 +381,7 @@ impl SessionPlugins {
         let r = match self.instance(i).await {
             Ok(inst) => {
                 inst.store.data_mut().route_headers = Some(Vec::new());
-                let r = inst
-                    .bindings
-                    .mailgate_plugin_plugin()
-                    .call_on_route(&mut inst.store, ctx, info)
-                    .await;
+                let r = inst.bindings.route(&mut inst.store, ctx, info).await;
                 inst.in_call = false;
                 let headers = inst.store.data_mut().route_headers.take();
                 r.map(|d| (d, headers.unwrap_or_default()))
@@ -459,20 +453,8 @@ impl SessionPlugins {
         let started = Instant::now();
         let r = async {
             let inst = self.instance(i).await?;
-            let res = inst
-                .store
-                .data_mut()
-                .table
-                .push(MessageData::new(data))
-                .map_err(|e| e.to_string())?;
-            let borrowed = Resource::<MessageData>::new_borrow(res.rep());
-            let r = inst
-                .bindings
-                .mailgate_plugin_plugin()
-                .call_on_transport(&mut inst.store, ctx, d, borrowed)
-                .await;
+            let r = inst.bindings.transport(&mut inst.store, ctx, d, data).await;
             inst.in_call = false;
-            let _ = inst.store.data_mut().table.delete(res);
             r.map_err(|e| inst.describe_error(e))
         }
         .await;
@@ -491,31 +473,7 @@ impl SessionPlugins {
         call: &Call<'_>,
     ) -> Result<wit::Response, String> {
         let inst = self.instance(i).await?;
-        let api = inst.bindings.mailgate_plugin_plugin();
-        let r = match call {
-            Call::Connect => api.call_on_connect(&mut inst.store, ctx).await,
-            Call::Helo => api.call_on_helo(&mut inst.store, ctx).await,
-            Call::MailFrom => api.call_on_mail_from(&mut inst.store, ctx).await,
-            Call::RcptTo(r) => api.call_on_rcpt_to(&mut inst.store, ctx, r).await,
-            Call::Data(d) | Call::Deliver(_, d) => {
-                let res = inst
-                    .store
-                    .data_mut()
-                    .table
-                    .push(MessageData::new(Arc::clone(d)))
-                    .map_err(|e| e.to_string())?;
-                let borrowed = Resource::<MessageData>::new_borrow(res.rep());
-                let r = match call {
-                    Call::Deliver(del, _) => {
-                        api.call_on_deliver(&mut inst.store, ctx, del, borrowed)
-                            .await
-                    }
-                    _ => api.call_on_data(&mut inst.store, ctx, borrowed).await,
-                };
-                let _ = inst.store.data_mut().table.delete(res);
-                r
-            }
-        };
+        let r = inst.bindings.hook(&mut inst.store, ctx, call).await;
         inst.in_call = false;
         let resp = r.map_err(|e| inst.describe_error(e))?;
         validate(&resp)?;

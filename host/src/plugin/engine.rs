@@ -32,7 +32,9 @@ pub struct Loaded {
     pub(super) caps: HashSet<Capability>,
     /// Its host-held signing keys (`keys`), by name.
     pub(super) keys: HashMap<String, Arc<HeldKey>>,
-    pub(super) pre: bindings::MailgatePluginPre<State>,
+    pub(super) pre: super::contract::Pre,
+    /// The contract its component implements.
+    pub contract: super::contract::Contract,
     pub(super) config_json: String,
     /// Hook calls made.
     pub calls: AtomicU64,
@@ -48,6 +50,8 @@ pub struct Loaded {
 pub struct Runtime {
     pub(super) engine: Engine,
     pub(super) linker: Linker<State>,
+    /// The linker of contract 0.2 components.
+    pub(super) linker_v2: Linker<State>,
     pub(super) current: RwLock<Arc<Vec<Arc<Loaded>>>>,
     pub(super) store: Store,
     pub(super) compiled: Option<CompileCache>,
@@ -100,6 +104,11 @@ impl Runtime {
             .map_err(|e| PluginError::Engine(format!("WASI: {e}")))?;
         bindings::MailgatePlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("linker: {e}")))?;
+        let mut linker_v2: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker_v2)
+            .map_err(|e| PluginError::Engine(format!("WASI: {e}")))?;
+        super::bindings_v2::Host_::add_to_linker::<State, HasSelf<State>>(&mut linker_v2, |s| s)
+            .map_err(|e| PluginError::Engine(format!("linker (0.2): {e}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
@@ -114,6 +123,7 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             engine,
             linker,
+            linker_v2,
             current: RwLock::new(Arc::new(Vec::new())),
             store,
             compiled,
@@ -167,13 +177,29 @@ impl Runtime {
                 reason,
             };
             let (component, hash) = self.compile(&cfg.path).map_err(fail)?;
-            let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-                fail(format!(
-                    "does not fit the mailgate:plugin@0.1.0 contract: {e}"
-                ))
-            })?;
-            let pre = bindings::MailgatePluginPre::new(pre)
-                .map_err(|e| fail(format!("does not export mailgate:plugin/plugin@0.1.0: {e}")))?;
+            use super::contract::{Contract, Pre};
+            let pre = match super::contract::contract_of(&component) {
+                Some(Contract::V0_2) => Pre::V2(Box::new(
+                    super::contract::link_v2(&self.linker_v2, &component, &cfg.capabilities)
+                        .map_err(fail)?,
+                )),
+                Some(Contract::V0_1) => {
+                    let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+                        fail(format!(
+                            "does not fit the mailgate:plugin@0.1.0 contract: {e}"
+                        ))
+                    })?;
+                    Pre::V1(bindings::MailgatePluginPre::new(pre).map_err(|e| {
+                        fail(format!("does not export mailgate:plugin/plugin@0.1.0: {e}"))
+                    })?)
+                }
+                None => {
+                    return Err(fail(
+                        "exports neither mailgate:plugin/plugin@0.2.0 nor @0.1.0: not a mailgate plugin, or built for another contract version"
+                            .into(),
+                    ));
+                }
+            };
             let mut loaded = Loaded {
                 cfg: cfg.clone(),
                 hash,
@@ -181,6 +207,7 @@ impl Runtime {
                 hooks: Vec::new(),
                 caps: cfg.capabilities.iter().copied().collect(),
                 keys: super::host::crypto::load_keys(&cfg.keys).map_err(fail)?,
+                contract: pre.contract(),
                 pre,
                 config_json: cfg.config_json(),
                 calls: AtomicU64::new(0),
@@ -199,8 +226,11 @@ impl Runtime {
                 .describe()
                 .await
                 .map_err(|e| fail(format!("describe failed: {e}")))?;
-            loaded.version = m.version;
-            loaded.hooks = m.hooks.into_iter().collect();
+            loaded.version = m.1;
+            loaded.hooks = match loaded.pre.exported_hooks() {
+                Some(h) => h,
+                None => m.2.unwrap_or_default(),
+            };
             out.push(Arc::new(loaded));
         }
         Ok(out)
@@ -245,6 +275,7 @@ pub(super) fn clone_loaded(l: &Loaded) -> Loaded {
         caps: l.caps.clone(),
         keys: l.keys.clone(),
         pre: l.pre.clone(),
+        contract: l.contract,
         config_json: l.config_json.clone(),
         calls: AtomicU64::new(0),
         failures: AtomicU64::new(0),

@@ -1,7 +1,6 @@
 //! One instance of one plugin in its own store, with its budgets: wall
 //! time (epoch ticks), memory and fuel, reset before every call.
 
-use super::bindings;
 use super::bindings::mailgate::plugin::types as wit;
 use super::engine::{Loaded, Runtime};
 use super::state::State;
@@ -18,7 +17,7 @@ pub(super) const TICK: Duration = Duration::from_millis(5);
 /// One instance of one plugin in its own store.
 pub struct Instance {
     pub(super) store: Store<State>,
-    pub(super) bindings: bindings::MailgatePlugin,
+    pub(super) bindings: super::contract::Bindings,
     pub(super) plugin: Arc<Loaded>,
     /// Transactions served (see `pool`).
     pub(super) uses: u32,
@@ -71,7 +70,7 @@ impl Instance {
             .map_err(|e| e.to_string())?;
         let b = plugin
             .pre
-            .instantiate_async(&mut store)
+            .instantiate(&mut store)
             .await
             .map_err(|e| format!("instantiate: {e}"))?;
         plugin
@@ -87,12 +86,7 @@ impl Instance {
         };
         let cfg = inst.plugin.config_json.clone();
         inst.reset_budget();
-        match inst
-            .bindings
-            .mailgate_plugin_plugin()
-            .call_init(&mut inst.store, &cfg)
-            .await
-        {
+        match inst.bindings.init(&mut inst.store, &cfg).await {
             Ok(Ok(())) => Ok(inst),
             Ok(Err(e)) => Err(format!("init refused its config: {e}")),
             Err(e) => Err(format!("init failed: {e}")),
@@ -122,11 +116,13 @@ impl Instance {
         self.store.data().limits.memory > self.plugin.cfg.memory.0 as usize / 2
     }
 
-    pub(super) async fn describe(&mut self) -> Result<wit::Manifest, String> {
+    /// Name, version and (contract 0.1) the manifest's hooks.
+    pub(super) async fn describe(
+        &mut self,
+    ) -> Result<(String, String, Option<Vec<wit::Hook>>), String> {
         self.reset_budget();
         self.bindings
-            .mailgate_plugin_plugin()
-            .call_describe(&mut self.store)
+            .describe(&mut self.store)
             .await
             .map_err(|e| e.to_string())
     }

@@ -13,6 +13,7 @@ pub mod bindings;
 pub mod bindings_v2;
 pub mod cache;
 pub mod calls;
+pub mod contract;
 pub mod convert_v2;
 pub mod dispatch;
 pub mod engine;
