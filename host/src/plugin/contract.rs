@@ -77,7 +77,7 @@ pub struct V2 {
 /// An instance's exports, either contract.
 pub enum Bindings {
     /// Contract 0.1.
-    V1(bindings::MailgatePlugin),
+    V1(Box<bindings::MailgatePlugin>),
     /// Contract 0.2.
     V2(Box<V2>),
 }
@@ -192,19 +192,29 @@ impl Pre {
     /// Instantiate into `store`.
     pub async fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Bindings> {
         match self {
-            Pre::V1(p) => Ok(Bindings::V1(p.instantiate_async(&mut *store).await?)),
+            Pre::V1(p) => Ok(Bindings::V1(Box::new(
+                p.instantiate_async(&mut *store).await?,
+            ))),
             Pre::V2(p) => {
                 let i = p.pre.instantiate_async(&mut *store).await?;
                 let s = &mut *store;
                 Ok(Bindings::V2(Box::new(V2 {
                     plugin: p.plugin.load(&mut *s, &i)?,
-                    connect: p.connect.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
+                    connect: p
+                        .connect
+                        .as_ref()
+                        .map(|x| x.load(&mut *s, &i))
+                        .transpose()?,
                     helo: p.helo.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
                     mail: p.mail.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
                     rcpt: p.rcpt.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
                     data: p.data.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
                     route: p.route.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
-                    deliver: p.deliver.as_ref().map(|x| x.load(&mut *s, &i)).transpose()?,
+                    deliver: p
+                        .deliver
+                        .as_ref()
+                        .map(|x| x.load(&mut *s, &i))
+                        .transpose()?,
                     transport: p
                         .transport
                         .as_ref()
@@ -284,8 +294,7 @@ impl Bindings {
                     Call::RcptTo(r) => api.call_on_rcpt_to(&mut *store, ctx, r).await,
                     Call::Data(_) => api.call_on_data(&mut *store, ctx, borrowed()).await,
                     Call::Deliver(d, _) => {
-                        api.call_on_deliver(&mut *store, ctx, d, borrowed())
-                            .await
+                        api.call_on_deliver(&mut *store, ctx, d, borrowed()).await
                     }
                 }
             }

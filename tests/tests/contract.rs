@@ -1,0 +1,119 @@
+//! Contract 0.2 beside 0.1: a 0.2 component (`probe-v2`, which exports
+//! only the RCPT and data hooks) and a 0.1 one (the Rust reject-list) run
+//! in one gateway; `plugin list` names each one's contract and the 0.2
+//! plugin's hooks are what it exports; its context carries typed checks
+//! and its enhanced status record reaches the client; a 0.2 component that
+//! imports a capability its config does not grant is refused at load.
+
+use mailgate_tests::{Client, Server, plugin_wasm};
+
+fn probe(caps: &str) -> String {
+    format!(
+        "[[plugin]]\nname = \"probe-v2\"\npath = \"{}\"\ncapabilities = [{caps}]\nreuse = true\n\n",
+        plugin_wasm("probe_v2.wasm").display()
+    )
+}
+
+#[test]
+fn contracts_0_1_and_0_2_side_by_side() {
+    let extra = format!(
+        "{}[[plugin]]\nname = \"reject-list\"\npath = \"{}\"\n[plugin.config]\nreject = [\"carol@local.test\"]\n",
+        probe("\"log\", \"kv\""),
+        plugin_wasm("reject_list.wasm").display()
+    );
+    let s = Server::start("", &extra);
+    let (ok, list) = s.cli(&["plugin", "list"]);
+    assert!(ok, "{list}");
+    let section = |name: &str| {
+        list.split("\n")
+            .skip_while(|l| !l.starts_with(&format!("{name} ")))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let p = section("probe-v2");
+    assert!(p.contains("contract: mailgate:plugin@0.2.0"), "{p}");
+    assert!(p.contains("hooks: rcpt-to, data"), "{p}");
+    let r = section("reject-list");
+    assert!(r.contains("contract: mailgate:plugin@0.1.0"), "{r}");
+
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+    // The 0.2 record 5.7.1 becomes the reply's enhanced code.
+    let bob = c.cmd("RCPT TO:<bob@local.test>");
+    assert!(bob.starts_with("550 5.7.1 no bob (contract 0.2)"), "{bob}");
+    // Typed checks: the host's SPF results as records (the test DNS
+    // refuses every query: temperror), and iprev (127.0.0.1 names itself
+    // through this machine's hosts file) with its name as client-name.
+    let checks = c.cmd("RCPT TO:<checks@local.test>");
+    assert!(checks.starts_with("550 5.7.1 client-name="), "{checks}");
+    assert!(checks.contains(" auth-user=- iprev="), "{checks}");
+    assert!(
+        !checks.contains("iprev=pass") || !checks.contains("client-name=- "),
+        "iprev passed without a client name: {checks}"
+    );
+    assert!(
+        checks.contains("spf.helo=") && checks.contains("(client.test)"),
+        "{checks}"
+    );
+    assert!(
+        checks.contains("spf.mail-from=") && checks.contains("(a@remote.example)"),
+        "{checks}"
+    );
+    let kv = c.cmd("RCPT TO:<kv@local.test>");
+    assert!(kv.starts_with("550 5.7.1 kv read v2"), "{kv}");
+    // The 0.1 plugin still decides what it decides.
+    let carol = c.cmd("RCPT TO:<carol@local.test>");
+    assert!(
+        carol.starts_with("550 5.7.1 recipient refused by policy"),
+        "{carol}"
+    );
+    assert!(c.cmd("RCPT TO:<alice@local.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: two contracts\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    s.wait_log(" => alice@local.test", 1);
+    let m = &s.maildir("local.test", "alice")[0];
+    assert!(m.contains("X-Probe-V2: 1 7\n"), "{m}");
+    assert!(m.contains("X-Reject-List: checked\n"), "{m}");
+}
+
+#[test]
+fn a_capability_that_is_not_granted_is_not_linked() {
+    let s = Server::configure("", "", &probe("\"log\""));
+    let mut child = std::process::Command::new(mailgate_tests::mailgate_bin())
+        .args(["serve", "--config"])
+        .arg(s.config_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the gateway started with a plugin importing kv without the grant");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("probe-v2")
+            && err.contains(
+                "imports mailgate:plugin/kv@0.2.0, which its capabilities do not grant (add \"kv\")"
+            ),
+        "{err}"
+    );
+}
