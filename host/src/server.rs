@@ -25,8 +25,14 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     unsafe {
         libc::umask(0o027);
     }
-    // SIGUSR1 reopens the main log (logrotate); taken over before anything
-    // else so it never kills the daemon (its default action).
+    // Every signal the daemon answers is caught from the start, so none
+    // takes its default action (death) in the window before the main
+    // loop: a SIGTERM just after READY=1, or just after the control socket
+    // appears, is a clean shutdown; SIGUSR1 reopens the main log
+    // (logrotate).
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
     // Every socket is bound first, while the process may still be root
     // (ports below 1024), then it becomes server.user for good.
@@ -300,9 +306,6 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> Resu
     tracing::info!(listeners = %addrs.join(", "), "mailgate ready");
     crate::net::notify::notify("READY=1");
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
