@@ -4,6 +4,8 @@
 //! plugin's hooks are what it exports; its context carries typed checks
 //! and its enhanced status record reaches the client; a 0.2 component that
 //! imports a capability its config does not grant is refused at load.
+//! The reject-list example built with the 0.2 SDK (`plugin-sdk-0.2`,
+//! `plugins/rust/reject-list-v2`) behaves as its 0.1 twin.
 
 use mailgate_tests::{Client, Server, plugin_wasm};
 
@@ -79,9 +81,10 @@ fn contracts_0_1_and_0_2_side_by_side() {
     assert!(m.contains("X-Reject-List: checked\n"), "{m}");
 }
 
-#[test]
-fn a_capability_that_is_not_granted_is_not_linked() {
-    let s = Server::configure("", "", &probe("\"log\""));
+/// Start a gateway with `extra` and expect it to refuse to start; what
+/// it printed.
+fn refused_at_load(extra: &str) -> String {
+    let s = Server::configure("", "", extra);
     let mut child = std::process::Command::new(mailgate_tests::mailgate_bin())
         .args(["serve", "--config"])
         .arg(s.config_path())
@@ -96,7 +99,7 @@ fn a_capability_that_is_not_granted_is_not_linked() {
         }
         if start.elapsed() > std::time::Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("the gateway started with a plugin importing kv without the grant");
+            panic!("the gateway started with a plugin importing a capability it lacks");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
@@ -109,11 +112,58 @@ fn a_capability_that_is_not_granted_is_not_linked() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    err
+}
+
+#[test]
+fn a_capability_that_is_not_granted_is_not_linked() {
+    let err = refused_at_load(&probe("\"log\""));
     assert!(
         err.contains("probe-v2")
             && err.contains(
                 "imports mailgate:plugin/kv@0.2.0, which its capabilities do not grant (add \"kv\")"
             ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sdk_builds_0_2_plugins_with_the_hooks_they_name() {
+    let wasm = plugin_wasm("reject_list_v2.wasm");
+    let s = Server::start(
+        "",
+        &format!(
+            "[[plugin]]\nname = \"reject-list\"\npath = \"{}\"\ncapabilities = [\"log\", \"lookup\"]\n[plugin.config]\nreject = [\"bob@local.test\"]\n",
+            wasm.display()
+        ),
+    );
+    let (ok, list) = s.cli(&["plugin", "list"]);
+    assert!(ok, "{list}");
+    assert!(list.contains("contract: mailgate:plugin@0.2.0"), "{list}");
+    assert!(list.contains("hooks: rcpt-to, data"), "{list}");
+    let mut c = Client::connect(s.port);
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<bob@local.test>");
+    assert!(
+        r.starts_with("550 5.7.1 recipient refused by policy"),
+        "{r}"
+    );
+    assert!(c.cmd("RCPT TO:<alice@local.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: sdk 0.2\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    s.wait_log(" => alice@local.test", 1);
+    let m = &s.maildir("local.test", "alice")[0];
+    assert!(m.contains("X-Reject-List: checked\n"), "{m}");
+    // It calls `lookup`, so it imports it: without the grant it does not
+    // load at all (its 0.1 twin would fail at the first lookup).
+    let err = refused_at_load(&format!(
+        "[[plugin]]\nname = \"reject-list\"\npath = \"{}\"\ncapabilities = [\"log\"]\n",
+        wasm.display()
+    ));
+    assert!(
+        err.contains("imports mailgate:plugin/lookup@0.2.0, which its capabilities do not grant"),
         "{err}"
     );
 }
