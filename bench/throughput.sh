@@ -265,6 +265,7 @@ secrets = [\"bench\"]
 [[plugin]]
 name = \"reject-list\"
 path = \"$PWD/plugins/target/wasm32-wasip2/release/reject_list.wasm\"
+capabilities = [\"log\", \"lookup\"]
 reuse = $reuse
 [plugin.config]
 reject = [\"nobody@remote.test\"]"

@@ -71,8 +71,5 @@ fi
 export MAILGATE_PARSEDMARC_PYTHON="$pdm/bin/python"
 # The plugins' own unit tests (their pure logic) run natively.
 cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p srs -p dmarc -p arc -p queuefile -p dcc -p bmi -p greylist -p mailgate-plugin-sdk --lib
-# The 0.2 SDK on its own: no member selected above depends on it, so cargo
-# would not find it among their packages.
-cargo test --locked --manifest-path plugins/Cargo.toml --target-dir plugins/target -p mailgate-plugin-sdk-v2 --lib
 
 cargo test --workspace --locked "$@"

@@ -113,7 +113,12 @@ fn hook_cost(c: &mut Criterion) {
         ("javascript", "js/reject_list_js.wasm"),
     ] {
         let Some(path) = wasm(rel) else { continue };
-        let s = setup(config(label, path, table, vec![Capability::Log]));
+        let s = setup(config(
+            label,
+            path,
+            table,
+            vec![Capability::Log, Capability::Lookup],
+        ));
         let ctx = context();
         g.bench_function(label, |b| {
             b.to_async(&s.rt).iter(|| async {
@@ -125,7 +130,12 @@ fn hook_cost(c: &mut Criterion) {
         // `reuse = true`: each transaction takes the instance an earlier
         // one gave back (no instantiation, no init), as the gateway runs
         // plugins that declare no per-transaction state.
-        let mut reused = config(label, wasm(rel).unwrap(), table, vec![Capability::Log]);
+        let mut reused = config(
+            label,
+            wasm(rel).unwrap(),
+            table,
+            vec![Capability::Log, Capability::Lookup],
+        );
         reused.reuse = true;
         let r = setup(reused);
         g.bench_function(

@@ -1,20 +1,18 @@
 //! The crate for writing mailgate plugins in Rust.
 //!
 //! A plugin is a WebAssembly component (`wasm32-wasip2`) that implements
-//! the `mailgate:plugin@0.1.0` contract in `wit/`. With this crate you
-//! implement the [`Plugin`] trait, overriding only the hooks you need, and
-//! export it with [`export_plugin!`]:
+//! contract 0.2 (`mailgate:plugin@0.2.0`, `wit/0.2`). Implement the
+//! [`Plugin`] trait, overriding only the hooks you have, and export it with
+//! [`export_plugin!`], naming those hooks:
 //!
 //! ```ignore
 //! use mailgate_plugin_sdk::*;
 //!
-//! #[derive(Default)]
 //! struct Deny;
 //!
 //! impl Plugin for Deny {
 //!     const NAME: &'static str = "deny-bob";
-//!     const HOOKS: &'static [Hook] = &[Hook::RcptTo];
-//!     fn on_rcpt_to(ctx: &Context, rcpt: &str) -> Response {
+//!     fn on_rcpt_to(_ctx: &Context, rcpt: &str) -> Response {
 //!         if rcpt.starts_with("bob@") {
 //!             return Response::reject(550, "5.7.1", "no mail for bob");
 //!         }
@@ -22,30 +20,107 @@
 //!     }
 //! }
 //!
-//! export_plugin!(Deny);
+//! export_plugin!(Deny: rcpt_to);
 //! ```
 //!
+//! The hooks named in `export_plugin!` are the component's exports, so
+//! they are the plugin's hooks; the capability interfaces it calls
+//! (`kv::get`, `dns::lookup`, ...) are its imports, and the gateway
+//! refuses to load it unless its config grants them.
+//!
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm`
-//! file is the component the gateway loads.
+//! file is the component the gateway loads. (`plugin-sdk-0.1/` is the
+//! frozen SDK of contract 0.1, whose components the gateway still loads.)
 
 #[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "mailgate-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        default_bindings_module: "mailgate_plugin_sdk::bindings",
-    });
+pub mod bindings;
+
+pub use bindings::base::exports::mailgate::plugin::plugin::Manifest;
+pub use bindings::base::mailgate::plugin::types::CapError;
+pub use bindings::base::mailgate::plugin::types::{
+    Action, ArcResult, CheckOutcome, Checks, Context, Delivery, DkimResult, EnhancedStatus,
+    HeaderField, IprevResult, Message, Response, RouteDecision, RouteInfo, SmtpReply, SpfIdentity,
+    SpfResult, TlsInfo, TlsVersion, TransportResult, Verdict,
+};
+pub use bindings::base::mailgate::plugin::{log, routing};
+pub use bindings::caps::clock::mailgate::plugin::clock;
+pub use bindings::caps::crypto::mailgate::plugin::crypto;
+pub use bindings::caps::dns::mailgate::plugin::dns;
+pub use bindings::caps::kv::mailgate::plugin::kv;
+pub use bindings::caps::lookup::mailgate::plugin::lookup;
+pub use bindings::caps::random::mailgate::plugin::random;
+pub use bindings::caps::services::mailgate::plugin::services;
+
+impl EnhancedStatus {
+    /// From "x.y.z"; `None` for anything else.
+    pub fn parse(s: &str) -> Option<EnhancedStatus> {
+        let mut it = s.split('.');
+        let class = it.next()?.parse().ok()?;
+        let subject = it.next()?.parse().ok()?;
+        let detail = it.next()?.parse().ok()?;
+        it.next().is_none().then_some(EnhancedStatus {
+            class,
+            subject,
+            detail,
+        })
+    }
 }
 
-pub use bindings::exports::mailgate::plugin::plugin::{Guest, Message, RouteDecision};
-pub use bindings::mailgate::plugin::types::{
-    Action, CheckResult, Context, Delivery, Hook, Manifest, Response, RouteInfo, SmtpReply,
-    TlsInfo, TransportResult, Verdict,
-};
-pub use bindings::mailgate::plugin::{
-    clock, crypto, dns, kv, log, lookup, random, routing, services,
-};
+impl Response {
+    /// Continue with no actions.
+    pub fn next() -> Response {
+        Response {
+            verdict: Verdict::Continue,
+            actions: vec![],
+        }
+    }
+
+    /// Accept now.
+    pub fn accept() -> Response {
+        Response {
+            verdict: Verdict::Accept,
+            actions: vec![],
+        }
+    }
+
+    fn reply(code: u16, enhanced: &str, text: &str) -> SmtpReply {
+        SmtpReply {
+            code,
+            enhanced: EnhancedStatus::parse(enhanced),
+            text: text.into(),
+        }
+    }
+
+    /// Reject permanently (`enhanced` as "5.7.1"; "" for none).
+    pub fn reject(code: u16, enhanced: &str, text: &str) -> Response {
+        Response {
+            verdict: Verdict::Reject(Self::reply(code, enhanced, text)),
+            actions: vec![],
+        }
+    }
+
+    /// Defer (temporary failure).
+    pub fn defer(code: u16, enhanced: &str, text: &str) -> Response {
+        Response {
+            verdict: Verdict::Defer(Self::reply(code, enhanced, text)),
+            actions: vec![],
+        }
+    }
+
+    /// Add an action.
+    pub fn with(mut self, a: Action) -> Response {
+        self.actions.push(a);
+        self
+    }
+
+    /// Add a header field.
+    pub fn add_header(self, name: &str, value: &str) -> Response {
+        self.with(Action::AddHeader(HeaderField {
+            name: name.into(),
+            value: value.into(),
+        }))
+    }
+}
 
 impl RouteDecision {
     /// Leave the recipient as the host routed it.
@@ -58,8 +133,18 @@ impl RouteDecision {
     }
 }
 
+impl Context {
+    /// A variable set by an earlier hook or plugin.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl Message {
-    /// The whole body (reads it through the host in 64 KiB pieces).
+    /// The whole body (read through the host in 64 KiB pieces).
     pub fn body(&self) -> Vec<u8> {
         read_all(self.body_size(), |o, n| self.read_body(o, n))
     }
@@ -82,64 +167,6 @@ fn read_all(size: u64, read: impl Fn(u64, u32) -> Vec<u8>) -> Vec<u8> {
     out
 }
 
-impl Response {
-    /// Continue with no actions.
-    pub fn next() -> Response {
-        Response {
-            verdict: Verdict::Continue,
-            actions: vec![],
-        }
-    }
-
-    /// Accept now.
-    pub fn accept() -> Response {
-        Response {
-            verdict: Verdict::Accept,
-            actions: vec![],
-        }
-    }
-
-    /// Reject permanently.
-    pub fn reject(code: u16, enhanced: &str, text: &str) -> Response {
-        Response {
-            verdict: Verdict::Reject(SmtpReply {
-                code,
-                enhanced: enhanced.into(),
-                text: text.into(),
-            }),
-            actions: vec![],
-        }
-    }
-
-    /// Defer (temporary failure).
-    pub fn defer(code: u16, enhanced: &str, text: &str) -> Response {
-        Response {
-            verdict: Verdict::Defer(SmtpReply {
-                code,
-                enhanced: enhanced.into(),
-                text: text.into(),
-            }),
-            actions: vec![],
-        }
-    }
-
-    /// Add an action.
-    pub fn with(mut self, a: Action) -> Response {
-        self.actions.push(a);
-        self
-    }
-}
-
-impl Context {
-    /// A variable set by an earlier hook or plugin.
-    pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Parse the plugin's TOML table, which the host hands over as JSON.
 pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String> {
     serde_json::from_str(json).map_err(|e| format!("bad plugin config: {e}"))
@@ -147,8 +174,8 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Str
 
 /// The TXT records of `name`, each as its text: the record's strings
 /// joined, escapes (`\"`, `\\`, `\DDD`) decoded. An empty list when the
-/// name has none.
-pub fn txt_records(name: &str) -> Result<Vec<String>, bindings::mailgate::plugin::types::CapError> {
+/// name has none. (Imports `dns`: needs the grant.)
+pub fn txt_records(name: &str) -> Result<Vec<String>, CapError> {
     let a = dns::lookup(name, dns::RecordType::Txt)?;
     Ok(a.records.iter().map(|r| txt_text(r)).collect())
 }
@@ -189,15 +216,14 @@ pub fn info(msg: &str) {
     log::write(log::Level::Info, msg);
 }
 
-/// A plugin. Override the hooks you list in [`Plugin::HOOKS`]; the others
-/// are never called.
+/// A plugin. Override the hooks you name in [`export_plugin!`]; the
+/// others are not exported and never called.
 pub trait Plugin {
     /// Plugin name.
     const NAME: &'static str;
-    /// Plugin version.
-    const VERSION: &'static str = "0.1.0";
-    /// The hooks implemented.
-    const HOOKS: &'static [Hook];
+    /// Plugin version, shown in `plugin list` and the log (set it to
+    /// `env!("CARGO_PKG_VERSION")` to follow the crate's).
+    const VERSION: &'static str = "0.2.0";
     /// Receives the plugin's config table as JSON, once per instance.
     fn init(_config: &str) -> Result<(), String> {
         Ok(())
@@ -226,8 +252,7 @@ pub trait Plugin {
     fn on_route(_ctx: &Context, rcpt: &RouteInfo) -> RouteDecision {
         RouteDecision::unchanged(rcpt)
     }
-    /// Before each outgoing SMTP transaction: add or remove headers of the
-    /// copy sent, or stop the delivery with defer or reject.
+    /// Before each outgoing SMTP transaction.
     fn on_deliver(_ctx: &Context, _d: &Delivery, _msg: &Message) -> Response {
         Response::next()
     }
@@ -241,61 +266,116 @@ pub trait Plugin {
 #[doc(hidden)]
 pub struct Adapter<P>(std::marker::PhantomData<P>);
 
-impl<P: Plugin> Guest for Adapter<P> {
+use bindings::hooks as h;
+
+impl<P: Plugin> bindings::base::exports::mailgate::plugin::plugin::Guest for Adapter<P> {
     fn describe() -> Manifest {
         Manifest {
             name: P::NAME.into(),
             version: P::VERSION.into(),
-            hooks: P::HOOKS.to_vec(),
         }
     }
     fn init(config: String) -> Result<(), String> {
         P::init(&config)
     }
+}
+impl<P: Plugin> h::connect::exports::mailgate::plugin::connect_hook::Guest for Adapter<P> {
     fn on_connect(ctx: Context) -> Response {
         P::on_connect(&ctx)
     }
+}
+impl<P: Plugin> h::helo::exports::mailgate::plugin::helo_hook::Guest for Adapter<P> {
     fn on_helo(ctx: Context) -> Response {
         P::on_helo(&ctx)
     }
+}
+impl<P: Plugin> h::mail::exports::mailgate::plugin::mail_hook::Guest for Adapter<P> {
     fn on_mail_from(ctx: Context) -> Response {
         P::on_mail_from(&ctx)
     }
+}
+impl<P: Plugin> h::rcpt::exports::mailgate::plugin::rcpt_hook::Guest for Adapter<P> {
     fn on_rcpt_to(ctx: Context, recipient: String) -> Response {
         P::on_rcpt_to(&ctx, &recipient)
     }
+}
+impl<P: Plugin> h::data::exports::mailgate::plugin::data_hook::Guest for Adapter<P> {
     fn on_data(ctx: Context, msg: &Message) -> Response {
         P::on_data(&ctx, msg)
     }
+}
+impl<P: Plugin> h::route::exports::mailgate::plugin::route_hook::Guest for Adapter<P> {
     fn on_route(ctx: Context, rcpt: RouteInfo) -> RouteDecision {
         P::on_route(&ctx, &rcpt)
     }
+}
+impl<P: Plugin> h::deliver::exports::mailgate::plugin::deliver_hook::Guest for Adapter<P> {
     fn on_deliver(ctx: Context, d: Delivery, msg: &Message) -> Response {
         P::on_deliver(&ctx, &d, msg)
     }
+}
+impl<P: Plugin> h::transport::exports::mailgate::plugin::transport_hook::Guest for Adapter<P> {
     fn on_transport(ctx: Context, d: Delivery, msg: &Message) -> TransportResult {
         P::on_transport(&ctx, &d, msg)
     }
 }
 
-/// Export a [`Plugin`] as the component's implementation.
+/// Export a [`Plugin`] with the hooks it has: `export_plugin!(P: rcpt_to,
+/// data)`. Hook names: `connect`, `helo`, `mail_from`, `rcpt_to`, `data`,
+/// `route`, `deliver`, `transport`.
 #[macro_export]
 macro_rules! export_plugin {
-    ($t:ty) => {
+    ($t:ty : $($hook:ident),* $(,)?) => {
         type __MailgatePluginExport = $crate::Adapter<$t>;
-        $crate::bindings::export!(__MailgatePluginExport with_types_in $crate::bindings);
+        $crate::bindings::base::export_base!(__MailgatePluginExport with_types_in $crate::bindings::base);
+        $( $crate::export_plugin!(@hook $hook); )*
+    };
+    (@hook connect) => {
+        $crate::bindings::hooks::connect::export_connect!(__MailgatePluginExport with_types_in $crate::bindings::hooks::connect);
+    };
+    (@hook helo) => {
+        $crate::bindings::hooks::helo::export_helo!(__MailgatePluginExport with_types_in $crate::bindings::hooks::helo);
+    };
+    (@hook mail_from) => {
+        $crate::bindings::hooks::mail::export_mail!(__MailgatePluginExport with_types_in $crate::bindings::hooks::mail);
+    };
+    (@hook rcpt_to) => {
+        $crate::bindings::hooks::rcpt::export_rcpt!(__MailgatePluginExport with_types_in $crate::bindings::hooks::rcpt);
+    };
+    (@hook data) => {
+        $crate::bindings::hooks::data::export_data!(__MailgatePluginExport with_types_in $crate::bindings::hooks::data);
+    };
+    (@hook route) => {
+        $crate::bindings::hooks::route::export_route!(__MailgatePluginExport with_types_in $crate::bindings::hooks::route);
+    };
+    (@hook deliver) => {
+        $crate::bindings::hooks::deliver::export_deliver!(__MailgatePluginExport with_types_in $crate::bindings::hooks::deliver);
+    };
+    (@hook transport) => {
+        $crate::bindings::hooks::transport::export_transport!(__MailgatePluginExport with_types_in $crate::bindings::hooks::transport);
     };
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn txt_presentation_to_text() {
         assert_eq!(
-            super::txt_text("\"v=DMARC1; \" \"p=reject\""),
+            txt_text("\"v=DMARC1; \" \"p=reject\""),
             "v=DMARC1; p=reject"
         );
-        assert_eq!(super::txt_text("\"a\\\"b\\\\c\\059\""), "a\"b\\c;");
-        assert_eq!(super::txt_text("plain"), "plain");
+        assert_eq!(txt_text("\"a\\\"b\\\\c\\059\""), "a\"b\\c;");
+        assert_eq!(txt_text("plain"), "plain");
+    }
+
+    #[test]
+    fn enhanced_codes_parse() {
+        let e = EnhancedStatus::parse("5.7.1").unwrap();
+        assert_eq!((e.class, e.subject, e.detail), (5, 7, 1));
+        assert!(EnhancedStatus::parse("5.7").is_none());
+        assert!(EnhancedStatus::parse("").is_none());
+        assert!(EnhancedStatus::parse("5.7.1.2").is_none());
     }
 }

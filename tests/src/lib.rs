@@ -472,6 +472,39 @@ impl Drop for Server {
     }
 }
 
+/// Start a gateway with `extra` (plugin tables, say) and expect it to
+/// refuse to start; what it printed on stderr.
+pub fn refused_at_load(extra: &str) -> String {
+    let s = Server::configure("", "", extra);
+    let mut child = Command::new(mailgate_bin())
+        .args(["serve", "--config"])
+        .arg(s.config_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the gateway started although it should have refused its config");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
 /// A raw SMTP client over plain TCP or TLS.
 pub struct Client {
     stream: Conn,

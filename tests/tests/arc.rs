@@ -13,6 +13,7 @@
 use mailgate_tests::dkimpy::{Key, dkimpy_arc_seal, dkimpy_arc_verify, key_records, keygen};
 use mailgate_tests::{
     Client, EximServer, Nsd, Server, auth_results, auth_results_of, free_port, plugin_wasm,
+    refused_at_load,
 };
 use std::path::Path;
 
@@ -201,7 +202,7 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
         ex.port,
         &k.a.pem,
         &format!(
-            "\n[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\"]\ntimeout_ms = 5000\nreuse = true\non_failure = \"tempfail\"\n[plugin.config]\ntrusted_arc_sealers = [\"b.arct\"]\n",
+            "\n[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"random\"]\ntimeout_ms = 5000\nreuse = true\non_failure = \"tempfail\"\n[plugin.config]\ntrusted_arc_sealers = [\"b.arct\"]\n",
             plugin_wasm("dmarc.wasm").display()
         ),
     );
@@ -272,8 +273,9 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
         "{r}"
     );
 
-    // Sealing is refused at load to a plugin without the crypto grant, or
-    // whose key is not in its keys table: the key never reaches it.
+    // A plugin without the crypto grant is refused at load (it imports
+    // crypto), and sealing with a key not in its keys table is refused at
+    // init: the key never reaches it.
     let dir2 = tempfile::tempdir().unwrap();
     let msg = dir2.path().join("m.eml");
     std::fs::write(&msg, message("a@origin.arct", to, "probe")).unwrap();
@@ -282,7 +284,7 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
     for (change, want) in [
         (
             (grant, "capabilities = [\"log\", \"dns\", \"clock\"]"),
-            "NotGranted",
+            "imports mailgate:plugin/crypto@0.2.0",
         ),
         (
             ("key = \"seal\"", "key = \"other\""),
@@ -309,60 +311,27 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
     }
 }
 
-/// Without the grants they need, the plugins fail (they cannot check
-/// anything) and their failure policy applies: `tempfail` defers the
-/// message (451 4.3.0) instead of letting it through unchecked.
+/// Without the grants they need, the plugins do not load: each imports
+/// the capabilities it calls (contract 0.2), and the gateway refuses to
+/// start, naming the import, instead of running a check that cannot
+/// check anything.
 #[test]
-fn plugins_without_their_grants_get_their_failure_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let (k, zone) = zone(dir.path());
-    let nsd = Nsd::start("arct", &zone);
-    let arc = Server::start_with(
-        "",
-        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
-        &format!(
-            "[[plugin]]\nname = \"arc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n",
-            plugin_wasm("arc.wasm").display()
-        ),
-    );
-    let dmarc = Server::start_with(
-        "",
-        &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
-        &format!(
-            "[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n",
-            plugin_wasm("dmarc.wasm").display()
-        ),
-    );
-    let sealed = dkimpy_arc_seal(
-        &k.fwd1,
-        "s1",
-        "fwd1.arct",
-        "fwd1.arct",
-        &format!(
-            "Authentication-Results: fwd1.arct; spf=pass smtp.mailfrom=a@origin.arct\r\n{}",
-            message("a@origin.arct", "user@local.test", "sealed")
-        ),
-    );
-    for (s, what) in [(&arc, "crypto"), (&dmarc, "dns")] {
-        let plugin = if what == "dns" { "dmarc" } else { "arc" };
-        let mut c = Client::connect(s.port);
-        c.cmd("EHLO client.arct");
-        assert!(c.cmd("MAIL FROM:<a@origin.arct>").starts_with("250"));
-        assert!(c.cmd("RCPT TO:<user@local.test>").starts_with("250"));
-        assert!(c.cmd("DATA").starts_with("354"));
-        c.send(sealed.replace("\r\n.", "\r\n..").as_bytes());
-        let r = c.cmd(".");
-        assert!(r.starts_with("451 4.3.0"), "{what}: {r}\n{}", s.mainlog());
-        let log = s.mainlog();
+fn plugins_without_their_grants_do_not_load() {
+    for (plugin, caps, missing) in [
+        ("arc", "\"log\", \"dns\", \"clock\"", "crypto"),
+        ("arc", "\"log\", \"crypto\", \"clock\"", "dns"),
+        ("dmarc", "\"log\", \"dns\"", "random"),
+        ("dmarc", "\"log\", \"random\"", "dns"),
+    ] {
+        let err = refused_at_load(&format!(
+            "[[plugin]]\nname = \"{plugin}\"\npath = \"{}\"\ncapabilities = [{caps}]\non_failure = \"tempfail\"\n",
+            plugin_wasm(&format!("{plugin}.wasm")).display()
+        ));
         assert!(
-            log.contains(&format!("plugin {plugin} failed at DATA: trap")),
-            "{log}"
-        );
-        // The plugin said why, in its log.
-        let err = s.stderr();
-        assert!(
-            err.contains("capability not granted") || err.contains("capability is not granted"),
-            "{err}"
+            err.contains(&format!(
+                "imports mailgate:plugin/{missing}@0.2.0, which its capabilities do not grant (add \"{missing}\")"
+            )),
+            "{plugin} without {missing}: {err}"
         );
     }
 }

@@ -115,7 +115,7 @@ rep.drt._report._dmarc.collector IN TXT \"v=DMARC1\"
             ex.port, nsd.port
         ),
         &format!(
-            "[auth]\ndmarc_reports = true\nreport_organization = \"Mailgate Test\"\nreport_contact = \"dmarc@local.test\"\n\n[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n",
+            "[auth]\ndmarc_reports = true\nreport_organization = \"Mailgate Test\"\nreport_contact = \"dmarc@local.test\"\n\n[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"random\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n",
             plugin_wasm("dmarc.wasm").display()
         ),
     );

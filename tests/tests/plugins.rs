@@ -31,7 +31,7 @@ fn policy_plugin_rejects_and_tags() {
         &plugin_table(
             "reject-list",
             "reject_list.wasm",
-            "[plugin.config]\nreject = [\"bob@local.test\"]",
+            "capabilities = [\"log\", \"lookup\"]\n[plugin.config]\nreject = [\"bob@local.test\"]",
         ),
     );
     let mut c = Client::connect(s.port);
@@ -48,7 +48,7 @@ fn policy_plugin_rejects_and_tags() {
     assert!(m.contains("\nX-Reject-List: checked\n"), "{m}");
     let log = s.mainlog();
     assert!(
-        log.contains("plugin reject-list 0.1.0 loaded (sha256 "),
+        log.contains("plugin reject-list 0.2.0 loaded (sha256 "),
         "{log}"
     );
     assert!(
@@ -58,7 +58,7 @@ fn policy_plugin_rejects_and_tags() {
     let (ok, list) = s.cli(&["plugin", "list"]);
     assert!(ok, "{list}");
     assert!(
-        list.contains("reject-list 0.1.0  sha256:") && list.contains("calls=3 failures=0"),
+        list.contains("reject-list 0.2.0  sha256:") && list.contains("calls=3 failures=0"),
         "{list}"
     );
     assert!(list.contains("hooks: rcpt-to, data"), "{list}");
@@ -270,7 +270,7 @@ fn hot_reload_under_load_and_refused_reload() {
         &plugin_table(
             "reject-list",
             "reject_list.wasm",
-            "reuse = true\n[plugin.config]\nreject = [\"bob@local.test\"]",
+            "reuse = true\ncapabilities = [\"log\", \"lookup\"]\n[plugin.config]\nreject = [\"bob@local.test\"]",
         ),
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -815,7 +815,7 @@ fn a_forged_compile_cache_entry_is_never_loaded() {
     let reject_list = plugin_table(
         "rl",
         "reject_list.wasm",
-        "[plugin.config]\nreject = [\"bob@local.test\"]",
+        "capabilities = [\"log\", \"lookup\"]\n[plugin.config]\nreject = [\"bob@local.test\"]",
     );
     // The attacker's code: the misbehave plugin, compiled elsewhere.
     drop(Server::start(

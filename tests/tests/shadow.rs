@@ -10,7 +10,7 @@ use mailgate_tests::{Client, Server, plugin_wasm};
 fn reject_list(name: &str, rejects: &[&str], extra: &str) -> String {
     let list: Vec<String> = rejects.iter().map(|r| format!("\"{r}\"")).collect();
     format!(
-        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\nreuse = true\n{extra}[plugin.config]\nreject = [{}]\n\n",
+        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\nreuse = true\ncapabilities = [\"log\", \"lookup\"]\n{extra}[plugin.config]\nreject = [{}]\n\n",
         plugin_wasm("reject_list.wasm").display(),
         list.join(", ")
     )
@@ -90,7 +90,7 @@ fn a_shadow_is_compared_never_followed_and_promoted() {
     assert!(r[1].starts_with("550 5.7.1"), "{r:?}");
     let (_, list) = s.cli(&["plugin", "list"]);
     assert!(!list.contains("shadow of"), "{list}");
-    assert_eq!(list.matches("reject-list 0.1.0").count(), 1, "{list}");
+    assert_eq!(list.matches("reject-list 0.2.0").count(), 1, "{list}");
     // Nothing left to promote.
     let (ok, out) = s.cli(&["plugin", "promote", "reject-list"]);
     assert!(!ok && out.contains("reject-list has no shadow"), "{out}");
@@ -111,7 +111,7 @@ fn a_shadow_started_by_command_and_a_failing_shadow() {
         cfg.to_str().unwrap(),
     ]);
     assert!(
-        ok && out.contains("reject-list-shadow 0.1.0 shadows reject-list"),
+        ok && out.contains("reject-list-shadow 0.2.0 shadows reject-list"),
         "{out}"
     );
     let r = send(&s, &["alice@local.test", "bob@local.test"]);

@@ -3,7 +3,7 @@
 
 wasmtime::component::bindgen!({
     world: "mailgate-plugin",
-    path: "../wit",
+    path: "../wit/0.1",
     imports: { default: async },
     exports: { default: async },
     with: {

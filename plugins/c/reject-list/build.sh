@@ -13,7 +13,7 @@ mkdir -p "$work" "$(dirname "$out")"
 tool="$root/plugins/target/tools/release/c-component"
 cargo build --release --locked --quiet --manifest-path "$root/plugins/tools/c-component/Cargo.toml" \
     --target-dir "$root/plugins/target/tools"
-"$tool" bindings "$root/wit" mailgate-plugin "$work/gen"
+"$tool" bindings "$root/wit/0.1" mailgate-plugin "$work/gen"
 clang --target=wasm32-wasi --sysroot=/usr -isystem /usr/include/wasm32-wasi -L/usr/lib/wasm32-wasi \
     -O2 -Wall -Wextra -Werror -mexec-model=reactor -I "$work/gen" \
     -o "$work/reject_list_c.core.wasm" \

@@ -11,7 +11,7 @@ const out = process.argv[2] ?? resolve(root, 'plugins/target/js/reject_list_js.w
 
 const { component } = await componentize({
   sourcePath: resolve(here, 'plugin.js'),
-  witPath: resolve(root, 'wit'),
+  witPath: resolve(root, 'wit/0.1'),
   worldName: 'mailgate-plugin',
   disableFeatures: ['http', 'fetch-event', 'random', 'clocks', 'stdio'],
 });

@@ -15,7 +15,9 @@ use wasmtime::component::Resource;
 
 fn err(e: E1) -> E2 {
     match e {
-        E1::NotGranted => E2::Failed("not granted".into()),
+        E1::NotGranted => {
+            E2::Failed("not granted by the plugin's config (its `tables` or `services`)".into())
+        }
         E1::Failed(s) => E2::Failed(s),
     }
 }

@@ -18,7 +18,9 @@
 //!
 //! The host does the arithmetic (capability `crypto`: body hashes, RSA
 //! and Ed25519 with ring); the key stays in the host, named in the
-//! plugin's `keys` table. Key records come through `dns`.
+//! plugin's `keys` table. Key records come through `dns`. Grant `dns`,
+//! `crypto` and `clock`: the plugin imports them and does not load
+//! without them.
 //!
 //! Config:
 //! - `authserv_id`: our Authentication-Results identifier (the host's
@@ -78,29 +80,20 @@ fn alg_of(a: Alg) -> crypto::Algorithm {
     }
 }
 
-/// A capability error as a reason; without the `dns` or `crypto` grant the
-/// plugin cannot validate anything, so it fails (traps) and the host
-/// applies its failure policy, rather than call every chain failed.
-fn granted(e: bindings::mailgate::plugin::types::CapError, what: &str) -> String {
-    use bindings::mailgate::plugin::types::CapError;
+/// A capability error as a reason. (Without the `dns`, `crypto` and
+/// `clock` grants the plugin does not load: it imports them.)
+fn failed(e: CapError, what: &str) -> String {
     match e {
-        CapError::NotGranted => {
-            log::write(
-                log::Level::Error,
-                &format!("{what}: capability not granted"),
-            );
-            panic!("{what}: capability not granted");
-        }
-        CapError::Failed(why) => format!("{what}: {why}"),
+        CapError::Failed(why) | CapError::Unavailable(why) => format!("{what}: {why}"),
     }
 }
 
 impl Crypto for Host<'_> {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, String> {
-        txt_records(name).map_err(|e| granted(e, &format!("dns {name} TXT")))
+        txt_records(name).map_err(|e| failed(e, &format!("dns {name} TXT")))
     }
     fn verify(&mut self, alg: Alg, key: &[u8], data: &[u8], sig: &[u8]) -> Result<bool, String> {
-        crypto::verify(alg_of(alg), key, data, sig).map_err(|e| granted(e, "crypto verify"))
+        crypto::verify(alg_of(alg), key, data, sig).map_err(|e| failed(e, "crypto verify"))
     }
     fn body_hash(&mut self, relaxed: bool, alg: Alg) -> Result<Vec<u8>, String> {
         let c = if relaxed {
@@ -108,7 +101,7 @@ impl Crypto for Host<'_> {
         } else {
             crypto::Canonicalization::Simple
         };
-        crypto::body_hash(self.msg, c, alg_of(alg)).map_err(|e| granted(e, "crypto body-hash"))
+        crypto::body_hash(self.msg, c, alg_of(alg)).map_err(|e| failed(e, "crypto body-hash"))
     }
 }
 
@@ -134,7 +127,6 @@ fn comment(s: &str) -> String {
 
 impl Plugin for ArcPlugin {
     const NAME: &'static str = "arc";
-    const HOOKS: &'static [Hook] = &[Hook::Data, Hook::Deliver];
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -201,7 +193,7 @@ impl Plugin for ArcPlugin {
         };
         // init made sure the key is an RSA one.
         let alg = Alg::RsaSha256;
-        let now = if c.timestamp { clock::now().ok() } else { None };
+        let now = c.timestamp.then(clock::now);
         let sealer = seal::Sealer {
             domain: sc.domain.clone(),
             selector: sc.selector.clone(),
@@ -211,10 +203,12 @@ impl Plugin for ArcPlugin {
             authserv_id: c.authserv_id.clone().unwrap_or_default(),
         };
         let all = header_fields(msg);
-        let received = ctx.var("arc.cv").and_then(|v| match v {
-            "pass" => Some(Cv::Pass),
-            "none" => Some(Cv::None),
-            "fail" => Some(Cv::Fail),
+        // The chain's state at reception, as this plugin's data hook found
+        // it (the host keeps it with the message).
+        let received = ctx.checks.arc.as_ref().and_then(|a| match a.outcome {
+            CheckOutcome::Pass => Some(Cv::Pass),
+            CheckOutcome::None => Some(Cv::None),
+            CheckOutcome::Fail => Some(Cv::Fail),
             _ => None,
         });
         match seal::seal(
@@ -226,8 +220,8 @@ impl Plugin for ArcPlugin {
         ) {
             Ok(fields) => {
                 let mut r = Response::next();
-                for f in fields {
-                    r = r.with(Action::AddHeader(f));
+                for (name, value) in fields {
+                    r = r.add_header(&name, &value);
                 }
                 r
             }
@@ -242,4 +236,4 @@ impl Plugin for ArcPlugin {
     }
 }
 
-export_plugin!(ArcPlugin);
+export_plugin!(ArcPlugin: data, deliver);

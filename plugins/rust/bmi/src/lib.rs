@@ -103,7 +103,7 @@ fn io_error(what: &str, e: services::CapError) -> String {
             fail(&format!("spamd did not answer within timeout_ms ({what})"))
         }
         services::CapError::Failed(s) => format!("{what}: {s}"),
-        services::CapError::NotGranted => format!("{what}: not granted"),
+        services::CapError::Unavailable(s) => format!("{what}: {s}"),
     }
 }
 
@@ -162,7 +162,6 @@ struct Bmi;
 
 impl Plugin for Bmi {
     const NAME: &'static str = "bmi";
-    const HOOKS: &'static [Hook] = &[Hook::Data, Hook::Route, Hook::Transport];
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -296,4 +295,4 @@ impl Plugin for Bmi {
     }
 }
 
-export_plugin!(Bmi);
+export_plugin!(Bmi: data, route, transport);

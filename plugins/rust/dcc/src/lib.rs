@@ -123,7 +123,6 @@ struct Dcc;
 
 impl Plugin for Dcc {
     const NAME: &'static str = "dcc";
-    const HOOKS: &'static [Hook] = &[Hook::Data];
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -222,10 +221,10 @@ impl Plugin for Dcc {
         if let Some((name, value)) = r.header {
             // Our answer replaces any the message already carried.
             let mut removed = std::collections::HashSet::new();
-            for (n, _) in msg.headers() {
-                let l = n.to_ascii_lowercase();
+            for h in msg.headers() {
+                let l = h.name.to_ascii_lowercase();
                 if l.starts_with("x-dcc-") && l.ends_with("-metrics") && removed.insert(l) {
-                    resp = resp.with(Action::RemoveHeader(n));
+                    resp = resp.with(Action::RemoveHeader(h.name));
                 }
             }
             let value = cut(&value, c.max_header.saturating_sub(name.len() + 2));
@@ -234,13 +233,13 @@ impl Plugin for Dcc {
                     "dcc.header".into(),
                     format!("{name}: {value}"),
                 )))
-                .with(Action::AddHeader((name, value)));
+                .add_header(&name, &value);
         }
         resp
     }
 }
 
-export_plugin!(Dcc);
+export_plugin!(Dcc: data);
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,18 @@
 //! DMARC (RFC 7489, with DMARCbis `np`) as a mailgate plugin, at end of
-//! data. The host has checked SPF and DKIM (`checks` in the context);
+//! data. The host has checked SPF and DKIM (the typed `checks` of the
+//! context);
 //! this plugin finds the From domain's policy through the host's resolver
 //! (capability `dns`), aligns the authenticated identifiers with it and
 //! says so in our Authentication-Results header (`dmarc=pass
 //! header.from=... policy.dmarc=...`). Failing mail gets the policy:
 //! `reject` is refused with 550 5.7.1 naming the domain, `quarantine` goes
 //! to the host's quarantine, `none` is delivered; `pct` samples with the
-//! `random` capability (without it every failing message is sampled).
+//! `random` capability. Grant `dns` and `random` (and `directories` for a
+//! public suffix list): the plugin imports them, and does not load
+//! without them.
 //!
-//! A failing message whose ARC chain passed (`arc.cv` = `pass`, set by the
-//! ARC plugin running before this one) and was sealed by a configured
+//! A failing message whose ARC chain passed (`checks.arc`, from the ARC
+//! plugin running before this one) and was sealed by a configured
 //! trusted sealer (`arc.domains`) is delivered: forwarders and lists break
 //! SPF and DKIM. This is recorded as `policy.override=trusted_forwarder`.
 //!
@@ -72,23 +75,17 @@ static SETTINGS: OnceLock<Settings> = OnceLock::new();
 /// DNS through the host.
 struct HostDns;
 
-/// A lookup error as a reason; without the `dns` grant the plugin cannot
-/// work at all, so it fails (traps) and the host applies its failure
-/// policy (`on_failure`), rather than report every message `temperror`.
-fn granted(e: bindings::mailgate::plugin::types::CapError, name: &str) -> String {
-    use bindings::mailgate::plugin::types::CapError;
+/// A lookup error as a reason (a `temperror` for the message). Without
+/// the `dns` grant the plugin does not load at all.
+fn failed(e: CapError, name: &str) -> String {
     match e {
-        CapError::NotGranted => {
-            log::write(log::Level::Error, "the dns capability is not granted");
-            panic!("the dns capability is not granted");
-        }
-        CapError::Failed(why) => format!("{name}: {why}"),
+        CapError::Failed(why) | CapError::Unavailable(why) => format!("{name}: {why}"),
     }
 }
 
 impl Dns for HostDns {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, String> {
-        txt_records(name).map_err(|e| granted(e, name))
+        txt_records(name).map_err(|e| failed(e, name))
     }
 
     fn exists(&mut self, name: &str) -> Result<bool, String> {
@@ -97,7 +94,7 @@ impl Dns for HostDns {
             dns::RecordType::Aaaa,
             dns::RecordType::Mx,
         ] {
-            let a = dns::lookup(name, t).map_err(|e| granted(e, name))?;
+            let a = dns::lookup(name, t).map_err(|e| failed(e, name))?;
             if !a.records.is_empty() {
                 return Ok(true);
             }
@@ -155,28 +152,22 @@ fn split_addresses(v: &str) -> Vec<String> {
     out.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
-/// The identifiers the host authenticated, from its checks.
-pub fn authenticated(checks: &[CheckResult]) -> Authenticated {
-    let prop = |detail: &str, name: &str| -> Option<String> {
-        detail
-            .split_whitespace()
-            .find_map(|p| p.strip_prefix(name))
-            .map(|v| v.trim_matches('"').to_string())
-    };
+/// The identifiers the host authenticated, from its typed checks: the
+/// domain of the MAIL FROM identity when SPF passed for it, and the `d=`
+/// of every passing DKIM signature.
+pub fn authenticated(checks: &Checks) -> Authenticated {
     let mut a = Authenticated::default();
-    for c in checks.iter().filter(|c| c.outcome == "pass") {
-        match c.method.as_str() {
-            "spf" => {
-                if let Some(m) = prop(&c.detail, "smtp.mailfrom=") {
-                    a.spf_pass = m.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-                }
-            }
-            "dkim" => {
-                if let Some(d) = prop(&c.detail, "header.d=") {
-                    a.dkim_pass.push(d.to_ascii_lowercase());
-                }
-            }
-            _ => {}
+    for c in &checks.spf {
+        if c.outcome == CheckOutcome::Pass && c.identity == SpfIdentity::MailFrom {
+            a.spf_pass = c
+                .subject
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_ascii_lowercase());
+        }
+    }
+    for c in &checks.dkim {
+        if c.outcome == CheckOutcome::Pass && !c.domain.is_empty() {
+            a.dkim_pass.push(c.domain.to_ascii_lowercase());
         }
     }
     a
@@ -212,21 +203,33 @@ pub fn result_entry(e: &Evaluation, dis: Policy, override_by: Option<&str>) -> S
     s
 }
 
+/// The first sealer of a passing ARC chain that is trusted: every sealing
+/// domain the ARC plugin listed (`arc.domains`, newest first), or the
+/// newest sealer when it listed none.
+fn trusted_sealer(ctx: &Context, arc: &ArcResult, trusted: &[String]) -> Option<String> {
+    let listed: Vec<String> = match ctx.var("arc.domains") {
+        Some(list) => list
+            .split(',')
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect(),
+        None => arc.sealer.iter().map(|d| d.to_ascii_lowercase()).collect(),
+    };
+    listed.into_iter().find(|d| trusted.contains(d))
+}
+
 fn pass_fail(ok: bool) -> &'static str {
     if ok { "pass" } else { "fail" }
 }
 
 fn sample() -> u8 {
-    match random::bytes(2) {
-        Ok(b) if b.len() == 2 => (u16::from_be_bytes([b[0], b[1]]) % 100) as u8,
-        // Without randomness every failing message is sampled.
+    match random::bytes(2)[..] {
+        [a, b] => (u16::from_be_bytes([a, b]) % 100) as u8,
         _ => 0,
     }
 }
 
 impl Plugin for Dmarc {
     const NAME: &'static str = "dmarc";
-    const HOOKS: &'static [Hook] = &[Hook::Data];
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -290,15 +293,12 @@ impl Plugin for Dmarc {
             overridden = Some(("local_policy", "quarantine is delivered here".into()));
         }
         // A trusted forwarder's passing ARC chain overrides the failure.
-        let sealer = (dis != Policy::None && ctx.var("arc.cv") == Some("pass"))
-            .then(|| {
-                ctx.var("arc.domains").and_then(|list| {
-                    list.split(',')
-                        .map(|d| d.trim().to_ascii_lowercase())
-                        .find(|d| s.trusted.contains(d))
-                })
-            })
-            .flatten();
+        let sealer = ctx
+            .checks
+            .arc
+            .as_ref()
+            .filter(|a| dis != Policy::None && a.outcome == CheckOutcome::Pass)
+            .and_then(|a| trusted_sealer(ctx, a, &s.trusted));
         if let Some(by) = &sealer {
             dis = Policy::None;
             overridden = Some(("trusted_forwarder", format!("arc=pass sealed by {by}")));
@@ -367,7 +367,7 @@ impl Plugin for Dmarc {
     }
 }
 
-export_plugin!(Dmarc);
+export_plugin!(Dmarc: data);
 
 #[cfg(test)]
 mod tests {
@@ -392,23 +392,47 @@ mod tests {
 
     #[test]
     fn identifiers_from_checks() {
-        let c = |m: &str, o: &str, d: &str| CheckResult {
-            method: m.into(),
-            outcome: o.into(),
-            detail: d.into(),
+        let spf = |identity, subject: &str, outcome| SpfResult {
+            identity,
+            subject: subject.into(),
+            outcome,
         };
-        let a = authenticated(&[
-            c("iprev", "pass", "policy.iprev=192.0.2.1"),
-            c("spf", "pass", "smtp.helo=mx.ex.test"),
-            c("spf", "pass", "smtp.mailfrom=b@Bounce.EX.test"),
-            c("dkim", "fail", "header.d=bad.test header.s=x"),
-            c(
-                "dkim",
-                "pass",
-                "header.d=ex.test header.i=@ex.test header.s=s1",
-            ),
-        ]);
+        let dkim = |domain: &str, outcome| DkimResult {
+            outcome,
+            domain: domain.into(),
+            selector: "s1".into(),
+            identity: None,
+            algorithm: "rsa-sha256".into(),
+            body_length: None,
+            reason: None,
+        };
+        let checks = Checks {
+            iprev: None,
+            spf: vec![
+                spf(SpfIdentity::Helo, "mx.ex.test", CheckOutcome::Pass),
+                spf(
+                    SpfIdentity::MailFrom,
+                    "b@Bounce.EX.test",
+                    CheckOutcome::Pass,
+                ),
+            ],
+            dkim: vec![
+                dkim("bad.test", CheckOutcome::Fail),
+                dkim("Ex.Test", CheckOutcome::Pass),
+            ],
+            arc: None,
+        };
+        let a = authenticated(&checks);
         assert_eq!(a.spf_pass.as_deref(), Some("bounce.ex.test"));
         assert_eq!(a.dkim_pass, vec!["ex.test".to_string()]);
+        // A HELO pass alone is not a MAIL FROM identity.
+        let helo_only = Checks {
+            spf: vec![
+                spf(SpfIdentity::Helo, "mx.ex.test", CheckOutcome::Pass),
+                spf(SpfIdentity::MailFrom, "b@ex.test", CheckOutcome::Softfail),
+            ],
+            ..checks
+        };
+        assert_eq!(authenticated(&helo_only).spf_pass, None);
     }
 }

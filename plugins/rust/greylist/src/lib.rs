@@ -57,16 +57,8 @@ fn kv_failed(p: &Policy, why: &str) -> Response {
     }
 }
 
-fn now() -> u64 {
-    match clock::now() {
-        Ok(t) => t,
-        Err(e) => panic!("clock: {e:?}"),
-    }
-}
-
 impl Plugin for Greylist {
     const NAME: &'static str = "greylist";
-    const HOOKS: &'static [Hook] = &[Hook::RcptTo, Hook::Data];
 
     fn init(config: &str) -> Result<(), String> {
         let p = Policy::new(parse_config(config)?)?;
@@ -89,13 +81,11 @@ impl Plugin for Greylist {
             return Response::next();
         }
         let key = p.triple(ip, sender, rcpt);
-        use bindings::mailgate::plugin::types::CapError;
         let entry = match kv::get(&key) {
             Ok(e) => e,
-            Err(CapError::Failed(why)) => return kv_failed(p, &why),
-            Err(CapError::NotGranted) => panic!("kv not granted"),
+            Err(CapError::Failed(why) | CapError::Unavailable(why)) => return kv_failed(p, &why),
         };
-        let decision = p.decide(entry.as_deref(), now());
+        let decision = p.decide(entry.as_deref(), clock::now());
         let store = match &decision {
             Decision::Wait { store, .. } | Decision::Pass { store, .. } => store.clone(),
         };
@@ -130,13 +120,11 @@ impl Plugin for Greylist {
 
     fn on_data(ctx: &Context, _msg: &Message) -> Response {
         match ctx.var(DELAYED) {
-            Some(s) => Response::next().with(Action::AddHeader((
-                "X-Greylist".into(),
-                format!("delayed {s} seconds by mailgate"),
-            ))),
+            Some(s) => Response::next()
+                .add_header("X-Greylist", &format!("delayed {s} seconds by mailgate")),
             None => Response::next(),
         }
     }
 }
 
-export_plugin!(Greylist);
+export_plugin!(Greylist: rcpt_to, data);

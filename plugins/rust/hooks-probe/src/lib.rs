@@ -13,7 +13,7 @@
 //!   hash seed), which the host only makes real when `clock` / `random`
 //!   are granted; refuses deliveries to the domain `refuse.test`.
 
-use mailgate_plugin_sdk::*;
+use mailgate_plugin_sdk_v1::*;
 
 struct Probe;
 

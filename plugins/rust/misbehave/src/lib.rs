@@ -10,7 +10,7 @@
 //! a per-recipient header outside a route hook.
 //! Every accepted message gets `X-Misbehave: seen`.
 
-use mailgate_plugin_sdk::*;
+use mailgate_plugin_sdk_v1::*;
 
 struct Misbehave;
 

@@ -27,7 +27,7 @@
 //! - `owner`: the `-H` file's originator, `"login uid gid"` (default
 //!   `"mailgate 0 0"`).
 //!
-//! Grant `directories` and `clock`, and `random` for Exim ids.
+//! Grant `directories`, `clock` and `random` (for Exim ids): the plugin imports all three.
 
 pub mod exim;
 
@@ -123,15 +123,12 @@ fn write_set(s: &Settings, dir: &str, files: &[(String, Vec<u8>)]) -> Result<(),
 }
 
 fn now() -> u64 {
-    clock::now().unwrap_or(0)
+    clock::now()
 }
 
 fn unique() -> u64 {
-    random::bytes(8)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-        .unwrap_or_else(|| now().wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    let b: [u8; 8] = random::bytes(8).try_into().unwrap_or_default();
+    u64::from_le_bytes(b)
 }
 
 fn exim_copy(s: &Settings, ctx: &Context, d: &Delivery, msg: &Message) -> Result<String, String> {
@@ -203,7 +200,6 @@ struct Queuefile;
 
 impl Plugin for Queuefile {
     const NAME: &'static str = "queuefile";
-    const HOOKS: &'static [Hook] = &[Hook::Route, Hook::Transport];
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -271,7 +267,7 @@ impl Plugin for Queuefile {
     }
 }
 
-export_plugin!(Queuefile);
+export_plugin!(Queuefile: route, transport);
 
 #[cfg(test)]
 mod tests {

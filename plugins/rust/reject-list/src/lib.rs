@@ -2,9 +2,9 @@
 //! a lookup table (the host's search order for addresses: `user@domain`,
 //! `user@`, `@domain`, the domain and its parents; the value, if any, is
 //! the reply text), and adds an `X-Reject-List: checked` header to every
-//! accepted message. A table that cannot answer defers the recipient
-//! (451 4.3.0); without the `lookup` grant the plugin fails, and the host
-//! applies its failure policy.
+//! accepted message. A table that cannot answer, or that is not among the
+//! plugin's `tables`, defers the recipient (451 4.3.0) and logs why;
+//! without the `lookup` grant the plugin does not load.
 //!
 //! ```toml
 //! [[plugin]]
@@ -34,7 +34,7 @@ struct RejectList;
 
 impl Plugin for RejectList {
     const NAME: &'static str = "reject-list";
-    const HOOKS: &'static [Hook] = &[Hook::RcptTo, Hook::Data];
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -53,7 +53,6 @@ impl Plugin for RejectList {
         let Some(table) = CONFIG.get().and_then(|c| c.table.as_deref()) else {
             return Response::next();
         };
-        use bindings::mailgate::plugin::types::CapError;
         match lookup::search(table, rcpt, lookup::SearchOrder::Address) {
             Ok(None) => Response::next(),
             Ok(Some(text)) => {
@@ -69,24 +68,16 @@ impl Plugin for RejectList {
                 log::write(log::Level::Warn, &format!("table {table}: {why}"));
                 Response::defer(451, "4.3.0", "temporary lookup failure")
             }
-            Err(CapError::NotGranted) => {
-                // Not a verdict to make up: fail, and let the host apply
-                // the failure policy.
-                log::write(
-                    log::Level::Error,
-                    &format!("table {table}: lookup not granted"),
-                );
-                panic!("table {table}: lookup not granted");
+            Err(CapError::Unavailable(why)) => {
+                log::write(log::Level::Warn, &format!("table {table}: {why}"));
+                Response::defer(451, "4.3.0", "temporary lookup failure")
             }
         }
     }
 
     fn on_data(_ctx: &Context, _msg: &Message) -> Response {
-        Response::next().with(Action::AddHeader((
-            "X-Reject-List".into(),
-            "checked".into(),
-        )))
+        Response::next().add_header("X-Reject-List", "checked")
     }
 }
 
-export_plugin!(RejectList);
+export_plugin!(RejectList: rcpt_to, data);

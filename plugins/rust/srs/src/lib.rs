@@ -62,15 +62,10 @@ fn settings() -> &'static Settings {
     SETTINGS.get().expect("init ran")
 }
 
-fn now() -> Option<u64> {
-    clock::now().ok()
-}
-
 struct SrsPlugin;
 
 impl Plugin for SrsPlugin {
     const NAME: &'static str = "srs";
-    const HOOKS: &'static [Hook] = &[Hook::RcptTo, Hook::Route];
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
@@ -91,9 +86,6 @@ impl Plugin for SrsPlugin {
         }
         if !(1..=27).contains(&c.hash_length) {
             return Err("hash_length must be 1 to 27".into());
-        }
-        if now().is_none() {
-            return Err("the srs plugin needs the clock capability".into());
         }
         let max_age_days = c.max_age_days.unwrap_or(match scheme {
             Scheme::MailSrs => 21,
@@ -123,10 +115,7 @@ impl Plugin for SrsPlugin {
         if s.bounces_only && ctx.sender.as_deref().is_some_and(|x| !x.is_empty()) {
             return Response::reject(550, "5.7.1", "SRS addresses accept only bounces");
         }
-        let Some(now) = now() else {
-            return Response::defer(451, "4.3.0", "SRS: no clock");
-        };
-        match s.srs.reverse(&local, now) {
+        match s.srs.reverse(&local, clock::now()) {
             Ok(orig) => {
                 log::write(log::Level::Info, &format!("SRS reverse {rcpt} -> {orig}"));
                 Response::next()
@@ -148,11 +137,9 @@ impl Plugin for SrsPlugin {
         if scheme::split(sender).is_some_and(|(_, dom)| dom.eq_ignore_ascii_case(&s.domain)) {
             return d;
         }
-        if let Some(now) = now() {
-            d.sender = s.srs.forward(sender, &s.domain, now);
-        }
+        d.sender = s.srs.forward(sender, &s.domain, clock::now());
         d
     }
 }
 
-export_plugin!(SrsPlugin);
+export_plugin!(SrsPlugin: rcpt_to, route);

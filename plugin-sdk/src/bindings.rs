@@ -22,7 +22,7 @@ pub mod base {
         generate_all,
         pub_export_macro: true,
         export_macro_name: "export_base",
-        default_bindings_module: "mailgate_plugin_sdk_v2::bindings::base",
+        default_bindings_module: "mailgate_plugin_sdk::bindings::base",
     });
 }
 /// One module per hook interface.
@@ -43,7 +43,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_connect",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::connect",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::connect",
         });
     }
     pub mod helo {
@@ -61,7 +61,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_helo",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::helo",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::helo",
         });
     }
     pub mod mail {
@@ -79,7 +79,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_mail",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::mail",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::mail",
         });
     }
     pub mod rcpt {
@@ -97,7 +97,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_rcpt",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::rcpt",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::rcpt",
         });
     }
     pub mod data {
@@ -115,7 +115,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_data",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::data",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::data",
         });
     }
     pub mod route {
@@ -133,7 +133,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_route",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::route",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::route",
         });
     }
     pub mod deliver {
@@ -151,7 +151,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_deliver",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::deliver",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::deliver",
         });
     }
     pub mod transport {
@@ -169,7 +169,7 @@ pub mod hooks {
             },
             pub_export_macro: true,
             export_macro_name: "export_transport",
-            default_bindings_module: "mailgate_plugin_sdk_v2::bindings::hooks::transport",
+            default_bindings_module: "mailgate_plugin_sdk::bindings::hooks::transport",
         });
     }
 }
