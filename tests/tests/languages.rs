@@ -3,7 +3,9 @@
 //! gateway and driven over SMTP: a listed recipient is refused, the
 //! accepted message carries the plugin's header. They run with
 //! `reuse = true`, as their docs advise: the second transaction is served
-//! by the instance the first gave back, and answers the same.
+//! by the instance the first gave back, and answers the same. They are
+//! built on contract 0.2 from a world of their own: `plugin list` shows
+//! the contract and only the hooks each exports.
 
 use mailgate_tests::{Client, Server};
 use std::path::PathBuf;
@@ -50,7 +52,11 @@ fn run_example(name: &str, wasm: PathBuf, header: &str, refusal: &str) {
         );
     }
     let (ok, list) = s.cli(&["plugin", "list"]);
-    assert!(ok && list.contains(&format!("{name} 0.1.0")), "{list}");
+    assert!(ok && list.contains(&format!("{name} 0.2.0")), "{list}");
+    assert!(
+        list.contains("contract: mailgate:plugin@0.2.0") && list.contains("hooks: rcpt-to, data"),
+        "{list}"
+    );
     assert!(
         list.contains(", 1 transactions on a reused one") && list.contains("(reuse)"),
         "the second transaction did not reuse the first one's instance: {list}"

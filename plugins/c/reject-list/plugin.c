@@ -1,9 +1,11 @@
 /*
- * Example mailgate plugin in C (wit-bindgen C bindings, clang, wasi-libc).
+ * Example mailgate plugin in C (contract 0.2; wit-bindgen C bindings,
+ * clang, wasi-libc).
  *
  * Rejects the recipients listed in its config and tags every accepted
  * message with an `X-Example-C` header giving the recipient count and the
- * body size.
+ * body size. Its hooks are the interfaces its world (world.wit) exports:
+ * rcpt-hook and data-hook; it imports only `log`.
  *
  *   [[plugin]]
  *   name = "reject-list-c"
@@ -21,17 +23,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mailgate_plugin.h"
+#include "reject_list.h"
 
 #define MAX_REJECT 64
 static char *reject[MAX_REJECT];
 static size_t n_reject;
 
-static void dup(mailgate_plugin_string_t *out, const char *s) {
-    mailgate_plugin_string_dup(out, s);
+static void dup(reject_list_string_t *out, const char *s) {
+    reject_list_string_dup(out, s);
 }
 
-static void next(exports_mailgate_plugin_plugin_response_t *ret) {
+static void next(mailgate_plugin_types_response_t *ret) {
     ret->verdict.tag = MAILGATE_PLUGIN_TYPES_VERDICT_CONTINUE;
     ret->actions.ptr = NULL;
     ret->actions.len = 0;
@@ -39,19 +41,14 @@ static void next(exports_mailgate_plugin_plugin_response_t *ret) {
 
 void exports_mailgate_plugin_plugin_describe(exports_mailgate_plugin_plugin_manifest_t *ret) {
     dup(&ret->name, "reject-list-c");
-    dup(&ret->version, "0.1.0");
-    ret->hooks.len = 2;
-    ret->hooks.ptr = malloc(2 * sizeof(mailgate_plugin_types_hook_t));
-    ret->hooks.ptr[0] = MAILGATE_PLUGIN_TYPES_HOOK_RCPT_TO;
-    ret->hooks.ptr[1] = MAILGATE_PLUGIN_TYPES_HOOK_DATA;
+    dup(&ret->version, "0.2.0");
 }
 
 /* The config is the plugin's TOML table as JSON, e.g.
  * {"reject":["bob@local.test"]}: read the strings of the "reject" array. */
-bool exports_mailgate_plugin_plugin_init(mailgate_plugin_string_t *config,
-                                         mailgate_plugin_string_t *err) {
+bool exports_mailgate_plugin_plugin_init(reject_list_string_t *config, reject_list_string_t *err) {
     char *json = strndup((const char *)config->ptr, config->len);
-    mailgate_plugin_string_free(config);
+    reject_list_string_free(config);
     const char *p = strstr(json, "\"reject\"");
     bool ok = true;
     n_reject = 0;
@@ -82,94 +79,47 @@ bool exports_mailgate_plugin_plugin_init(mailgate_plugin_string_t *config,
     return ok;
 }
 
-void exports_mailgate_plugin_plugin_on_connect(exports_mailgate_plugin_plugin_context_t *ctx,
-                                               exports_mailgate_plugin_plugin_response_t *ret) {
-    exports_mailgate_plugin_plugin_context_free(ctx);
-    next(ret);
-}
-
-void exports_mailgate_plugin_plugin_on_helo(exports_mailgate_plugin_plugin_context_t *ctx,
-                                            exports_mailgate_plugin_plugin_response_t *ret) {
-    exports_mailgate_plugin_plugin_context_free(ctx);
-    next(ret);
-}
-
-void exports_mailgate_plugin_plugin_on_mail_from(exports_mailgate_plugin_plugin_context_t *ctx,
-                                                 exports_mailgate_plugin_plugin_response_t *ret) {
-    exports_mailgate_plugin_plugin_context_free(ctx);
-    next(ret);
-}
-
-void exports_mailgate_plugin_plugin_on_rcpt_to(exports_mailgate_plugin_plugin_context_t *ctx,
-                                               mailgate_plugin_string_t *recipient,
-                                               exports_mailgate_plugin_plugin_response_t *ret) {
-    exports_mailgate_plugin_plugin_context_free(ctx);
+void exports_mailgate_plugin_rcpt_hook_on_rcpt_to(exports_mailgate_plugin_rcpt_hook_context_t *ctx,
+                                                 reject_list_string_t *recipient,
+                                                 exports_mailgate_plugin_rcpt_hook_response_t *ret) {
+    exports_mailgate_plugin_rcpt_hook_context_free(ctx);
     next(ret);
     for (size_t i = 0; i < n_reject; i++) {
         if (strlen(reject[i]) == recipient->len &&
             strncasecmp(reject[i], (const char *)recipient->ptr, recipient->len) == 0) {
-            mailgate_plugin_string_t msg;
+            reject_list_string_t msg;
             char line[600];
             snprintf(line, sizeof line, "rejecting %.*s", (int)recipient->len,
                      (const char *)recipient->ptr);
-            mailgate_plugin_string_set(&msg, line);
+            reject_list_string_set(&msg, line);
             mailgate_plugin_log_write(MAILGATE_PLUGIN_LOG_LEVEL_INFO, &msg);
             ret->verdict.tag = MAILGATE_PLUGIN_TYPES_VERDICT_REJECT;
             ret->verdict.val.reject.code = 550;
-            dup(&ret->verdict.val.reject.enhanced, "5.7.1");
+            /* Enhanced status codes are records: 5.7.1. */
+            ret->verdict.val.reject.enhanced.is_some = true;
+            ret->verdict.val.reject.enhanced.val.class_ = 5;
+            ret->verdict.val.reject.enhanced.val.subject = 7;
+            ret->verdict.val.reject.enhanced.val.detail = 1;
             dup(&ret->verdict.val.reject.text, "recipient refused by the C plugin");
             break;
         }
     }
-    mailgate_plugin_string_free(recipient);
+    reject_list_string_free(recipient);
 }
 
-void exports_mailgate_plugin_plugin_on_data(exports_mailgate_plugin_plugin_context_t *ctx,
-                                            exports_mailgate_plugin_plugin_borrow_message_t msg,
-                                            exports_mailgate_plugin_plugin_response_t *ret) {
+void exports_mailgate_plugin_data_hook_on_data(exports_mailgate_plugin_data_hook_context_t *ctx,
+                                               exports_mailgate_plugin_data_hook_borrow_message_t msg,
+                                               exports_mailgate_plugin_data_hook_response_t *ret) {
     char value[100];
     snprintf(value, sizeof value, "%zu recipients, %llu octets", ctx->recipients.len,
              (unsigned long long)mailgate_plugin_types_method_message_body_size(msg));
-    exports_mailgate_plugin_plugin_context_free(ctx);
+    exports_mailgate_plugin_data_hook_context_free(ctx);
     /* A borrowed handle must be dropped before returning. */
     mailgate_plugin_types_message_drop_borrow(msg);
     next(ret);
     ret->actions.len = 1;
     ret->actions.ptr = malloc(sizeof(mailgate_plugin_types_action_t));
     ret->actions.ptr[0].tag = MAILGATE_PLUGIN_TYPES_ACTION_ADD_HEADER;
-    dup(&ret->actions.ptr[0].val.add_header.f0, "X-Example-C");
-    dup(&ret->actions.ptr[0].val.add_header.f1, value);
-}
-
-void exports_mailgate_plugin_plugin_on_route(exports_mailgate_plugin_plugin_context_t *ctx,
-                                             exports_mailgate_plugin_plugin_route_info_t *rcpt,
-                                             exports_mailgate_plugin_plugin_route_decision_t *ret) {
-    exports_mailgate_plugin_plugin_context_free(ctx);
-    ret->recipient = rcpt->recipient; /* ownership moves to the answer */
-    rcpt->recipient.ptr = NULL;
-    rcpt->recipient.len = 0;
-    exports_mailgate_plugin_plugin_route_info_free(rcpt);
-    ret->sender.is_some = false;
-    ret->transport = false;
-}
-
-void exports_mailgate_plugin_plugin_on_deliver(exports_mailgate_plugin_plugin_context_t *ctx,
-                                               exports_mailgate_plugin_plugin_delivery_t *d,
-                                               exports_mailgate_plugin_plugin_borrow_message_t msg,
-                                               exports_mailgate_plugin_plugin_response_t *ret) {
-    mailgate_plugin_types_message_drop_borrow(msg);
-    exports_mailgate_plugin_plugin_context_free(ctx);
-    exports_mailgate_plugin_plugin_delivery_free(d);
-    next(ret);
-}
-
-void exports_mailgate_plugin_plugin_on_transport(exports_mailgate_plugin_plugin_context_t *ctx,
-                                                 exports_mailgate_plugin_plugin_delivery_t *d,
-                                                 exports_mailgate_plugin_plugin_borrow_message_t msg,
-                                                 exports_mailgate_plugin_plugin_transport_result_t *ret) {
-    mailgate_plugin_types_message_drop_borrow(msg);
-    exports_mailgate_plugin_plugin_context_free(ctx);
-    exports_mailgate_plugin_plugin_delivery_free(d);
-    ret->tag = MAILGATE_PLUGIN_TYPES_TRANSPORT_RESULT_DEFERRED;
-    dup(&ret->val.deferred, "no transport");
+    dup(&ret->actions.ptr[0].val.add_header.name, "X-Example-C");
+    dup(&ret->actions.ptr[0].val.add_header.value, value);
 }

@@ -1,7 +1,7 @@
 // Build the JavaScript example into a component:
 //   node build.mjs [OUT]   (default plugins/target/js/reject_list_js.wasm)
 import { componentize } from '@bytecodealliance/componentize-js';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -9,10 +9,20 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../../..');
 const out = process.argv[2] ?? resolve(root, 'plugins/target/js/reject_list_js.wasm');
 
+// The example's world, with the contract (wit/0.2) as its dependency.
+const wit = resolve(root, 'plugins/target/js/wit');
+await rm(wit, { recursive: true, force: true });
+await mkdir(resolve(wit, 'deps/mailgate-plugin'), { recursive: true });
+await copyFile(resolve(here, 'world.wit'), resolve(wit, 'world.wit'));
+await copyFile(
+  resolve(root, 'wit/0.2/mailgate-plugin.wit'),
+  resolve(wit, 'deps/mailgate-plugin/mailgate-plugin.wit'),
+);
+
 const { component } = await componentize({
   sourcePath: resolve(here, 'plugin.js'),
-  witPath: resolve(root, 'wit/0.1'),
-  worldName: 'mailgate-plugin',
+  witPath: wit,
+  worldName: 'reject-list',
   disableFeatures: ['http', 'fetch-event', 'random', 'clocks', 'stdio'],
 });
 await mkdir(dirname(out), { recursive: true });

@@ -1,8 +1,10 @@
-// Example mailgate plugin in JavaScript (componentize-js).
+// Example mailgate plugin in JavaScript (componentize-js, contract 0.2).
 //
 // Rejects the recipients listed in its config and tags every accepted
 // message with an `X-Example-JS` header giving the recipient count and the
-// body size.
+// body size. Its hooks are the interfaces its world (world.wit) exports:
+// one exported object per interface (`plugin`, `rcptHook`, `dataHook`); it
+// imports only `log`.
 //
 //   [[plugin]]
 //   name = "reject-list-js"
@@ -17,17 +19,15 @@
 //   [plugin.config]
 //   reject = ["bob@local.test"]
 //
-// Build: npm install && node build.mjs
+// Build: npm install && node build.mjs (the example's world beside wit/0.2)
 
-import { write } from 'mailgate:plugin/log@0.1.0';
+import { write } from 'mailgate:plugin/log@0.2.0';
 
 let reject = new Set();
 
-const next = () => ({ verdict: { tag: 'continue' }, actions: [] });
-
 export const plugin = {
   describe() {
-    return { name: 'reject-list-js', version: '0.1.0', hooks: ['rcpt-to', 'data'] };
+    return { name: 'reject-list-js', version: '0.2.0' };
   },
 
   init(config) {
@@ -43,37 +43,29 @@ export const plugin = {
     }
     reject = new Set(list.map((r) => r.toLowerCase()));
   },
+};
 
-  onConnect: next,
-  onHelo: next,
-  onMailFrom: next,
-
+export const rcptHook = {
   onRcptTo(ctx, recipient) {
     if (reject.has(recipient.toLowerCase())) {
       write('info', `rejecting ${recipient}`);
-      return {
-        verdict: {
-          tag: 'reject',
-          val: { code: 550, enhanced: '5.7.1', text: 'recipient refused by the JavaScript plugin' },
-        },
-        actions: [],
+      const reply = {
+        code: 550,
+        enhanced: { class: 5, subject: 7, detail: 1 },
+        text: 'recipient refused by the JavaScript plugin',
       };
+      return { verdict: { tag: 'reject', val: reply }, actions: [] };
     }
-    return next();
+    return { verdict: { tag: 'continue' }, actions: [] };
   },
+};
 
+export const dataHook = {
   onData(ctx, msg) {
     const value = `${ctx.recipients.length} recipients, ${msg.bodySize()} octets`;
-    return { verdict: { tag: 'continue' }, actions: [{ tag: 'add-header', val: ['X-Example-JS', value] }] };
-  },
-
-  onRoute(ctx, rcpt) {
-    return { recipient: rcpt.recipient, sender: undefined, transport: false };
-  },
-
-  onDeliver: next,
-
-  onTransport() {
-    return { tag: 'deferred', val: 'no transport' };
+    return {
+      verdict: { tag: 'continue' },
+      actions: [{ tag: 'add-header', val: { name: 'X-Example-JS', value } }],
+    };
   },
 };

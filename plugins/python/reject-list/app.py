@@ -1,7 +1,10 @@
-"""Example mailgate plugin in Python (componentize-py).
+"""Example mailgate plugin in Python (componentize-py, contract 0.2).
 
 Rejects the recipients listed in its config and tags every accepted message
 with an `X-Example-Python` header giving the recipient count and body size.
+Its hooks are the interfaces its world (world.wit) exports: one class per
+exported interface (`Plugin`, `RcptHook`, `DataHook`); it imports only
+`log`.
 
     [[plugin]]
     name = "reject-list-py"
@@ -16,30 +19,22 @@ with an `X-Example-Python` header giving the recipient count and body size.
     [plugin.config]
     reject = ["bob@local.test"]
 
-Build: componentize-py -d wit -w mailgate-plugin componentize app -o out.wasm
-(see build.sh).
+Build: build.sh (componentize-py with the example's world beside wit/0.2).
 """
 
 import json
 
 from componentize_py_types import Err
 from wit_world import exports
+from wit_world.exports import plugin
 from wit_world.imports import log, types
 
 REJECT: set[str] = set()
 
 
-def next_() -> types.Response:
-    return types.Response(verdict=types.Verdict_Continue(), actions=[])
-
-
 class Plugin(exports.Plugin):
-    def describe(self) -> types.Manifest:
-        return types.Manifest(
-            name="reject-list-py",
-            version="0.1.0",
-            hooks=[types.Hook.RCPT_TO, types.Hook.DATA],
-        )
+    def describe(self) -> plugin.Manifest:
+        return plugin.Manifest(name="reject-list-py", version="0.2.0")
 
     def init(self, config: str) -> None:
         try:
@@ -52,34 +47,25 @@ class Plugin(exports.Plugin):
         REJECT.clear()
         REJECT.update(r.lower() for r in reject)
 
-    def on_connect(self, ctx: types.Context) -> types.Response:
-        return next_()
 
-    def on_helo(self, ctx: types.Context) -> types.Response:
-        return next_()
-
-    def on_mail_from(self, ctx: types.Context) -> types.Response:
-        return next_()
-
+class RcptHook(exports.RcptHook):
     def on_rcpt_to(self, ctx: types.Context, recipient: str) -> types.Response:
         if recipient.lower() in REJECT:
             log.write(log.Level.INFO, f"rejecting {recipient}")
-            reply = types.SmtpReply(code=550, enhanced="5.7.1", text="recipient refused by the Python plugin")
+            reply = types.SmtpReply(
+                code=550,
+                enhanced=types.EnhancedStatus(class_=5, subject=7, detail=1),
+                text="recipient refused by the Python plugin",
+            )
             return types.Response(verdict=types.Verdict_Reject(reply), actions=[])
-        return next_()
+        return types.Response(verdict=types.Verdict_Continue(), actions=[])
 
+
+class DataHook(exports.DataHook):
     def on_data(self, ctx: types.Context, msg: types.Message) -> types.Response:
         value = f"{len(ctx.recipients)} recipients, {msg.body_size()} octets"
+        header = types.HeaderField(name="X-Example-Python", value=value)
         return types.Response(
             verdict=types.Verdict_Continue(),
-            actions=[types.Action_AddHeader(("X-Example-Python", value))],
+            actions=[types.Action_AddHeader(header)],
         )
-
-    def on_route(self, ctx: types.Context, rcpt: types.RouteInfo) -> types.RouteDecision:
-        return types.RouteDecision(recipient=rcpt.recipient, sender=None, transport=False)
-
-    def on_deliver(self, ctx: types.Context, d: types.Delivery, msg: types.Message) -> types.Response:
-        return next_()
-
-    def on_transport(self, ctx: types.Context, d: types.Delivery, msg: types.Message) -> types.TransportResult:
-        return types.TransportResult_Deferred("no transport")

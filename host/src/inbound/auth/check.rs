@@ -56,8 +56,9 @@ pub struct Report {
 /// The repository's authentication plugins (`arc.wasm`, `dmarc.wasm`,
 /// those that exist) in `dir`, or where `scripts/test.sh` builds them:
 /// `plugins/target/wasm32-wasip2/release` beside the binary's
-/// `target/<profile>/` or under the working directory. Each gets `dns`
-/// and `log`, 5 s per call and `tempfail` on failure.
+/// `target/<profile>/` or under the working directory. Each is granted
+/// what they import (`log`, `dns`, `crypto`, `clock`, `random`), 5 s per
+/// call and `tempfail` on failure.
 pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
     use crate::config::plugin::{Capability, OnFailure};
     let rel = std::path::Path::new("plugins/target/wasm32-wasip2/release");
@@ -92,7 +93,14 @@ pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
             memory: crate::config::ByteSize(64 << 20),
             fuel: 0,
             reuse: false,
-            capabilities: vec![Capability::Log, Capability::Dns, Capability::Crypto],
+            // What the bundled ARC and DMARC plugins import.
+            capabilities: vec![
+                Capability::Log,
+                Capability::Dns,
+                Capability::Crypto,
+                Capability::Clock,
+                Capability::Random,
+            ],
             services: Default::default(),
             directories: Default::default(),
             keys: Default::default(),
