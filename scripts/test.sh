@@ -55,6 +55,8 @@ fi
 cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir plugins/target
 # The example plugins in C, Python and JavaScript, into plugins/target.
 plugins/c/reject-list/build.sh
+# The C example as it was on contract 0.1: a fixture for the adapter.
+plugins/c/reject-list-0.1/build.sh
 venv="$PWD/plugins/target/venv"
 if [ ! -x "$venv/bin/componentize-py" ]; then
     python3 -m venv "$venv"

@@ -5,7 +5,8 @@
 //! `reuse = true`, as their docs advise: the second transaction is served
 //! by the instance the first gave back, and answers the same. They are
 //! built on contract 0.2 from a world of their own: `plugin list` shows
-//! the contract and only the hooks each exports.
+//! the contract and only the hooks each exports. The C example as it was
+//! on contract 0.1 is kept as a fixture and still behaves the same.
 
 use mailgate_tests::{Client, Server};
 use std::path::PathBuf;
@@ -24,6 +25,12 @@ fn example(lang: &str, file: &str) -> PathBuf {
 }
 
 fn run_example(name: &str, wasm: PathBuf, header: &str, refusal: &str) {
+    run_example_on(name, wasm, header, refusal, "0.2.0");
+}
+
+/// `contract`: the contract version the component was built on (also its
+/// version).
+fn run_example_on(name: &str, wasm: PathBuf, header: &str, refusal: &str, contract: &str) {
     let s = Server::start(
         "",
         &format!(
@@ -52,9 +59,10 @@ fn run_example(name: &str, wasm: PathBuf, header: &str, refusal: &str) {
         );
     }
     let (ok, list) = s.cli(&["plugin", "list"]);
-    assert!(ok && list.contains(&format!("{name} 0.2.0")), "{list}");
+    assert!(ok && list.contains(&format!("{name} {contract}")), "{list}");
     assert!(
-        list.contains("contract: mailgate:plugin@0.2.0") && list.contains("hooks: rcpt-to, data"),
+        list.contains(&format!("contract: mailgate:plugin@{contract}"))
+            && list.contains("hooks: rcpt-to, data"),
         "{list}"
     );
     assert!(
@@ -90,5 +98,18 @@ fn c_example() {
         example("c", "reject_list_c.wasm"),
         "X-Example-C",
         "recipient refused by the C plugin",
+    );
+}
+
+/// The C example as it was built on contract 0.1, unchanged: the host
+/// adapts it, and it behaves as before.
+#[test]
+fn c_example_built_on_contract_0_1() {
+    run_example_on(
+        "reject-list-c-0.1",
+        example("c", "reject_list_c_0_1.wasm"),
+        "X-Example-C",
+        "recipient refused by the C plugin",
+        "0.1.0",
     );
 }
