@@ -66,6 +66,16 @@ impl EnhancedStatus {
     }
 }
 
+impl CapError {
+    /// Why the call failed, as the host said it (a pool's Redis outage
+    /// included).
+    pub fn reason(&self) -> &str {
+        match self {
+            CapError::Failed(why) | CapError::Unavailable(why) => why,
+        }
+    }
+}
+
 impl Response {
     /// Continue with no actions.
     pub fn next() -> Response {

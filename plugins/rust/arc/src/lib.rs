@@ -83,9 +83,7 @@ fn alg_of(a: Alg) -> crypto::Algorithm {
 /// A capability error as a reason. (Without the `dns`, `crypto` and
 /// `clock` grants the plugin does not load: it imports them.)
 fn failed(e: CapError, what: &str) -> String {
-    match e {
-        CapError::Failed(why) | CapError::Unavailable(why) => format!("{what}: {why}"),
-    }
+    format!("{what}: {}", e.reason())
 }
 
 impl Crypto for Host<'_> {
@@ -109,7 +107,7 @@ struct HostKey<'a>(&'a str);
 
 impl seal::Signer for HostKey<'_> {
     fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, String> {
-        crypto::sign(self.0, data).map_err(|e| format!("sign with key {}: {e:?}", self.0))
+        crypto::sign(self.0, data).map_err(|e| format!("sign with key {}: {}", self.0, e.reason()))
     }
 }
 

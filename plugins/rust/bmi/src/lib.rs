@@ -102,8 +102,7 @@ fn io_error(what: &str, e: services::CapError) -> String {
         services::CapError::Failed(s) if s == "timed out" => {
             fail(&format!("spamd did not answer within timeout_ms ({what})"))
         }
-        services::CapError::Failed(s) => format!("{what}: {s}"),
-        services::CapError::Unavailable(s) => format!("{what}: {s}"),
+        e => format!("{what}: {}", e.reason()),
     }
 }
 

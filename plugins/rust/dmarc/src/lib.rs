@@ -1,8 +1,7 @@
 //! DMARC (RFC 7489, with DMARCbis `np`) as a mailgate plugin, at end of
 //! data. The host has checked SPF and DKIM (the typed `checks` of the
-//! context);
-//! this plugin finds the From domain's policy through the host's resolver
-//! (capability `dns`), aligns the authenticated identifiers with it and
+//! context); this plugin finds the From domain's policy through the host's
+//! resolver (capability `dns`), aligns the authenticated identifiers with it and
 //! says so in our Authentication-Results header (`dmarc=pass
 //! header.from=... policy.dmarc=...`). Failing mail gets the policy:
 //! `reject` is refused with 550 5.7.1 naming the domain, `quarantine` goes
@@ -78,9 +77,7 @@ struct HostDns;
 /// A lookup error as a reason (a `temperror` for the message). Without
 /// the `dns` grant the plugin does not load at all.
 fn failed(e: CapError, name: &str) -> String {
-    match e {
-        CapError::Failed(why) | CapError::Unavailable(why) => format!("{name}: {why}"),
-    }
+    format!("{name}: {}", e.reason())
 }
 
 impl Dns for HostDns {

@@ -83,7 +83,7 @@ impl Plugin for Greylist {
         let key = p.triple(ip, sender, rcpt);
         let entry = match kv::get(&key) {
             Ok(e) => e,
-            Err(CapError::Failed(why) | CapError::Unavailable(why)) => return kv_failed(p, &why),
+            Err(e) => return kv_failed(p, e.reason()),
         };
         let decision = p.decide(entry.as_deref(), clock::now());
         let store = match &decision {
@@ -92,7 +92,7 @@ impl Plugin for Greylist {
         if let Some((value, ttl)) = store
             && let Err(e) = kv::set(&key, &value, ttl)
         {
-            return kv_failed(p, &format!("{e:?}"));
+            return kv_failed(p, e.reason());
         }
         match decision {
             Decision::Wait { retry_in, .. } => {

@@ -122,10 +122,6 @@ fn write_set(s: &Settings, dir: &str, files: &[(String, Vec<u8>)]) -> Result<(),
     sync_dir(dir).map_err(|e| format!("sync {dir}: {e}"))
 }
 
-fn now() -> u64 {
-    clock::now()
-}
-
 fn unique() -> u64 {
     let b: [u8; 8] = random::bytes(8).try_into().unwrap_or_default();
     u64::from_le_bytes(b)
@@ -141,7 +137,7 @@ fn exim_copy(s: &Settings, ctx: &Context, d: &Delivery, msg: &Message) -> Result
         }
     }
     let helo = ctx.helo.as_deref().filter(|h| exim::line_safe(h));
-    let received = now();
+    let received = clock::now();
     let dir = format!("{}/input", s.root);
     // A fresh id until both names are free (they almost always are).
     for _ in 0..5 {
@@ -179,7 +175,7 @@ fn mailgate_copy(
         "id": d.message_id,
         "sender": d.sender,
         "recipients": d.recipients,
-        "received": now(),
+        "received": clock::now(),
         "client_ip": ctx.client_ip,
         "client_port": ctx.client_port,
         "helo": ctx.helo,
