@@ -135,6 +135,8 @@ begin retry
     );
     let got = s.wait_log("<= a@exim-client.test", 1);
     assert!(got.contains(" X=TLS"), "{got}");
+    // Accepted is not yet delivered: wait for the maildir delivery.
+    s.wait_log(" => user@local.test", 1);
     let mail = s.maildir("local.test", "user");
     assert_eq!(mail.len(), 1, "{mail:?}");
     assert!(mail[0].contains("hello over DANE"), "{}", mail[0]);

@@ -138,6 +138,7 @@ fn exim_reads_and_delivers_what_queuefile_wrote() {
     );
     // mailgate's own maildir copy, less the two lines its maildir delivery
     // puts first (Return-Path, Delivered-To), is what it received.
+    s.wait_log(&format!("{id} => alice@local.test"), 1);
     let mine = s.maildir("local.test", "alice");
     assert_eq!(mine.len(), 1);
     let received: String = mine[0].splitn(3, '\n').nth(2).unwrap().to_string();
