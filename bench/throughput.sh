@@ -31,9 +31,10 @@
 #
 # PLUGINS=1 runs mailgate with the bundled plugins (the SRS plugin and the
 # Rust reject-list example; build them first: scripts/test.sh does), with
-# reuse = true. The server mailgate-plugins is mailgate with those two
-# plugins, and mailgate-plugins-fresh the same with reuse = false (a new
-# instance and init per transaction), so that
+# no reuse key: both declare themselves reusable, so they run as an admin's
+# config would run them. The server mailgate-plugins is mailgate with those
+# two plugins, and mailgate-plugins-fresh the same with reuse = false (a
+# new instance and init per transaction), so that
 #   SERVERS="mailgate mailgate-plugins mailgate-plugins-fresh" SIZES=1024 SESSIONS=20 bench/throughput.sh
 # shows what the plugins cost per message in one run.
 #
@@ -193,7 +194,6 @@ start_server() {
 [[plugin]]
 name = \"arc\"
 path = \"$rel/arc.wasm\"
-reuse = true
 capabilities = [\"log\", \"dns\", \"crypto\"]"
         fi
         if [ "$kind" = mailgate-all ]; then
@@ -201,13 +201,11 @@ capabilities = [\"log\", \"dns\", \"crypto\"]"
 [[plugin]]
 name = \"dmarc\"
 path = \"$rel/dmarc.wasm\"
-reuse = true
 capabilities = [\"log\", \"dns\", \"random\"]
 
 [[plugin]]
 name = \"srs\"
 path = \"$rel/srs.wasm\"
-reuse = true
 capabilities = [\"clock\"]
 [plugin.config]
 domain = \"local.test\"
@@ -228,7 +226,6 @@ window = \"1h\"
 [[plugin]]
 name = \"greylist\"
 path = \"$rel/greylist.wasm\"
-reuse = true
 capabilities = [\"kv\", \"clock\", \"log\"]
 [plugin.config]
 delay = 1
@@ -250,14 +247,14 @@ certificate = \"$work/ec-cert.pem\"
 private_key = \"$work/ec-key.pem\""
         fi
         if [ "$PLUGINS" = 1 ] || [ "$kind" = mailgate-plugins ] || [ "$kind" = mailgate-plugins-fresh ]; then
-            local reuse=true
-            [ "$kind" = mailgate-plugins-fresh ] && reuse=false
+            local reuse=""
+            [ "$kind" = mailgate-plugins-fresh ] && reuse="
+reuse = false"
             plug="
 [[plugin]]
 name = \"srs\"
 path = \"$PWD/plugins/target/wasm32-wasip2/release/srs.wasm\"
-capabilities = [\"clock\"]
-reuse = $reuse
+capabilities = [\"clock\"]$reuse
 [plugin.config]
 domain = \"local.test\"
 secrets = [\"bench\"]
@@ -265,8 +262,7 @@ secrets = [\"bench\"]
 [[plugin]]
 name = \"reject-list\"
 path = \"$PWD/plugins/target/wasm32-wasip2/release/reject_list.wasm\"
-capabilities = [\"log\", \"lookup\"]
-reuse = $reuse
+capabilities = [\"log\", \"lookup\"]$reuse
 [plugin.config]
 reject = [\"nobody@remote.test\"]"
         fi

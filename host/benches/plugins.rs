@@ -36,7 +36,8 @@ fn config(name: &str, path: PathBuf, table: &str, caps: Vec<Capability>) -> Plug
         timeout_ms: 10_000,
         memory: mailgate::config::ByteSize(128 << 20),
         fuel: 0,
-        reuse: false,
+        // Fresh unless a case says otherwise, whatever the plugin declares.
+        reuse: Some(false),
         capabilities: caps,
         services: Default::default(),
         directories: Default::default(),
@@ -136,7 +137,7 @@ fn hook_cost(c: &mut Criterion) {
             table,
             vec![Capability::Log, Capability::Lookup],
         );
-        reused.reuse = true;
+        reused.reuse = Some(true);
         let r = setup(reused);
         g.bench_function(
             format!("{label}, reused instance (a new transaction)"),
@@ -240,7 +241,7 @@ fn arc_cost(c: &mut Criterion) {
     );
     cfg.keys.insert("seal".into(), pem);
     // As the gateway should run it: instances reused between transactions.
-    cfg.reuse = true;
+    cfg.reuse = Some(true);
     let s = setup_with(
         cfg,
         Some(mailgate::plugin::state::Resolver::Zone(Arc::new(zone))),

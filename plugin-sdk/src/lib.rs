@@ -234,6 +234,13 @@ pub trait Plugin {
     /// Plugin version, shown in `plugin list` and the log (set it to
     /// `env!("CARGO_PKG_VERSION")` to follow the crate's).
     const VERSION: &'static str = "0.2.0";
+    /// Whether one instance may serve many transactions: true when the
+    /// plugin keeps nothing from one transaction to the next that changes
+    /// its answers (a config parsed by `init` into a static may stay).
+    /// The host then calls `init` once per instance, not once per
+    /// transaction, which saves ~50 µs of CPU per message under load. The
+    /// admin's `reuse = true|false` overrides it.
+    const REUSABLE: bool = false;
     /// Receives the plugin's config table as JSON, once per instance.
     fn init(_config: &str) -> Result<(), String> {
         Ok(())
@@ -283,6 +290,7 @@ impl<P: Plugin> bindings::base::exports::mailgate::plugin::plugin::Guest for Ada
         Manifest {
             name: P::NAME.into(),
             version: P::VERSION.into(),
+            reusable: P::REUSABLE,
         }
     }
     fn init(config: String) -> Result<(), String> {

@@ -72,7 +72,7 @@ _dmarc.strict IN TXT \"v=DMARC1; p=reject\"
 
 fn arc_plugin(extra: &str) -> String {
     format!(
-        "[[plugin]]\nname = \"arc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"crypto\", \"clock\"]\ntimeout_ms = 5000\nreuse = true\non_failure = \"tempfail\"\n{extra}",
+        "[[plugin]]\nname = \"arc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"crypto\", \"clock\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n{extra}",
         plugin_wasm("arc.wasm").display()
     )
 }
@@ -202,7 +202,7 @@ fn mailgate_seals_and_dkimpy_validates_after_one_and_two_hops() {
         ex.port,
         &k.a.pem,
         &format!(
-            "\n[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"random\"]\ntimeout_ms = 5000\nreuse = true\non_failure = \"tempfail\"\n[plugin.config]\ntrusted_arc_sealers = [\"b.arct\"]\n",
+            "\n[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"random\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\n[plugin.config]\ntrusted_arc_sealers = [\"b.arct\"]\n",
             plugin_wasm("dmarc.wasm").display()
         ),
     );

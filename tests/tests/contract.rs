@@ -5,7 +5,9 @@
 //! and its enhanced status record reaches the client; a 0.2 component that
 //! imports a capability its config does not grant is refused at load.
 //! The reject-list example, built with the SDK (`plugin-sdk`, contract
-//! 0.2), has the hooks it names and imports only what it calls.
+//! 0.2), has the hooks it names and imports only what it calls. A 0.2
+//! plugin's manifest says whether its instances may be reused; the
+//! plugin's table overrides it.
 
 use mailgate_tests::{Client, Server, plugin_wasm, refused_at_load};
 
@@ -135,5 +137,65 @@ fn the_sdk_builds_0_2_plugins_with_the_hooks_they_name() {
     assert!(
         err.contains("imports mailgate:plugin/lookup@0.2.0, which its capabilities do not grant"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_0_2_plugin_declares_whether_its_instances_are_reused() {
+    let table = |name: &str, wasm: &str, caps: &str, extra: &str| {
+        format!(
+            "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ncapabilities = [{caps}]\n{extra}[plugin.config]\nreject = [\"bob@local.test\"]\n\n",
+            plugin_wasm(wasm).display()
+        )
+    };
+    // reject-list (SDK, REUSABLE = true) twice: as it declares, and
+    // overridden by its table; probe-v2 declares false.
+    let extra = [
+        table("reject-list", "reject_list.wasm", "\"log\", \"lookup\"", ""),
+        table(
+            "reject-list-fresh",
+            "reject_list.wasm",
+            "\"log\", \"lookup\"",
+            "reuse = false\n",
+        ),
+        table("probe-v2", "probe_v2.wasm", "\"log\", \"kv\"", ""),
+    ]
+    .concat();
+    let s = Server::start("", &extra);
+    for n in 1..=3 {
+        let mut c = Client::connect(s.port);
+        c.cmd("EHLO client.test");
+        assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<alice@local.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(b"Subject: reuse\r\n\r\nhello\r\n.\r\n");
+        assert!(c.reply().starts_with("250"));
+        c.cmd("QUIT");
+        s.wait_log(" => alice@local.test", n);
+    }
+    let (ok, list) = s.cli(&["plugin", "list"]);
+    assert!(ok, "{list}");
+    let instances = |name: &str| {
+        list.split('\n')
+            .skip_while(|l| !l.starts_with(&format!("{name} ")))
+            .find(|l| l.trim_start().starts_with("instances:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        instances("reject-list"),
+        "instances: 1 created, 2 transactions on a reused one, 1 idle (reuse, as the plugin declares)",
+        "{list}"
+    );
+    assert_eq!(
+        instances("reject-list-fresh"),
+        "instances: 3 created, 0 transactions on a reused one, 0 idle (fresh per transaction)",
+        "{list}"
+    );
+    assert_eq!(
+        instances("probe-v2"),
+        "instances: 3 created, 0 transactions on a reused one, 0 idle (fresh per transaction)",
+        "{list}"
     );
 }

@@ -125,7 +125,7 @@ impl Drop for Peer {
 
 fn plugin(service: &str, options: &str) -> String {
     format!(
-        "[[plugin]]\nname = \"dcc\"\npath = \"{}\"\ntimeout_ms = 10000\non_failure = \"tempfail\"\nreuse = true\ncapabilities = [\"log\", \"services\"]\nservices = {{ dccifd = \"{service}\" }}\n[plugin.config]\noptions = [{options}]\nuser_domains = [\"peer.example\"]\n",
+        "[[plugin]]\nname = \"dcc\"\npath = \"{}\"\ntimeout_ms = 10000\non_failure = \"tempfail\"\ncapabilities = [\"log\", \"services\"]\nservices = {{ dccifd = \"{service}\" }}\n[plugin.config]\noptions = [{options}]\nuser_domains = [\"peer.example\"]\n",
         plugin_wasm("dcc.wasm").display()
     )
 }

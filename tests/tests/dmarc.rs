@@ -77,7 +77,7 @@ nopolicy IN TXT {spf}
         "",
         &format!("nameservers = [\"127.0.0.1:{}\"]\n", nsd.port),
         &format!(
-            "[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"random\", \"directories\"]\ntimeout_ms = 5000\nreuse = true\non_failure = \"tempfail\"\ndirectories = {{ psl = \"{}\" }}\n[plugin.config]\npublic_suffix_list = \"/psl/list.dat\"\n",
+            "[[plugin]]\nname = \"dmarc\"\npath = \"{}\"\ncapabilities = [\"log\", \"dns\", \"random\", \"directories\"]\ntimeout_ms = 5000\non_failure = \"tempfail\"\ndirectories = {{ psl = \"{}\" }}\n[plugin.config]\npublic_suffix_list = \"/psl/list.dat\"\n",
             plugin_wasm("dmarc.wasm").display(),
             psl.display()
         ),

@@ -1,9 +1,10 @@
 //! The example plugins in C, Python (componentize-py) and JavaScript
 //! (componentize-js), built by scripts/test.sh, each loaded by the real
 //! gateway and driven over SMTP: a listed recipient is refused, the
-//! accepted message carries the plugin's header. They run with
-//! `reuse = true`, as their docs advise: the second transaction is served
-//! by the instance the first gave back, and answers the same. They are
+//! accepted message carries the plugin's header. Each declares itself
+//! reusable in its manifest (the 0.1 fixture, which cannot, runs with
+//! `reuse = true`): the second transaction is served by the instance the
+//! first gave back, and answers the same. They are
 //! built on contract 0.2 from a world of their own: `plugin list` shows
 //! the contract and only the hooks each exports. The C example as it was
 //! on contract 0.1 is kept as a fixture and still behaves the same.
@@ -31,11 +32,14 @@ fn run_example(name: &str, wasm: PathBuf, header: &str, refusal: &str) {
 /// `contract`: the contract version the component was built on (also its
 /// version).
 fn run_example_on(name: &str, wasm: PathBuf, header: &str, refusal: &str, contract: &str) {
+    // A 0.2 manifest says whether instances may be reused.
+    let declares = contract != "0.1.0";
     let s = Server::start(
         "",
         &format!(
-            "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ntimeout_ms = 5000\nmemory = \"128M\"\nreuse = true\n[plugin.config]\nreject = [\"bob@local.test\"]\n",
-            wasm.display()
+            "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ntimeout_ms = 5000\nmemory = \"128M\"\n{}[plugin.config]\nreject = [\"bob@local.test\"]\n",
+            wasm.display(),
+            if declares { "" } else { "reuse = true\n" }
         ),
     );
     for n in 1..=2 {
@@ -66,7 +70,12 @@ fn run_example_on(name: &str, wasm: PathBuf, header: &str, refusal: &str, contra
         "{list}"
     );
     assert!(
-        list.contains(", 1 transactions on a reused one") && list.contains("(reuse)"),
+        list.contains(", 1 transactions on a reused one")
+            && list.contains(if declares {
+                "(reuse, as the plugin declares)"
+            } else {
+                "(reuse)"
+            }),
         "the second transaction did not reuse the first one's instance: {list}"
     );
 }

@@ -99,7 +99,7 @@ const DELAY: u64 = 3;
 /// recipient.
 fn node(redis: &RedisServer, policy: &str) -> Server {
     let extra = format!(
-        "{store}\n[[rate_limit]]\ncount = \"messages\"\nper = \"sender\"\nlimit = 2\nwindow = \"1h\"\nexempt = [\"127.0.0.2\"]\n\n[[plugin]]\nname = \"greylist\"\npath = \"{wasm}\"\ncapabilities = [\"kv\", \"clock\", \"log\"]\nreuse = true\n[plugin.config]\ndelay = {DELAY}\nretry_window = 600\non_kv_error = \"accept\"\n",
+        "{store}\n[[rate_limit]]\ncount = \"messages\"\nper = \"sender\"\nlimit = 2\nwindow = \"1h\"\nexempt = [\"127.0.0.2\"]\n\n[[plugin]]\nname = \"greylist\"\npath = \"{wasm}\"\ncapabilities = [\"kv\", \"clock\", \"log\"]\n[plugin.config]\ndelay = {DELAY}\nretry_window = 600\non_kv_error = \"accept\"\n",
         store = redis.store_section(&format!(
             "on_outage = \"{policy}\"\ntimeout_ms = 300\nretry_interval = \"1s\""
         )),

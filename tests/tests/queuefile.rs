@@ -9,7 +9,7 @@ use std::process::Command;
 
 fn plugin(out: &Path, format: &str) -> String {
     format!(
-        "[[plugin]]\nname = \"queuefile\"\npath = \"{}\"\nreuse = true\ncapabilities = [\"log\", \"clock\", \"random\", \"directories\"]\ndirectories = {{ out = \"{}\" }}\n[plugin.config]\ndirectory = \"out\"\ndomains = [\"scan.test\", \".scan.test\"]\nformat = \"{format}\"\nowner = \"root 0 0\"\n",
+        "[[plugin]]\nname = \"queuefile\"\npath = \"{}\"\ncapabilities = [\"log\", \"clock\", \"random\", \"directories\"]\ndirectories = {{ out = \"{}\" }}\n[plugin.config]\ndirectory = \"out\"\ndomains = [\"scan.test\", \".scan.test\"]\nformat = \"{format}\"\nowner = \"root 0 0\"\n",
         plugin_wasm("queuefile.wasm").display(),
         out.display()
     )

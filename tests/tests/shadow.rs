@@ -10,7 +10,7 @@ use mailgate_tests::{Client, Server, plugin_wasm};
 fn reject_list(name: &str, rejects: &[&str], extra: &str) -> String {
     let list: Vec<String> = rejects.iter().map(|r| format!("\"{r}\"")).collect();
     format!(
-        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\nreuse = true\ncapabilities = [\"log\", \"lookup\"]\n{extra}[plugin.config]\nreject = [{}]\n\n",
+        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ncapabilities = [\"log\", \"lookup\"]\n{extra}[plugin.config]\nreject = [{}]\n\n",
         plugin_wasm("reject_list.wasm").display(),
         list.join(", ")
     )

@@ -15,7 +15,7 @@ fn gateway(ex: &EximServer, scheme: &str) -> Server {
         "",
         &format!("smarthost = \"127.0.0.1:{}\"\n", ex.port),
         &format!(
-            "[local]\nusers = [\"alice\"]\n\n[aliases]\nfwd = [\"carol@remote.test\"]\nboth = [\"alice\", \"dave@remote.test\"]\n\n[[plugin]]\nname = \"srs\"\npath = \"{}\"\ncapabilities = [\"log\", \"clock\"]\non_failure = \"tempfail\"\nreuse = true\n[plugin.config]\ndomain = \"local.test\"\nsecrets = [\"{SECRET}\", \"older\"]\nscheme = \"{scheme}\"\n",
+            "[local]\nusers = [\"alice\"]\n\n[aliases]\nfwd = [\"carol@remote.test\"]\nboth = [\"alice\", \"dave@remote.test\"]\n\n[[plugin]]\nname = \"srs\"\npath = \"{}\"\ncapabilities = [\"log\", \"clock\"]\non_failure = \"tempfail\"\n[plugin.config]\ndomain = \"local.test\"\nsecrets = [\"{SECRET}\", \"older\"]\nscheme = \"{scheme}\"\n",
             plugin_wasm("srs.wasm").display()
         ),
     )

@@ -171,7 +171,7 @@ async fn plugin_test(gateway: &Config, args: TestArgs) -> Result<(), String> {
             timeout_ms: 1000,
             memory: mailgate::config::ByteSize(64 << 20),
             fuel: 0,
-            reuse: false,
+            reuse: None,
             capabilities: caps,
             services: Default::default(),
             directories: Default::default(),
@@ -271,7 +271,9 @@ pub async fn plugin_cmd(cfg: &Config, cmd: PluginCmd) -> Result<(), String> {
                     p["instances"],
                     p["reused"],
                     p["idle"],
-                    if p["reuse"].as_bool() == Some(true) {
+                    if p["reuse_declared"].as_bool() == Some(true) {
+                        " (reuse, as the plugin declares)"
+                    } else if p["reuse"].as_bool() == Some(true) {
                         " (reuse)"
                     } else {
                         " (fresh per transaction)"

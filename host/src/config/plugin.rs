@@ -75,9 +75,11 @@ pub struct PluginConfig {
     /// its memory from one transaction to the next (true of every bundled
     /// plugin), so an instance that finished a transaction serves the
     /// next one of any session, without a new store and without a new
-    /// `init`. Off: a fresh instance (and `init`) per transaction.
+    /// `init`. Off: a fresh instance (and `init`) per transaction. Unset:
+    /// what the plugin declares (contract 0.2's `manifest.reusable`; a
+    /// 0.1 plugin cannot declare it and gets fresh instances).
     #[serde(default)]
-    pub reuse: bool,
+    pub reuse: Option<bool>,
     /// Granted capabilities.
     #[serde(default = "default_caps")]
     pub capabilities: Vec<Capability>,

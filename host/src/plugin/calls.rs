@@ -122,12 +122,12 @@ impl SessionPlugins {
     }
 
     /// End of a transaction: the instances go back to their plugins'
-    /// pools (`reuse`) or are dropped; the next call gets others.
+    /// pools (when they are reused) or are dropped; the next call gets others.
     pub fn reset(&mut self) {
         self.begun = false;
         for (i, slot) in self.instances.iter_mut().enumerate() {
             if let Some(inst) = slot.take()
-                && self.set[i].cfg.reuse
+                && self.set[i].reuse
             {
                 self.set[i].pool.give_back(inst);
             }
@@ -241,7 +241,7 @@ impl SessionPlugins {
     async fn instance(&mut self, i: usize) -> Result<&mut Instance, String> {
         if self.instances[i].is_none() {
             let p = Arc::clone(&self.set[i]);
-            let idle = if p.cfg.reuse { p.pool.take() } else { None };
+            let idle = if p.reuse { p.pool.take() } else { None };
             self.instances[i] = Some(match idle {
                 Some(inst) => inst,
                 None => Instance::new(&self.rt, p).await?,

@@ -234,20 +234,37 @@ fn go_on() -> wit::Response {
     }
 }
 
+/// A plugin's manifest, whichever contract it came in.
+pub struct Described {
+    /// The version it reports (`plugin list`, the load line).
+    pub version: String,
+    /// The hooks a 0.1 manifest lists (0.2: none; its exports are its
+    /// hooks).
+    pub hooks: Option<Vec<Hook>>,
+    /// Whether it declares that an instance may serve many transactions
+    /// (0.2's `reusable`; a 0.1 plugin cannot say, so false).
+    pub reusable: bool,
+}
+
 impl Bindings {
-    /// Name, version, and (0.1) the hooks of the manifest.
-    pub async fn describe(
-        &self,
-        store: &mut Store<State>,
-    ) -> wasmtime::Result<(String, String, Option<Vec<Hook>>)> {
+    /// The plugin's manifest.
+    pub async fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Described> {
         match self {
             Bindings::V1(b) => {
                 let m = b.mailgate_plugin_plugin().call_describe(store).await?;
-                Ok((m.name, m.version, Some(m.hooks)))
+                Ok(Described {
+                    version: m.version,
+                    hooks: Some(m.hooks),
+                    reusable: false,
+                })
             }
             Bindings::V2(b) => {
                 let m = b.plugin.call_describe(store).await?;
-                Ok((m.name, m.version, None))
+                Ok(Described {
+                    version: m.version,
+                    hooks: None,
+                    reusable: m.reusable,
+                })
             }
         }
     }

@@ -40,7 +40,10 @@ pub struct Loaded {
     pub calls: AtomicU64,
     /// Failures (traps, timeouts, bad answers).
     pub failures: AtomicU64,
-    /// Its idle instances, when its config says `reuse`.
+    /// Whether an instance serves more than one transaction: its config's
+    /// `reuse`, or else what its manifest declares.
+    pub reuse: bool,
+    /// Its idle instances, when it is reused.
     pub pool: Pool,
     /// Comparisons with its active plugin, when it is a shadow.
     pub shadow: super::shadow::ShadowStats,
@@ -212,6 +215,7 @@ impl Runtime {
                 config_json: cfg.config_json(),
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                reuse: false,
                 pool: Pool::default(),
                 shadow: Default::default(),
             };
@@ -226,10 +230,11 @@ impl Runtime {
                 .describe()
                 .await
                 .map_err(|e| fail(format!("describe failed: {e}")))?;
-            loaded.version = m.1;
+            loaded.version = m.version;
+            loaded.reuse = cfg.reuse.unwrap_or(m.reusable);
             loaded.hooks = match loaded.pre.exported_hooks() {
                 Some(h) => h,
-                None => m.2.unwrap_or_default(),
+                None => m.hooks.unwrap_or_default(),
             };
             out.push(Arc::new(loaded));
         }
@@ -279,6 +284,7 @@ pub(super) fn clone_loaded(l: &Loaded) -> Loaded {
         config_json: l.config_json.clone(),
         calls: AtomicU64::new(0),
         failures: AtomicU64::new(0),
+        reuse: l.reuse,
         pool: Pool::default(),
         shadow: Default::default(),
     }

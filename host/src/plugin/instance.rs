@@ -1,7 +1,6 @@
 //! One instance of one plugin in its own store, with its budgets: wall
 //! time (epoch ticks), memory and fuel, reset before every call.
 
-use super::bindings::mailgate::plugin::types as wit;
 use super::engine::{Loaded, Runtime};
 use super::state::State;
 use crate::config::plugin::Capability;
@@ -116,10 +115,8 @@ impl Instance {
         self.store.data().limits.memory > self.plugin.cfg.memory.0 as usize / 2
     }
 
-    /// Name, version and (contract 0.1) the manifest's hooks.
-    pub(super) async fn describe(
-        &mut self,
-    ) -> Result<(String, String, Option<Vec<wit::Hook>>), String> {
+    /// What the plugin's manifest says.
+    pub(super) async fn describe(&mut self) -> Result<super::contract::Described, String> {
         self.reset_budget();
         self.bindings
             .describe(&mut self.store)

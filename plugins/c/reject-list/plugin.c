@@ -42,6 +42,9 @@ static void next(mailgate_plugin_types_response_t *ret) {
 void exports_mailgate_plugin_plugin_describe(exports_mailgate_plugin_plugin_manifest_t *ret) {
     dup(&ret->name, "reject-list-c");
     dup(&ret->version, "0.2.0");
+    /* Only the parsed list outlives a transaction: one instance may serve
+     * many. */
+    ret->reusable = true;
 }
 
 /* The config is the plugin's TOML table as JSON, e.g.

@@ -92,7 +92,7 @@ pub fn bundled_plugins(dir: Option<&std::path::Path>) -> Vec<PluginConfig> {
             timeout_ms: 5000,
             memory: crate::config::ByteSize(64 << 20),
             fuel: 0,
-            reuse: false,
+            reuse: None,
             // What the bundled ARC and DMARC plugins import.
             capabilities: vec![
                 Capability::Log,

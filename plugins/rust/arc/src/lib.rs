@@ -125,6 +125,8 @@ fn comment(s: &str) -> String {
 
 impl Plugin for ArcPlugin {
     const NAME: &'static str = "arc";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;

@@ -161,6 +161,8 @@ struct Bmi;
 
 impl Plugin for Bmi {
     const NAME: &'static str = "bmi";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;

@@ -123,6 +123,8 @@ struct Dcc;
 
 impl Plugin for Dcc {
     const NAME: &'static str = "dcc";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;

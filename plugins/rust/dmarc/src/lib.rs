@@ -227,6 +227,8 @@ fn sample() -> u8 {
 
 impl Plugin for Dmarc {
     const NAME: &'static str = "dmarc";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;

@@ -59,6 +59,8 @@ fn kv_failed(p: &Policy, why: &str) -> Response {
 
 impl Plugin for Greylist {
     const NAME: &'static str = "greylist";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let p = Policy::new(parse_config(config)?)?;

@@ -90,6 +90,9 @@ impl plugin::Guest for Probe {
         plugin::Manifest {
             name: "probe-v2".into(),
             version: "0.2.0".into(),
+            // It could say true; saying false leaves the choice to the
+            // tests' configs (`reuse`).
+            reusable: false,
         }
     }
     fn init(_config: String) -> Result<(), String> {

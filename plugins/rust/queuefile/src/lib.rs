@@ -196,6 +196,8 @@ struct Queuefile;
 
 impl Plugin for Queuefile {
     const NAME: &'static str = "queuefile";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;

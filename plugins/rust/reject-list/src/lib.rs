@@ -35,6 +35,8 @@ struct RejectList;
 impl Plugin for RejectList {
     const NAME: &'static str = "reject-list";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;

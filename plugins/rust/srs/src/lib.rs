@@ -66,6 +66,8 @@ struct SrsPlugin;
 
 impl Plugin for SrsPlugin {
     const NAME: &'static str = "srs";
+    // Only the parsed config outlives a transaction.
+    const REUSABLE: bool = true;
 
     fn init(config: &str) -> Result<(), String> {
         let c: Config = parse_config(config)?;
